@@ -1,0 +1,3 @@
+from hybridos.cli.main import main
+
+main()

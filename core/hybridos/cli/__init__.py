@@ -1,0 +1,1 @@
+"""The ``hybridos`` command line (click)."""

@@ -1,0 +1,115 @@
+"""The fetch interface: what a fetch plugin (repo_fs, repo_http, third parties) implements.
+
+A fetcher serves one or more URL schemes. The core picks the fetcher for a URL by its scheme
+(``select_fetcher`` in ``hybridos.plugins``) and uses it for OSTree pulls, rpm-md metadata and RPM downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from hybridos.errors import CorruptionError
+
+#: Called with (items_done, bytes_done) increments as data arrives.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Settings shared by every fetcher; plugins ignore what does not apply to them."""
+
+    timeout: float = 30.0
+    retries: int = 4
+    max_parallel: int = 8
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One file to download to ``dest``; verified against ``sha256`` (hex) when given."""
+
+    url: str
+    dest: Path
+    sha256: str | None = None
+    size: int | None = None
+
+
+def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str, url: str) -> None:
+    """Raise CorruptionError naming the URL when ``path`` does not hash to ``expected``."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise CorruptionError(f"checksum mismatch for {url}: expected sha256 {expected}, got {actual}")
+
+
+class Fetcher(ABC):
+    """Reads and downloads URLs of the schemes it names."""
+
+    #: Human name shown by ``hybridos plugins``.
+    name: ClassVar[str]
+    #: URL schemes served, lower case, e.g. ("http", "https"). "" stands for plain local paths.
+    schemes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, options: FetchOptions | None = None):
+        self.options = options or FetchOptions()
+
+    @abstractmethod
+    def read(self, url: str) -> bytes:
+        """Return the whole body of ``url``.
+
+        Raise ``NotFoundError`` when the file does not exist (a real 404 or ENOENT) and ``FetchError`` for
+        any other failure, so that callers can treat "absent" differently from "broken".
+        """
+
+    @abstractmethod
+    def download(self, request: DownloadRequest, progress: ProgressCallback | None = None) -> Path:
+        """Fetch ``request.url`` to ``request.dest`` and return it.
+
+        The data lands in ``dest`` + ``.part`` first (resumed if present and the scheme allows), is checked
+        against ``request.sha256`` when given, and only then renamed to ``dest``: a failed or tampered
+        download never appears at ``dest``.
+        """
+
+    def download_many(self, requests: Sequence[DownloadRequest],
+                      progress: ProgressCallback | None = None) -> list[Path]:
+        """Download every request, ``options.max_parallel`` at a time; the first failure is raised."""
+        if not requests:
+            return []
+        workers = max(1, min(self.options.max_parallel, len(requests)))
+        if workers == 1:
+            return [self.download(r, progress) for r in requests]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda r: self.download(r, progress), requests))
+
+    def read_many(self, urls: Iterable[str]) -> list[bytes]:
+        """Read several small files, in parallel where the fetcher allows."""
+        urls = list(urls)
+        workers = max(1, min(self.options.max_parallel, len(urls)))
+        if workers == 1:
+            return [self.read(u) for u in urls]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self.read, urls))
+
+    def close(self) -> None:
+        """Release connections and other resources."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

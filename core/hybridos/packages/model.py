@@ -1,0 +1,115 @@
+"""Domain values of the package system, shared by the solve and layer hooks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from hybridos.arch import Architecture
+from hybridos.errors import UsageError
+
+_NEVRA_RE = re.compile(r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)\.(?P<arch>[^.]+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Nevra:
+    """name-[epoch:]version-release.arch"""
+
+    name: str
+    epoch: int
+    version: str
+    release: str
+    arch: str
+
+    @property
+    def evr(self) -> str:
+        return f"{self.epoch}:{self.version}-{self.release}" if self.epoch else f"{self.version}-{self.release}"
+
+    def __str__(self) -> str:
+        return f"{self.name}-{self.evr}.{self.arch}"
+
+    @classmethod
+    def parse(cls, text: str) -> Nevra:
+        m = _NEVRA_RE.match(text)
+        if not m:
+            raise UsageError(f"not a package NEVRA: {text!r}")
+        return cls(m["name"], int(m["epoch"] or 0), m["version"], m["release"], m["arch"])
+
+
+class Action(StrEnum):
+    INSTALL = "install"
+    ERASE = "erase"
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    REINSTALL = "reinstall"
+
+
+@dataclass(frozen=True)
+class SolveRequest:
+    """What the solve hook turns into a transaction.
+
+    ``repos`` are loaded repository objects from ``hybridos.packages`` (their type belongs to the solver
+    implementation); ``installed`` is the set already in the tree, read from its rpmdb.
+    """
+
+    arch: Architecture
+    repos: tuple = ()
+    installed: tuple = ()
+    install: tuple[str, ...] = ()          #: names, provides, NEVRAs or local RPM paths
+    erase: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()          #: exact packages to install in place of the same names
+    upgrade_all: bool = False
+    distupgrade: bool = False
+    excludes: tuple[str, ...] = ()
+    weak_deps: bool = True
+    locked: tuple[str, ...] = ()           #: names that may not be removed, upgraded or downgraded
+    allow_downgrade: bool = False
+
+
+@dataclass(frozen=True)
+class TransactionItem:
+    action: Action
+    nevra: Nevra
+    location: str = ""          #: URL or path of the RPM for installs
+    checksum: str = ""          #: "sha256:<hex>" from the metadata
+    replaces: Nevra | None = None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """An ordered list of package operations."""
+
+    items: tuple[TransactionItem, ...] = ()
+
+    @property
+    def installs(self) -> tuple[TransactionItem, ...]:
+        return tuple(i for i in self.items if i.action is not Action.ERASE)
+
+    @property
+    def erases(self) -> tuple[TransactionItem, ...]:
+        return tuple(i for i in self.items if i.action is Action.ERASE)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@dataclass(frozen=True)
+class LayerRequest:
+    """What the layer hook applies: ``transaction`` onto ``tree`` using downloaded ``rpms``."""
+
+    tree: Path
+    transaction: Transaction
+    rpms: dict[str, Path] = field(default_factory=dict)   #: str(nevra) -> local RPM file
+    arch: Architecture = Architecture.X86_64
+    run_scripts: bool = True
+    force_replacefiles: bool = False
+    protected_paths: frozenset[str] = frozenset()        #: base files layering may not overwrite
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    installed: tuple[Nevra, ...] = ()
+    erased: tuple[Nevra, ...] = ()
+    script_output: str = ""

@@ -1,0 +1,1 @@
+"""Small helpers shared by the whole core: atomic writes, subprocesses, progress, tools."""

@@ -1,0 +1,1 @@
+"""hybridos bootloader plugin: uboot."""

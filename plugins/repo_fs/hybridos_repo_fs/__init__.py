@@ -1,0 +1,1 @@
+"""hybridos fetch plugin for file:// URLs and local paths."""

@@ -1,0 +1,1 @@
+"""hybridos fetch plugin for http:// and https:// URLs."""

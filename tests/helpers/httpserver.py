@@ -1,0 +1,130 @@
+"""A real HTTP server on 127.0.0.1 for tests: serves a directory, supports Range, can inject faults."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+
+@dataclass
+class Faults:
+    """Fault injection, changeable while the server runs.
+
+    ``drop_after``: path suffix -> bytes to send before closing the connection (once per path unless
+    ``drop_always``); ``status``: path suffix -> HTTP status to answer instead of the file;
+    ``tamper``: path suffix -> function that changes the body.
+    """
+
+    drop_after: dict[str, int] = field(default_factory=dict)
+    drop_always: bool = False
+    status: dict[str, int] = field(default_factory=dict)
+    tamper: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+
+
+def _match(table: dict, path: str):
+    for suffix, value in table.items():
+        if path.endswith(suffix):
+            return value
+    return None
+
+
+class StaticServer:
+    """``with StaticServer(root) as srv: srv.url`` -> "http://127.0.0.1:PORT"."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.faults = Faults()
+        self.requests: list[tuple[str, str, int]] = []   # (path, range header or "", status)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _log(self, status: int):
+                with server._lock:
+                    server.requests.append((self.path, self.headers.get("Range", ""), status))
+
+            def _send_status(self, status: int):
+                self._log(status)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_HEAD(self):
+                self.do_GET(head=True)
+
+            def do_GET(self, head: bool = False):
+                path = unquote(urlsplit(self.path).path)
+                rel = posixpath.normpath(path).lstrip("/")
+                if rel.startswith(".."):
+                    return self._send_status(403)
+                forced = _match(server.faults.status, path)
+                if forced:
+                    return self._send_status(forced)
+                fs = server.root / rel
+                if not fs.is_file():
+                    return self._send_status(404)
+                body = fs.read_bytes()
+                tamper = _match(server.faults.tamper, path)
+                if tamper:
+                    body = tamper(body)
+                start, status = 0, 200
+                rng = self.headers.get("Range", "")
+                if rng.startswith("bytes=") and rng.endswith("-"):
+                    start = int(rng[6:-1])
+                    if start >= len(body):
+                        return self._send_status(416)
+                    status = 206
+                self._log(status)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body) - start))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if head:
+                    return
+                drop = _match(server.faults.drop_after, path)
+                if drop is not None and (server.faults.drop_always or path not in server.faults.dropped):
+                    server.faults.dropped.add(path)
+                    self.wfile.write(body[start:start + drop])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(2)
+                    return
+                self.wfile.write(body[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> StaticServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@contextlib.contextmanager
+def serve(root: str | os.PathLike) -> Iterator[StaticServer]:
+    with StaticServer(root) as srv:
+        yield srv

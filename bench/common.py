@@ -11,6 +11,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -19,15 +20,17 @@ VENV_BIN = os.path.dirname(sys.executable)
 
 def timed_command(argv: Sequence[str], *, env: dict | None = None, cwd: str | None = None) -> tuple[float, float]:
     """Run a command; return (wall seconds, peak RSS of the child in MiB). Raises on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
-    rss = usage.ru_maxrss / 1024 if usage else _children_peak_rss_mb()
-    return wall, rss
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errf)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            errf.seek(0)
+            tail = errf.read().decode(errors="replace")[-500:]
+            raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {tail}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def _children_peak_rss_mb() -> float:

@@ -7,12 +7,15 @@ then asks the selected bootloader to write its own configuration for version N (
 
 from __future__ import annotations
 
+import os
+import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from hybridos.arch import Architecture
+from hybridos.errors import BootloaderError
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ class BootEntry:
     checksum: str = ""             #: the deployed commit
     version: str = ""              #: the commit's "version" metadata, if any
     kernel_version: str = ""
+    #: the deployment's checkout relative to the sysroot, e.g. "ostree/deploy/fedora/deploy/<C>.0"
+    #: ("" when unknown); plugins read per-deployment files from it (``usr/lib/ostree-boot/uEnv.txt``)
+    deployment: str = ""
+
+    @property
+    def boot_paths(self) -> tuple[str, ...]:
+        """Every /boot-relative path this entry refers to (kernel, initrds, device tree file or directory)."""
+        extra = tuple(p for p in (self.devicetree, self.fdtdir) if p)
+        return (self.linux, *self.initrd, *extra)
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,19 @@ class BootConfigContext:
         """The new ``boot/loader.N`` directory, not yet pointed to by ``boot/loader``."""
         return self.boot_dir / f"loader.{self.bootversion}"
 
+    def boot_file(self, path: str) -> Path:
+        """The sysroot file behind a /boot-relative entry path such as ``/ostree/x-<csum>/vmlinuz-6.1``."""
+        return self.boot_dir / path.lstrip("/")
+
+    @property
+    def current_bootversion(self) -> int | None:
+        """The bootversion ``boot/loader`` points to now (before the swap), or None on a fresh sysroot."""
+        try:
+            target = os.readlink(self.boot_dir / "loader")
+        except OSError:
+            return None
+        return {"loader.0": 0, "loader.1": 1}.get(target)
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -60,6 +85,28 @@ class Detection:
 
     score: int
     reason: str
+
+
+def kernel_architecture(head: bytes) -> Architecture | None:
+    """The architecture a kernel image was built for, from its first 4 KiB; None when not recognised.
+
+    x86 bzImage: "HdrS" at 0x202; arm64 Image: "ARM\\x64" at 0x38; ELF (ppc64le vmlinux and others): e_machine.
+    """
+    if head[:4] == b"\x7fELF" and len(head) >= 20:
+        little = head[5] == 1
+        machine = struct.unpack_from("<H" if little else ">H", head, 18)[0]
+        if machine == 62:
+            return Architecture.X86_64
+        if machine == 183:
+            return Architecture.AARCH64
+        if machine == 21 and little and head[4] == 2:
+            return Architecture.PPC64LE
+        return None
+    if head[0x38:0x3C] == b"ARM\x64":
+        return Architecture.AARCH64
+    if head[0x202:0x206] == b"HdrS":
+        return Architecture.X86_64
+    return None
 
 
 class Bootloader(ABC):
@@ -83,3 +130,29 @@ class Bootloader(ABC):
 
     def supports(self, arch: Architecture) -> bool:
         return arch in self.architectures
+
+    def validate(self, context: BootConfigContext) -> None:
+        """Refuse, before anything is written, a context this bootloader cannot boot.
+
+        Checks the architecture, that every entry's files exist, and that each kernel is built for
+        ``context.arch`` (when its format is recognised). Plugins call this first in ``write_config``.
+        """
+        if not self.supports(context.arch):
+            known = ", ".join(sorted(a.value for a in self.architectures))
+            raise BootloaderError(
+                f"{self.name} cannot boot {context.arch.value} deployments (it supports {known}); "
+                "set [sysroot] bootloader= in ostree/repo/config to a bootloader for this architecture"
+            )
+        if not context.entries:
+            raise BootloaderError(f"{self.name}: no boot entries to write for boot version {context.bootversion}")
+        for entry in context.entries:
+            for path in entry.boot_paths:
+                if not context.boot_file(path).exists():
+                    raise BootloaderError(f"{self.name}: entry {entry.id} refers to /boot{path}, which does not exist")
+            with open(context.boot_file(entry.linux), "rb") as f:
+                found = kernel_architecture(f.read(4096))
+            if found is not None and found != context.arch:
+                raise BootloaderError(
+                    f"{self.name}: entry {entry.id} has a {found.value} kernel ({entry.linux}) but the deployment "
+                    f"is {context.arch.value}"
+                )

@@ -1,0 +1,1 @@
+"""Composing images: treefile -> packages -> tree -> OSTree commit (``hybridos compose tree``)."""

@@ -1,12 +1,116 @@
-"""GRUB2 backend: detection; configuration writing comes with the bootloader issue."""
+"""GRUB2 backend: finds the GRUB layout of a sysroot and writes grub.cfg (and grubenv) for a boot version.
+
+BIOS-style layouts (``boot/grub2/grub.cfg`` on a POSIX file system) become atomic through the symlink
+``boot/grub2/grub.cfg -> ../loader/grub.cfg``: the new config is ``boot/loader.N/grub.cfg`` and the core's swap of
+``boot/loader`` makes it current. A grub.cfg on the EFI system partition (FAT, no symlinks) is written complete
+as ``grub.cfg.new`` before the swap and renamed over ``grub.cfg`` after it, so a crash before the swap leaves the
+previous configuration untouched.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from hybridos.arch import Architecture
 from hybridos.bootloader import BootConfigContext, Bootloader, Detection
-from hybridos.errors import BootloaderError
+from hybridos.errors import BootloaderError, FormatError
+from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir
+from hybridos_bootloader_grub.config import (
+    MARKER,
+    Flavour,
+    GrubSettings,
+    calls_blscfg,
+    commands,
+    enables_blscfg,
+    render_blscfg,
+    render_menu,
+)
+from hybridos_bootloader_grub.grubenv import format_grubenv, parse_grubenv
+
+POSIX_CONFIGS = ("boot/grub2/grub.cfg", "boot/grub/grub.cfg")
+
+
+@dataclass(frozen=True)
+class GrubLayout:
+    """Where this sysroot's GRUB reads its configuration."""
+
+    config: Path    #: the grub.cfg GRUB reads
+    on_esp: bool    #: on the FAT EFI system partition: rename in place instead of the loader symlink
+
+    @property
+    def env(self) -> Path:
+        return self.config.parent / "grubenv"
+
+
+def find_layout(sysroot: Path) -> GrubLayout | None:
+    for rel in POSIX_CONFIGS:
+        p = sysroot / rel
+        if p.exists() or p.is_symlink():
+            return GrubLayout(p, on_esp=False)
+    efi = sysroot / "boot/efi/EFI"
+    if efi.is_dir():
+        for cfg in sorted(efi.glob("*/grub.cfg")):
+            return GrubLayout(cfg, on_esp=True)
+    return None
+
+
+def _has_efi_grub(sysroot: Path) -> bool:
+    efi = sysroot / "boot/efi/EFI"
+    return efi.is_dir() and (any(efi.glob("*/grub*.efi")) or any(efi.glob("*/shim*.efi")))
+
+
+def settings_for(context: BootConfigContext, layout: GrubLayout) -> GrubSettings:
+    """Flavour from ``[sysroot] grub-flavour`` or the layout; counting and timeout from the options."""
+    opts = context.options
+    if "grub-flavour" in opts:
+        try:
+            flavour = Flavour(opts["grub-flavour"].strip())
+        except ValueError:
+            known = ", ".join(f.value for f in Flavour)
+            raise BootloaderError(f"grub2: unknown grub-flavour {opts['grub-flavour']!r} (known: {known})") from None
+    elif context.arch == Architecture.PPC64LE:
+        flavour = Flavour.IEEE1275
+    elif context.arch == Architecture.AARCH64 or layout.on_esp or _has_efi_grub(context.sysroot):
+        flavour = Flavour.EFI
+    else:
+        flavour = Flavour.BIOS
+    commands(flavour, context.arch)  # refuses an impossible combination before anything is written
+    return GrubSettings(
+        flavour=flavour,
+        arch=context.arch,
+        timeout=_int_option(opts, "timeout", 5),
+        boot_counting=_int_option(opts, "boot-counting", 0),
+        fdt_file=opts.get("fdt-file") or None,
+    )
+
+
+def _int_option(opts: dict[str, str], key: str, default: int) -> int:
+    if key not in opts:
+        return default
+    try:
+        value = int(opts[key], 0)
+    except ValueError:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
+    if value < 0:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
+    return value
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return ""
+
+
+def _in_sysroot(sysroot: Path, path: Path) -> Path:
+    """Follow one symlink level of ``path``, reading absolute targets inside the sysroot, never the host."""
+    if not path.is_symlink():
+        return path
+    target = os.readlink(path)
+    return sysroot / target.lstrip("/") if target.startswith("/") else path.parent / target
 
 
 class GrubBootloader(Bootloader):
@@ -14,14 +118,90 @@ class GrubBootloader(Bootloader):
     architectures = frozenset({Architecture.X86_64, Architecture.AARCH64, Architecture.PPC64LE})
 
     def detect(self, sysroot: Path) -> Detection | None:
-        for rel in ("boot/grub2/grub.cfg", "boot/grub/grub.cfg"):
-            if (sysroot / rel).exists() or (sysroot / rel).is_symlink():
-                return Detection(50, f"{rel} exists")
-        efi = sysroot / "boot/efi/EFI"
-        if efi.is_dir():
-            for cfg in sorted(efi.glob("*/grub.cfg")):
-                return Detection(40, f"{cfg.relative_to(sysroot)} exists")
-        return None
+        layout = find_layout(sysroot)
+        if layout is None:
+            return None
+        rel = layout.config.relative_to(sysroot)
+        return Detection(50 if not layout.on_esp else 40, f"{rel} exists")
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _layout(self, context: BootConfigContext) -> GrubLayout:
+        layout = find_layout(context.sysroot)
+        if layout is None:
+            raise BootloaderError(
+                f"grub2: no grub.cfg in {context.sysroot} (looked for {', '.join(POSIX_CONFIGS)} and "
+                "boot/efi/EFI/*/grub.cfg)"
+            )
+        return layout
+
+    def _uses_bls(self, context: BootConfigContext, current_cfg: str) -> bool:
+        if calls_blscfg(current_cfg):
+            return True
+        candidates = [context.sysroot / "etc/default/grub"]
+        if context.entries and context.entries[0].deployment:
+            candidates.append(context.sysroot / context.entries[0].deployment / "etc/default/grub")
+        return any(enables_blscfg(_read_text(p)) for p in candidates)
+
+    def render(self, context: BootConfigContext) -> str | None:
+        """The grub.cfg for ``context``, or None when an existing BLS-capable config needs no change."""
+        layout = self._layout(context)
+        settings = settings_for(context, layout)
+        current = _read_text(_in_sysroot(context.sysroot, layout.config))
+        if calls_blscfg(current) and MARKER not in current:
+            return None  # the distribution's own BLS config already reads /loader/entries
+        if self._uses_bls(context, current):
+            return render_blscfg(settings, context.bootversion)
+        return render_menu(context.entries, settings, context.bootversion)
 
     def write_config(self, context: BootConfigContext) -> None:
-        raise BootloaderError("grub2: writing configuration is not implemented yet")
+        self.validate(context)
+        layout = self._layout(context)
+        text = self.render(context)
+        if text is None:
+            return
+        if layout.on_esp:
+            atomic_write(layout.config.with_name("grub.cfg.new"), text)
+            return
+        context.loader_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(context.loader_dir / "grub.cfg", text)
+        self._link_config(context, layout)
+
+    def _link_config(self, context: BootConfigContext, layout: GrubLayout) -> None:
+        """Make ``grub.cfg`` the symlink ``../loader/grub.cfg`` without changing what boots now."""
+        link = os.path.relpath(context.boot_dir / "loader/grub.cfg", layout.config.parent)
+        if layout.config.is_symlink() and os.readlink(layout.config) == link:
+            return
+        current = context.current_bootversion
+        if current is None:
+            return  # nothing to point at yet; post_swap links once boot/loader exists
+        current_cfg = context.boot_dir / f"loader.{current}/grub.cfg"
+        if not current_cfg.exists():
+            if not layout.config.exists():
+                return
+            # keep booting exactly what boots now: the current config moves behind the current loader
+            atomic_write(current_cfg, layout.config.read_bytes())
+        atomic_symlink(link, layout.config)
+
+    def post_swap(self, context: BootConfigContext) -> None:
+        layout = self._layout(context)
+        new = layout.config.with_name("grub.cfg.new")
+        if layout.on_esp and new.exists():
+            os.rename(new, layout.config)
+            fsync_dir(layout.config.parent)
+        elif not layout.on_esp and (context.loader_dir / "grub.cfg").exists():
+            self._link_config(context, layout)
+        settings = settings_for(context, layout)
+        if settings.boot_counting and len(context.entries) > 1:
+            self._arm_counting(context, layout, settings.boot_counting)
+
+    def _arm_counting(self, context: BootConfigContext, layout: GrubLayout, tries: int) -> None:
+        env_path = _in_sysroot(context.sysroot, layout.env)
+        variables: dict[str, str] = {}
+        if env_path.exists():
+            try:
+                variables = parse_grubenv(env_path.read_bytes())
+            except FormatError:
+                variables = {}
+        variables.update({"boot_counter": str(tries), "boot_success": "0"})
+        atomic_write(env_path, format_grubenv(variables))

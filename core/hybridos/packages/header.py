@@ -1,0 +1,796 @@
+"""RPM lead, signature and header parsing: pure functions from bytes to frozen values.
+
+An RPM file is a 96-byte lead, a signature header (padded to 8 bytes), the main header and the compressed
+payload. A header is ``magic(8) il(4) dl(4)``, ``il`` index entries of ``tag type offset count`` (big endian)
+and ``dl`` bytes of data. The rpmdb stores the main header without its 8-byte magic.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from hybridos.errors import FormatError
+from hybridos.packages.model import Nevra
+
+LEAD_MAGIC = b"\xed\xab\xee\xdb"
+LEAD_SIZE = 96
+HEADER_MAGIC = b"\x8e\xad\xe8\x01\x00\x00\x00\x00"
+_MAX_HEADER = 256 * 1024 * 1024
+
+# Header data types.
+NULL, CHAR, INT8, INT16, INT32, INT64, STRING, BIN, STRING_ARRAY, I18NSTRING = range(10)
+_TYPE_SIZE = {CHAR: 1, INT8: 1, INT16: 2, INT32: 4, INT64: 8}
+_TYPE_ALIGN = {INT16: 2, INT32: 4, INT64: 8}
+
+
+class Tag:
+    """Header tag numbers (rpmtag.h) used by hybridos."""
+
+    HEADERSIGNATURES = 62
+    HEADERIMMUTABLE = 63
+    HEADERI18NTABLE = 100
+    SIGSIZE = 257
+    SIGPGP = 259
+    SIGMD5 = 261
+    SIGGPG = 262
+    DSAHEADER = 267
+    RSAHEADER = 268
+    SHA1HEADER = 269
+    LONGSIGSIZE = 270
+    LONGARCHIVESIZE = 271
+    SHA256HEADER = 273
+    NAME = 1000
+    VERSION = 1001
+    RELEASE = 1002
+    EPOCH = 1003
+    SUMMARY = 1004
+    DESCRIPTION = 1005
+    BUILDTIME = 1006
+    INSTALLTIME = 1008
+    SIZE = 1009
+    LICENSE = 1014
+    GROUP = 1016
+    OS = 1021
+    ARCH = 1022
+    PREIN = 1023
+    POSTIN = 1024
+    PREUN = 1025
+    POSTUN = 1026
+    OLDFILENAMES = 1027
+    FILESIZES = 1028
+    FILESTATES = 1029
+    FILEMODES = 1030
+    FILERDEVS = 1033
+    FILEMTIMES = 1034
+    FILEDIGESTS = 1035
+    FILELINKTOS = 1036
+    FILEFLAGS = 1037
+    FILEUSERNAME = 1039
+    FILEGROUPNAME = 1040
+    SOURCERPM = 1044
+    FILEVERIFYFLAGS = 1045
+    ARCHIVESIZE = 1046
+    PROVIDENAME = 1047
+    REQUIREFLAGS = 1048
+    REQUIRENAME = 1049
+    REQUIREVERSION = 1050
+    CONFLICTFLAGS = 1053
+    CONFLICTNAME = 1054
+    CONFLICTVERSION = 1055
+    TRIGGERSCRIPTS = 1065
+    TRIGGERNAME = 1066
+    TRIGGERVERSION = 1067
+    TRIGGERFLAGS = 1068
+    TRIGGERINDEX = 1069
+    VERIFYSCRIPT = 1079
+    PREINPROG = 1085
+    POSTINPROG = 1086
+    PREUNPROG = 1087
+    POSTUNPROG = 1088
+    OBSOLETENAME = 1090
+    VERIFYSCRIPTPROG = 1091
+    TRIGGERSCRIPTPROG = 1092
+    FILEDEVICES = 1095
+    FILEINODES = 1096
+    FILELANGS = 1097
+    PREFIXES = 1098
+    PROVIDEFLAGS = 1112
+    PROVIDEVERSION = 1113
+    OBSOLETEFLAGS = 1114
+    OBSOLETEVERSION = 1115
+    DIRINDEXES = 1116
+    BASENAMES = 1117
+    DIRNAMES = 1118
+    PAYLOADFORMAT = 1124
+    PAYLOADCOMPRESSOR = 1125
+    PAYLOADFLAGS = 1126
+    INSTALLCOLOR = 1127
+    INSTALLTID = 1128
+    FILECOLORS = 1140
+    PRETRANS = 1151
+    POSTTRANS = 1152
+    PRETRANSPROG = 1153
+    POSTTRANSPROG = 1154
+    OLDSUGGESTSNAME = 1156
+    OLDSUGGESTSVERSION = 1157
+    OLDSUGGESTSFLAGS = 1158
+    OLDENHANCESNAME = 1159
+    OLDENHANCESVERSION = 1160
+    OLDENHANCESFLAGS = 1161
+    LONGFILESIZES = 5008
+    LONGSIZE = 5009
+    FILECAPS = 5010
+    FILEDIGESTALGO = 5011
+    PREINFLAGS = 5020
+    POSTINFLAGS = 5021
+    PREUNFLAGS = 5022
+    POSTUNFLAGS = 5023
+    PRETRANSFLAGS = 5024
+    POSTTRANSFLAGS = 5025
+    TRIGGERSCRIPTFLAGS = 5027
+    RECOMMENDNAME = 5046
+    RECOMMENDVERSION = 5047
+    RECOMMENDFLAGS = 5048
+    SUGGESTNAME = 5049
+    SUGGESTVERSION = 5050
+    SUGGESTFLAGS = 5051
+    SUPPLEMENTNAME = 5052
+    SUPPLEMENTVERSION = 5053
+    SUPPLEMENTFLAGS = 5054
+    ENHANCENAME = 5055
+    ENHANCEVERSION = 5056
+    ENHANCEFLAGS = 5057
+    FILETRIGGERSCRIPTS = 5066
+    FILETRIGGERSCRIPTPROG = 5067
+    FILETRIGGERSCRIPTFLAGS = 5068
+    FILETRIGGERNAME = 5069
+    FILETRIGGERINDEX = 5070
+    FILETRIGGERVERSION = 5071
+    FILETRIGGERFLAGS = 5072
+    TRANSFILETRIGGERSCRIPTS = 5076
+    TRANSFILETRIGGERSCRIPTPROG = 5077
+    TRANSFILETRIGGERSCRIPTFLAGS = 5078
+    TRANSFILETRIGGERNAME = 5079
+    TRANSFILETRIGGERINDEX = 5080
+    TRANSFILETRIGGERVERSION = 5081
+    TRANSFILETRIGGERFLAGS = 5082
+    FILETRIGGERPRIORITIES = 5084
+    TRANSFILETRIGGERPRIORITIES = 5085
+    PAYLOADDIGEST = 5092
+    PAYLOADDIGESTALGO = 5093
+
+
+class SigTag:
+    """Signature header tags that differ from their main-header twins."""
+
+    SIZE = 1000
+    PGP = 1002
+    MD5 = 1004
+    GPG = 1005
+    PAYLOADSIZE = 1007
+    RESERVEDSPACE = 1008
+
+
+class Sense:
+    """RPMSENSE_* dependency flag bits."""
+
+    LESS = 1 << 1
+    GREATER = 1 << 2
+    EQUAL = 1 << 3
+    POSTTRANS = 1 << 5
+    PREREQ = 1 << 6
+    PRETRANS = 1 << 7
+    INTERP = 1 << 8
+    SCRIPT_PRE = 1 << 9
+    SCRIPT_POST = 1 << 10
+    SCRIPT_PREUN = 1 << 11
+    SCRIPT_POSTUN = 1 << 12
+    SCRIPT_VERIFY = 1 << 13
+    TRIGGERIN = 1 << 16
+    TRIGGERUN = 1 << 17
+    TRIGGERPOSTUN = 1 << 18
+    MISSINGOK = 1 << 19
+    RPMLIB = 1 << 24
+    TRIGGERPREIN = 1 << 25
+    KEYRING = 1 << 26
+    CONFIG = 1 << 28
+    SENSEMASK = LESS | GREATER | EQUAL
+    INSTALL_ONLY = SCRIPT_PRE | SCRIPT_POST | RPMLIB | KEYRING | PRETRANS | POSTTRANS
+    ERASE_ONLY = SCRIPT_PREUN | SCRIPT_POSTUN
+
+
+class FileFlag:
+    """RPMFILE_* file attribute bits."""
+
+    CONFIG = 1 << 0
+    DOC = 1 << 1
+    MISSINGOK = 1 << 3
+    NOREPLACE = 1 << 4
+    GHOST = 1 << 6
+    LICENSE = 1 << 7
+    README = 1 << 8
+    ARTIFACT = 1 << 12
+
+
+# ---------------------------------------------------------------------------------------------- raw header
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    tag: int
+    type: int
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """One header: its index entries and data store, values decoded on request."""
+
+    entries: tuple[RawEntry, ...]
+    data: bytes = field(repr=False)
+    blob: bytes = field(repr=False)   #: the header without the 8-byte magic (as the rpmdb stores it)
+
+    def __contains__(self, tag: int) -> bool:
+        return any(e.tag == tag for e in self.entries)
+
+    def entry(self, tag: int) -> RawEntry | None:
+        for e in self.entries:
+            if e.tag == tag:
+                return e
+        return None
+
+    def get(self, tag: int, default=None):
+        e = self.entry(tag)
+        return default if e is None else _decode(e, self.data)
+
+    def as_dict(self) -> dict[int, object]:
+        return {e.tag: _decode(e, self.data) for e in self.entries}
+
+
+def _cstrings(data: bytes, offset: int, count: int) -> tuple[list[str], int]:
+    out = []
+    for _ in range(count):
+        end = data.find(b"\0", offset)
+        if end < 0:
+            raise FormatError("RPM header string runs past the end of the header data")
+        out.append(data[offset:end].decode("utf-8", "surrogateescape"))
+        offset = end + 1
+    return out, offset
+
+
+def _decode(e: RawEntry, data: bytes):
+    t, off, n = e.type, e.offset, e.count
+    if t in (CHAR, INT8):
+        return tuple(data[off:off + n])
+    if t == INT16:
+        return struct.unpack_from(f">{n}H", data, off)
+    if t == INT32:
+        return struct.unpack_from(f">{n}I", data, off)
+    if t == INT64:
+        return struct.unpack_from(f">{n}Q", data, off)
+    if t == STRING:
+        return _cstrings(data, off, 1)[0][0]
+    if t == BIN:
+        return bytes(data[off:off + n])
+    if t in (STRING_ARRAY, I18NSTRING):
+        return tuple(_cstrings(data, off, n)[0])
+    return None
+
+
+def _data_length(e: RawEntry, data: bytes) -> int:
+    if e.type in _TYPE_SIZE:
+        return _TYPE_SIZE[e.type] * e.count
+    if e.type == BIN:
+        return e.count
+    if e.type in (STRING, STRING_ARRAY, I18NSTRING):
+        return _cstrings(data, e.offset, 1 if e.type == STRING else e.count)[1] - e.offset
+    return 0
+
+
+def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tuple[RawHeader, int]:
+    """Parse one header at ``offset``; return it and the offset just past its data."""
+    start = offset
+    if magic:
+        if buf[offset:offset + 8] != HEADER_MAGIC:
+            if len(buf) < offset + 8:
+                raise FormatError("RPM header is truncated")
+            raise FormatError("bad RPM header magic: not an RPM header")
+        offset += 8
+    if len(buf) < offset + 8:
+        raise FormatError("RPM header is truncated")
+    il, dl = struct.unpack_from(">II", buf, offset)
+    index_at = offset + 8
+    data_at = index_at + 16 * il
+    end = data_at + dl
+    if il > 0x10000 or dl > _MAX_HEADER:
+        raise FormatError(f"RPM header claims {il} tags and {dl} bytes: corrupt")
+    if len(buf) < end:
+        raise FormatError(f"RPM header is truncated ({len(buf) - start} of {end - start} bytes)")
+    data = bytes(buf[data_at:end])
+    entries = []
+    for i in range(il):
+        tag, typ, off, cnt = struct.unpack_from(">IIiI", buf, index_at + 16 * i)
+        if typ > I18NSTRING:
+            raise FormatError(f"RPM header tag {tag} has unknown type {typ}")
+        e = RawEntry(tag, typ, off, cnt)
+        if off < 0 or off > dl or (typ in _TYPE_ALIGN and off % _TYPE_ALIGN[typ]):
+            raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
+        if (e.type in _TYPE_SIZE or e.type == BIN) and off + _data_length(e, data) > dl:
+            raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
+        entries.append(e)
+    blob = bytes(buf[offset:end])
+    return RawHeader(tuple(entries), data, blob), end
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    b = f.read(n)
+    if len(b) != n:
+        raise FormatError(f"RPM file is truncated in its {what} ({len(b)} of {n} bytes)")
+    return b
+
+
+def read_headers(f: BinaryIO) -> tuple[RawHeader, RawHeader]:
+    """Read lead, signature and main header from ``f``, leaving it positioned at the payload."""
+    lead = f.read(LEAD_SIZE)
+    if lead[:4] != LEAD_MAGIC:
+        raise FormatError("not an RPM file (bad lead magic)")
+    if len(lead) != LEAD_SIZE:
+        raise FormatError("RPM file is truncated in its lead")
+    sig = _read_header(f, "signature header")
+    pad = (8 - len(sig.blob) - 8) % 8
+    _read_exact(f, pad, "signature padding")
+    main = _read_header(f, "header")
+    return sig, main
+
+
+def _read_header(f: BinaryIO, what: str) -> RawHeader:
+    head = _read_exact(f, 16, what)
+    if head[:8] != HEADER_MAGIC:
+        raise FormatError(f"bad RPM {what} magic: corrupt RPM file")
+    il, dl = struct.unpack_from(">II", head, 8)
+    if il > 0x10000 or dl > _MAX_HEADER:
+        raise FormatError(f"RPM {what} claims {il} tags and {dl} bytes: corrupt")
+    rest = _read_exact(f, 16 * il + dl, what)
+    return parse_raw_header(head + rest)[0]
+
+
+# ---------------------------------------------------------------------------------------------- domain values
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One Requires/Provides/...: ``flags`` are RPMSENSE bits, ``evr`` may be empty."""
+
+    name: str
+    flags: int = 0
+    evr: str = ""
+
+    @property
+    def is_rich(self) -> bool:
+        return self.name.startswith("(")
+
+    def __str__(self) -> str:
+        if not self.evr or not self.flags & Sense.SENSEMASK:
+            return self.name
+        op = {Sense.LESS: "<", Sense.GREATER: ">", Sense.EQUAL: "=", Sense.LESS | Sense.EQUAL: "<=",
+              Sense.GREATER | Sense.EQUAL: ">="}.get(self.flags & Sense.SENSEMASK, "?")
+        return f"{self.name} {op} {self.evr}"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a package as the header describes it."""
+
+    path: str
+    mode: int
+    size: int
+    user: str
+    group: str
+    mtime: int
+    flags: int
+    digest: str
+    linkto: str
+    caps: str
+    inode: int
+    rdev: int
+    lang: str = ""
+
+    @property
+    def is_ghost(self) -> bool:
+        return bool(self.flags & FileFlag.GHOST)
+
+    @property
+    def is_config(self) -> bool:
+        return bool(self.flags & FileFlag.CONFIG)
+
+
+#: scriptlet kind -> (body tag, interpreter tag, flags tag)
+SCRIPTLET_TAGS: Mapping[str, tuple[int, int, int]] = {
+    "pretrans": (Tag.PRETRANS, Tag.PRETRANSPROG, Tag.PRETRANSFLAGS),
+    "pre": (Tag.PREIN, Tag.PREINPROG, Tag.PREINFLAGS),
+    "post": (Tag.POSTIN, Tag.POSTINPROG, Tag.POSTINFLAGS),
+    "preun": (Tag.PREUN, Tag.PREUNPROG, Tag.PREUNFLAGS),
+    "postun": (Tag.POSTUN, Tag.POSTUNPROG, Tag.POSTUNFLAGS),
+    "posttrans": (Tag.POSTTRANS, Tag.POSTTRANSPROG, Tag.POSTTRANSFLAGS),
+    "verify": (Tag.VERIFYSCRIPT, Tag.VERIFYSCRIPTPROG, 5026),
+}
+
+
+@dataclass(frozen=True)
+class Scriptlet:
+    """A scriptlet: ``interpreter`` is argv (``("<lua>",)`` for Lua), ``body`` may be empty (``-p prog``)."""
+
+    kind: str
+    interpreter: tuple[str, ...]
+    body: str
+    flags: int = 0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A package trigger (%triggerin/-un/-postun/-prein) on ``condition``, or a file trigger on a path prefix."""
+
+    kind: str                    #: "triggerin", "triggerun", "triggerpostun", "triggerprein", "filetriggerin", ...
+    condition: Dependency        #: package name (+ version) or, for file triggers, the path prefix
+    interpreter: tuple[str, ...]
+    body: str
+    index: int                   #: which script of the package this is
+    priority: int = 1000000
+
+
+@dataclass(frozen=True)
+class RpmHeader:
+    """The parsed main header of one package (the AGREED shape other modules rely on)."""
+
+    name: str
+    epoch: int
+    version: str
+    release: str
+    arch: str
+    summary: str = ""
+    license: str = ""
+    size: int = 0
+    sourcerpm: str = ""
+    provides: tuple[Dependency, ...] = ()
+    requires: tuple[Dependency, ...] = ()
+    conflicts: tuple[Dependency, ...] = ()
+    obsoletes: tuple[Dependency, ...] = ()
+    recommends: tuple[Dependency, ...] = ()
+    suggests: tuple[Dependency, ...] = ()
+    supplements: tuple[Dependency, ...] = ()
+    enhances: tuple[Dependency, ...] = ()
+    files: tuple[str, ...] = ()
+    file_entries: tuple[FileEntry, ...] = field(default=(), repr=False)
+    scriptlets: tuple[Scriptlet, ...] = field(default=(), repr=False)
+    triggers: tuple[Trigger, ...] = field(default=(), repr=False)
+    prefixes: tuple[str, ...] = ()
+    payload_format: str = "cpio"
+    payload_compressor: str = "gzip"
+    is_source: bool = False
+    raw: RawHeader | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def nevra(self) -> Nevra:
+        return Nevra(self.name, self.epoch, self.version, self.release, self.arch)
+
+    @property
+    def evr(self) -> str:
+        return self.nevra.evr
+
+    @property
+    def blob(self) -> bytes:
+        """The header as the rpmdb stores it (no magic)."""
+        return self.raw.blob if self.raw else b""
+
+    def scriptlet(self, kind: str) -> Scriptlet | None:
+        for s in self.scriptlets:
+            if s.kind == kind:
+                return s
+        return None
+
+    def __str__(self) -> str:
+        return str(self.nevra)
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+def _str(h: RawHeader, tag: int, default: str = "") -> str:
+    v = h.get(tag)
+    if v is None:
+        return default
+    if isinstance(v, tuple):
+        return v[0] if v else default
+    return v if isinstance(v, str) else default
+
+
+def _ints(h: RawHeader, tag: int) -> tuple[int, ...]:
+    v = h.get(tag)
+    return v if isinstance(v, tuple) and not (v and isinstance(v[0], str)) else ()
+
+
+def _strs(h: RawHeader, tag: int) -> tuple[str, ...]:
+    v = h.get(tag)
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        return (v,)
+    return tuple(v) if v and isinstance(v[0], str) else ()
+
+
+def _deps(h: RawHeader, name_tag: int, flags_tag: int, version_tag: int) -> tuple[Dependency, ...]:
+    names = _strs(h, name_tag)
+    if not names:
+        return ()
+    flags = _ints(h, flags_tag)
+    versions = _strs(h, version_tag)
+    if (flags and len(flags) != len(names)) or (versions and len(versions) != len(names)):
+        raise FormatError(f"RPM header dependency tag {name_tag} has mismatched name/flag/version counts")
+    return tuple(Dependency(n, flags[i] if flags else 0, versions[i] if versions else "")
+                 for i, n in enumerate(names))
+
+
+def _interp(h: RawHeader, tag: int) -> tuple[str, ...]:
+    return _strs(h, tag)
+
+
+def _file_entries(h: RawHeader) -> tuple[FileEntry, ...]:
+    basenames = _strs(h, Tag.BASENAMES)
+    if basenames:
+        dirnames = _strs(h, Tag.DIRNAMES)
+        dirindexes = _ints(h, Tag.DIRINDEXES)
+        if len(dirindexes) != len(basenames) or any(i >= len(dirnames) for i in dirindexes):
+            raise FormatError("RPM header file list is inconsistent (dirindexes)")
+        paths = [dirnames[d] + b for d, b in zip(dirindexes, basenames, strict=True)]
+    else:
+        paths = list(_strs(h, Tag.OLDFILENAMES))
+    n = len(paths)
+    if not n:
+        return ()
+
+    def col(tag, default, kind=_ints):
+        v = kind(h, tag)
+        if not v:
+            return [default] * n
+        if len(v) != n:
+            raise FormatError(f"RPM header file tag {tag} has {len(v)} values for {n} files")
+        return v
+
+    sizes = col(Tag.LONGFILESIZES, None)
+    if sizes[0] is None:
+        sizes = col(Tag.FILESIZES, 0)
+    modes = col(Tag.FILEMODES, 0o100644)
+    users = col(Tag.FILEUSERNAME, "root", _strs)
+    groups = col(Tag.FILEGROUPNAME, "root", _strs)
+    mtimes = col(Tag.FILEMTIMES, 0)
+    flags = col(Tag.FILEFLAGS, 0)
+    digests = col(Tag.FILEDIGESTS, "", _strs)
+    links = col(Tag.FILELINKTOS, "", _strs)
+    caps = col(Tag.FILECAPS, "", _strs)
+    inodes = col(Tag.FILEINODES, 0)
+    rdevs = col(Tag.FILERDEVS, 0)
+    langs = col(Tag.FILELANGS, "", _strs)
+    return tuple(
+        FileEntry(paths[i], modes[i], sizes[i], users[i], groups[i], mtimes[i], flags[i], digests[i], links[i],
+                  caps[i], inodes[i], rdevs[i], langs[i])
+        for i in range(n)
+    )
+
+
+def _scriptlets(h: RawHeader) -> tuple[Scriptlet, ...]:
+    out = []
+    for kind, (body_tag, prog_tag, flags_tag) in SCRIPTLET_TAGS.items():
+        body = h.get(body_tag)
+        prog = _interp(h, prog_tag)
+        if body is None and not prog:
+            continue
+        fl = _ints(h, flags_tag)
+        out.append(Scriptlet(kind, prog or ("/bin/sh",), body if isinstance(body, str) else "", fl[0] if fl else 0))
+    return tuple(out)
+
+
+_TRIGGER_KINDS = (
+    (Sense.TRIGGERPREIN, "triggerprein"),
+    (Sense.TRIGGERIN, "triggerin"),
+    (Sense.TRIGGERUN, "triggerun"),
+    (Sense.TRIGGERPOSTUN, "triggerpostun"),
+)
+
+
+def _trigger_set(h: RawHeader, prefix: str, tags: tuple[int, ...]) -> list[Trigger]:
+    scripts_t, prog_t, name_t, version_t, flags_t, index_t, prio_t = tags
+    names = _strs(h, name_t)
+    if not names:
+        return []
+    scripts = _strs(h, scripts_t)
+    progs = _strs(h, prog_t)
+    versions = _strs(h, version_t) or ("",) * len(names)
+    flags = _ints(h, flags_t) or (0,) * len(names)
+    index = _ints(h, index_t) or tuple(range(len(names)))
+    prios = _ints(h, prio_t) if prio_t else ()
+    if not (len(versions) == len(flags) == len(index) == len(names)):
+        raise FormatError("RPM header trigger tags have mismatched counts")
+    out = []
+    for i, name in enumerate(names):
+        ix = index[i]
+        if ix >= len(scripts):
+            raise FormatError(f"RPM header trigger {name!r} points at a missing script")
+        kind = next((k for bit, k in _TRIGGER_KINDS if flags[i] & bit), "triggerin")
+        prog = (progs[ix],) if ix < len(progs) and progs[ix] else ("/bin/sh",)
+        prio = prios[ix] if ix < len(prios) else 1000000
+        out.append(Trigger(prefix + kind[len("trigger"):] if prefix else kind,
+                           Dependency(name, flags[i] & Sense.SENSEMASK, versions[i]),
+                           prog, scripts[ix], ix, prio))
+    return out
+
+
+def _triggers(h: RawHeader) -> tuple[Trigger, ...]:
+    out = _trigger_set(h, "", (Tag.TRIGGERSCRIPTS, Tag.TRIGGERSCRIPTPROG, Tag.TRIGGERNAME, Tag.TRIGGERVERSION,
+                               Tag.TRIGGERFLAGS, Tag.TRIGGERINDEX, 0))
+    out += _trigger_set(h, "filetrigger", (
+        Tag.FILETRIGGERSCRIPTS, Tag.FILETRIGGERSCRIPTPROG, Tag.FILETRIGGERNAME, Tag.FILETRIGGERVERSION,
+        Tag.FILETRIGGERFLAGS, Tag.FILETRIGGERINDEX, Tag.FILETRIGGERPRIORITIES))
+    out += _trigger_set(h, "transfiletrigger", (
+        Tag.TRANSFILETRIGGERSCRIPTS, Tag.TRANSFILETRIGGERSCRIPTPROG, Tag.TRANSFILETRIGGERNAME,
+        Tag.TRANSFILETRIGGERVERSION, Tag.TRANSFILETRIGGERFLAGS, Tag.TRANSFILETRIGGERINDEX,
+        Tag.TRANSFILETRIGGERPRIORITIES))
+    return tuple(out)
+
+
+def header_from_raw(raw: RawHeader) -> RpmHeader:
+    """Turn a parsed main header into an RpmHeader."""
+    name = _str(raw, Tag.NAME)
+    if not name:
+        raise FormatError("RPM header has no package name")
+    epoch = _ints(raw, Tag.EPOCH)
+    is_source = Tag.SOURCERPM not in raw
+    arch = _str(raw, Tag.ARCH, "noarch")
+    size = _ints(raw, Tag.LONGSIZE) or _ints(raw, Tag.SIZE)
+    suggests = _deps(raw, Tag.SUGGESTNAME, Tag.SUGGESTFLAGS, Tag.SUGGESTVERSION)
+    enhances = _deps(raw, Tag.ENHANCENAME, Tag.ENHANCEFLAGS, Tag.ENHANCEVERSION)
+    entries = _file_entries(raw)
+    return RpmHeader(
+        name=name,
+        epoch=epoch[0] if epoch else 0,
+        version=_str(raw, Tag.VERSION),
+        release=_str(raw, Tag.RELEASE),
+        arch=arch,
+        summary=_str(raw, Tag.SUMMARY),
+        license=_str(raw, Tag.LICENSE),
+        size=size[0] if size else 0,
+        sourcerpm=_str(raw, Tag.SOURCERPM),
+        provides=_deps(raw, Tag.PROVIDENAME, Tag.PROVIDEFLAGS, Tag.PROVIDEVERSION),
+        requires=_deps(raw, Tag.REQUIRENAME, Tag.REQUIREFLAGS, Tag.REQUIREVERSION),
+        conflicts=_deps(raw, Tag.CONFLICTNAME, Tag.CONFLICTFLAGS, Tag.CONFLICTVERSION),
+        obsoletes=_deps(raw, Tag.OBSOLETENAME, Tag.OBSOLETEFLAGS, Tag.OBSOLETEVERSION),
+        recommends=_deps(raw, Tag.RECOMMENDNAME, Tag.RECOMMENDFLAGS, Tag.RECOMMENDVERSION),
+        suggests=suggests or _deps(raw, Tag.OLDSUGGESTSNAME, Tag.OLDSUGGESTSFLAGS, Tag.OLDSUGGESTSVERSION),
+        supplements=_deps(raw, Tag.SUPPLEMENTNAME, Tag.SUPPLEMENTFLAGS, Tag.SUPPLEMENTVERSION),
+        enhances=enhances or _deps(raw, Tag.OLDENHANCESNAME, Tag.OLDENHANCESFLAGS, Tag.OLDENHANCESVERSION),
+        files=tuple(e.path for e in entries),
+        file_entries=entries,
+        scriptlets=_scriptlets(raw),
+        triggers=_triggers(raw),
+        prefixes=_strs(raw, Tag.PREFIXES),
+        payload_format=_str(raw, Tag.PAYLOADFORMAT, "cpio"),
+        payload_compressor=_str(raw, Tag.PAYLOADCOMPRESSOR, "gzip"),
+        is_source=is_source,
+        raw=raw,
+    )
+
+
+def parse_header(blob: bytes) -> RpmHeader:
+    """Parse a main header, with or without its 8-byte magic (rpmdb blobs have none)."""
+    raw, _ = parse_raw_header(blob, magic=blob[:8] == HEADER_MAGIC)
+    return header_from_raw(raw)
+
+
+@dataclass(frozen=True)
+class RpmFileInfo:
+    """What reading an RPM file yields: its headers and where the payload starts."""
+
+    header: RpmHeader
+    signature: RawHeader
+    payload_offset: int
+
+
+def read_rpm(path: str | Path) -> RpmFileInfo:
+    """Read the lead, signature and main header of an RPM file."""
+    try:
+        with open(path, "rb") as f:
+            sig, main = read_headers(f)
+            offset = f.tell()
+    except FormatError as e:
+        raise FormatError(f"{Path(path).name}: {e}") from None
+    except OSError as e:
+        raise FormatError(f"cannot read RPM {path}: {e.strerror}") from None
+    return RpmFileInfo(header_from_raw(main), sig, offset)
+
+
+def read_rpm_header(path: str | Path) -> RpmHeader:
+    """The main header of the RPM file at ``path``."""
+    return read_rpm(path).header
+
+
+# ---------------------------------------------------------------------------------------------- rich deps
+
+
+def parse_rich(text: str):
+    """Parse a rich (boolean) dependency into nested tuples ``(op, left, right[, else])`` or a Dependency.
+
+    ``(a and (b or c))`` -> ``("and", Dependency(a), ("or", Dependency(b), Dependency(c)))``.
+    """
+    tokens = list(_rich_tokens(text))
+    pos, node = _rich_expr(tokens, 0, text)
+    if pos != len(tokens):
+        raise FormatError(f"trailing text in rich dependency {text!r}")
+    return node
+
+
+_RICH_OPS = ("and", "or", "if", "unless", "with", "without", "else")
+_CMP = {"<": Sense.LESS, ">": Sense.GREATER, "=": Sense.EQUAL, "<=": Sense.LESS | Sense.EQUAL,
+        ">=": Sense.GREATER | Sense.EQUAL}
+
+
+def _rich_tokens(text: str) -> Iterator[str]:
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            yield c
+            i += 1
+        else:
+            j, depth = i, 0
+            while j < len(text):      # a name may contain balanced parentheses: "pkgconfig(foo)"
+                ch = text[j]
+                if ch.isspace() and not depth:
+                    break
+                if ch == "(":
+                    depth += 1
+                elif ch == ")":
+                    if not depth:
+                        break
+                    depth -= 1
+                j += 1
+            yield text[i:j]
+            i = j
+
+
+def _rich_expr(tokens: list[str], pos: int, text: str):
+    if pos >= len(tokens) or tokens[pos] != "(":
+        raise FormatError(f"rich dependency must start with '(': {text!r}")
+    pos += 1
+    pos, left = _rich_operand(tokens, pos, text)
+    node = left
+    while pos < len(tokens) and tokens[pos] != ")":
+        op = tokens[pos]
+        if op not in _RICH_OPS or op == "else":
+            raise FormatError(f"unknown operator {op!r} in rich dependency {text!r}")
+        pos, right = _rich_operand(tokens, pos + 1, text)
+        if op in ("if", "unless") and pos < len(tokens) and tokens[pos] == "else":
+            pos, other = _rich_operand(tokens, pos + 1, text)
+            node = (op, node, right, other)
+        else:
+            node = (op, node, right)
+    if pos >= len(tokens):
+        raise FormatError(f"unbalanced parentheses in rich dependency {text!r}")
+    return pos + 1, node
+
+
+def _rich_operand(tokens: list[str], pos: int, text: str):
+    if pos >= len(tokens):
+        raise FormatError(f"rich dependency ends early: {text!r}")
+    if tokens[pos] == "(":
+        return _rich_expr(tokens, pos, text)
+    name = tokens[pos]
+    pos += 1
+    if pos + 1 < len(tokens) and tokens[pos] in _CMP:
+        return pos + 2, Dependency(name, _CMP[tokens[pos]], tokens[pos + 1])
+    return pos, Dependency(name)

@@ -1,12 +1,60 @@
-"""systemd-boot backend: detection; configuration writing comes with the bootloader issue."""
+"""systemd-boot backend: BLS entries and kernel copies on the EFI system partition.
+
+The ESP is FAT: no symlinks, so ``boot/loader`` cannot make its files current. Instead every file goes to a
+temp name and is renamed; entry file names carry a digest of their content, so writing a new boot version only
+adds files and never changes one the current configuration uses. ``post_swap`` then switches
+``loader/loader.conf`` ``default`` to the new default entry and only after that removes the old entries and
+kernels. A crash before the swap leaves the previous default untouched.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 from hybridos.arch import Architecture
 from hybridos.bootloader import BootConfigContext, Bootloader, Detection
 from hybridos.errors import BootloaderError
+from hybridos.util.atomic import atomic_open, atomic_write, fsync_dir
+from hybridos_bootloader_systemd_boot.entries import (
+    EspEntry,
+    entry_files,
+    parse_entry_filename,
+    render_entry,
+    with_settings,
+)
+
+ESP_LOCATIONS = ("boot/efi", "efi")
+
+
+def find_esp(sysroot: Path) -> Path | None:
+    for rel in ESP_LOCATIONS:
+        root = sysroot / rel
+        if (root / "loader").is_dir() or (root / "EFI/systemd").is_dir():
+            return root
+    return None
+
+
+def _int_option(opts: dict[str, str], key: str) -> int | None:
+    if key not in opts:
+        return None
+    try:
+        value = int(opts[key], 0)
+    except ValueError:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
+    if value < 0:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
+    return value
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a boot file to the ESP under a temp name, fsync, rename; skip one already complete."""
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, atomic_open(dst) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 class SystemdBootBootloader(Bootloader):
@@ -14,11 +62,68 @@ class SystemdBootBootloader(Bootloader):
     architectures = frozenset({Architecture.X86_64, Architecture.AARCH64})
 
     def detect(self, sysroot: Path) -> Detection | None:
-        for esp in ("boot/efi", "efi"):
-            root = sysroot / esp
-            if (root / "loader").is_dir() or (root / "EFI/systemd").is_dir():
-                return Detection(60, f"ESP at /{esp} has loader/ or EFI/systemd")
-        return None
+        esp = find_esp(sysroot)
+        if esp is None:
+            return None
+        return Detection(60, f"ESP at /{esp.relative_to(sysroot)} has loader/ or EFI/systemd")
+
+    def _esp(self, context: BootConfigContext) -> Path:
+        esp = find_esp(context.sysroot)
+        if esp is None:
+            raise BootloaderError(
+                f"systemd-boot: no EFI system partition with loader/ or EFI/systemd under {context.sysroot} "
+                f"(looked in {', '.join(ESP_LOCATIONS)})"
+            )
+        return esp
+
+    def esp_entries(self, context: BootConfigContext) -> list[EspEntry]:
+        fdt_file = context.options.get("fdt-file") or None
+        return [render_entry(e, context.arch, context.bootversion, fdt_file) for e in context.entries]
 
     def write_config(self, context: BootConfigContext) -> None:
-        raise BootloaderError("systemd-boot: writing configuration is not implemented yet")
+        self.validate(context)
+        esp = self._esp(context)
+        tries = _int_option(context.options, "boot-counting") or 0
+        _int_option(context.options, "timeout")
+        new = self.esp_entries(context)
+        for entry in new:
+            for path in entry.files:
+                _copy(context.boot_file(path), esp / path.lstrip("/"))
+        entries_dir = esp / "loader/entries"
+        entries_dir.mkdir(parents=True, exist_ok=True)
+        existing = self._ours(entries_dir)
+        for i, entry in enumerate(new):
+            if entry.name in existing:
+                continue  # same content already there (with whatever boot-counting state it has reached)
+            atomic_write(entries_dir / entry.filename(tries if i == 0 else 0), entry.text)
+
+    @staticmethod
+    def _ours(entries_dir: Path) -> dict[str, Path]:
+        out = {}
+        if entries_dir.is_dir():
+            for f in entries_dir.iterdir():
+                parsed = parse_entry_filename(f.name)
+                if parsed is not None and f.read_text(errors="replace").startswith("# hybridos"):
+                    out[parsed[0]] = f
+        return out
+
+    def post_swap(self, context: BootConfigContext) -> None:
+        esp = self._esp(context)
+        new = self.esp_entries(context)
+        conf = esp / "loader/loader.conf"
+        current = conf.read_text() if conf.exists() else ""
+        atomic_write(conf, with_settings(current, f"{new[0].name}.conf", _int_option(context.options, "timeout")))
+        entries_dir = esp / "loader/entries"
+        keep = {e.name for e in new}
+        for name, path in self._ours(entries_dir).items():
+            if name not in keep:
+                path.unlink()
+        fsync_dir(entries_dir)
+        used = {p.lstrip("/") for f in entries_dir.glob("*.conf") for p in entry_files(f.read_text(errors="replace"))}
+        ostree_dir = esp / "ostree"
+        if ostree_dir.is_dir():
+            for d in ostree_dir.iterdir():
+                if not any(u.startswith(f"ostree/{d.name}/") for u in used):
+                    shutil.rmtree(d)
+            with contextlib.suppress(OSError):
+                fsync_dir(ostree_dir)

@@ -1,0 +1,358 @@
+"""rpm-md repository metadata: ``repomd.xml`` parsing, checksum checks, decompression, and a libsolv cache.
+
+``load_repo`` fetches ``repodata/repomd.xml`` through the fetch hook, then ``primary`` and ``filelists``
+(checked against the checksums in repomd, decompressed from gz/xz/zst/bz2), loads them into libsolv once and
+writes a ``.solv`` file keyed by those checksums. An unchanged repository is then read back from that file in
+milliseconds; the solver reads every repository from its ``.solv`` file.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import lzma
+import os
+import time
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import solv
+import zstandard
+
+from hybridos.errors import CorruptionError, FetchError, FormatError, HybridosError, NotFoundError
+from hybridos.fetch import FetchOptions
+from hybridos.packages.repofile import RepoConfig
+from hybridos.util.atomic import atomic_write
+
+_REPO_NS = "{http://linux.duke.edu/metadata/repo}"
+#: Bumped when what we write into .solv files changes, so old cache files are ignored.
+CACHE_FORMAT = "hybridos-solv-2"
+_HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
+           "sha512": "sha512", "md5": "md5"}
+
+
+# -- formats (pure) ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepomdRecord:
+    """One ``<data type=...>`` entry of repomd.xml."""
+
+    type: str
+    href: str
+    checksum_type: str
+    checksum: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Repomd:
+    revision: str
+    records: Mapping[str, RepomdRecord]
+
+    def record(self, kind: str, source: str) -> RepomdRecord:
+        try:
+            return self.records[kind]
+        except KeyError:
+            raise FormatError(f"{source}: repomd.xml lists no {kind} metadata") from None
+
+
+def parse_repomd(data: bytes, source: str = "repomd.xml") -> Repomd:
+    """Parse repomd.xml bytes; anything that is not a usable repomd is a FormatError naming ``source``."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise FormatError(f"{source}: corrupt repomd.xml ({exc})") from None
+    if root.tag != f"{_REPO_NS}repomd":
+        raise FormatError(f"{source}: not a repomd.xml (root element {root.tag!r})")
+    records = {}
+    for el in root.findall(f"{_REPO_NS}data"):
+        kind = el.get("type")
+        loc = el.find(f"{_REPO_NS}location")
+        ck = el.find(f"{_REPO_NS}checksum")
+        if not kind or loc is None or not loc.get("href") or ck is None or not (ck.text or "").strip():
+            raise FormatError(f"{source}: corrupt repomd.xml (incomplete <data type={kind!r}> entry)")
+        size_el = el.find(f"{_REPO_NS}size")
+        size = int(size_el.text) if size_el is not None and (size_el.text or "").strip().isdigit() else None
+        records[kind] = RepomdRecord(kind, loc.get("href"), (ck.get("type") or "sha256").lower(),
+                                     ck.text.strip().lower(), size)
+    rev = root.find(f"{_REPO_NS}revision")
+    return Repomd((rev.text or "").strip() if rev is not None else "", records)
+
+
+def verify_checksum(data: bytes, record: RepomdRecord, url: str) -> None:
+    """Raise CorruptionError when ``data`` does not match the checksum repomd.xml gives for it."""
+    algo = _HASHES.get(record.checksum_type)
+    if algo is None:
+        raise FormatError(f"{url}: unsupported checksum type {record.checksum_type!r} in repomd.xml")
+    actual = hashlib.new(algo, data).hexdigest()
+    if actual != record.checksum:
+        raise CorruptionError(f"checksum mismatch for {url}: expected {record.checksum_type} {record.checksum}, "
+                              f"got {actual}")
+
+
+_MAGIC = (
+    (b"\x28\xb5\x2f\xfd", "zst"),
+    (b"\x1f\x8b", "gz"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bz2"),
+)
+_EXTENSIONS = {".zst": "zst", ".gz": "gz", ".xz": "xz", ".bz2": "bz2", ".xml": "none"}
+
+
+def compression_of(data: bytes, name: str) -> str:
+    """The compression of a metadata file: from its magic bytes, else its name; unknown is a FormatError."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data.lstrip()[:1] == b"<":
+        return "none"
+    ext = os.path.splitext(name)[1].lower()
+    if ext in _EXTENSIONS:
+        raise FormatError(f"{name}: corrupt {ext[1:]} data (bad magic bytes)")
+    raise FormatError(f"{name}: unknown compression (supported: zst, gz, xz, bz2 or plain XML)")
+
+
+def decompress(data: bytes, name: str) -> bytes:
+    """Decompress rpm-md metadata (zst, gz, xz, bz2 or plain) detected by magic bytes."""
+    kind = compression_of(data, name)
+    try:
+        if kind == "zst":
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        if kind == "gz":
+            return gzip.decompress(data)
+        if kind == "xz":
+            return lzma.decompress(data)
+        if kind == "bz2":
+            return bz2.decompress(data)
+    except (zstandard.ZstdError, OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
+        raise FormatError(f"{name}: corrupt {kind} data ({exc})") from None
+    return data
+
+
+def cache_key(repomd: Repomd) -> str:
+    """The cache key of a repository's solvables: its primary and filelists checksums."""
+    parts = [CACHE_FORMAT]
+    for kind in ("primary", "filelists"):
+        rec = repomd.records.get(kind)
+        parts.append(f"{kind}:{rec.checksum_type}:{rec.checksum}" if rec else f"{kind}:-")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+# -- libsolv loading --------------------------------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, source: str) -> None:
+    """Load primary (+ filelists) XML into libsolv and write the repository as a ``.solv`` file at ``dest``."""
+    pool = solv.Pool()
+    pool.setarch("x86_64")
+    repo = pool.add_repo("load")
+    fd = os.memfd_create("hybridos-primary")
+    try:
+        _write_all(fd, primary_xml)
+        os.lseek(fd, 0, os.SEEK_SET)
+        fp = solv.xfopen_fd(None, fd)
+        ok = repo.add_rpmmd(fp, None, 0)   # internalized: filelists extend solvables found by pkgid
+        fp.close()
+    finally:
+        os.close(fd)
+    if not ok:
+        raise FormatError(f"{source}: corrupt primary metadata ({pool.errstr})")
+    if filelists_xml is not None:
+        fd = os.memfd_create("hybridos-filelists")
+        try:
+            _write_all(fd, filelists_xml)
+            os.lseek(fd, 0, os.SEEK_SET)
+            fp = solv.xfopen_fd(None, fd)
+            ok = repo.add_rpmmd(fp, None, solv.Repo.REPO_EXTEND_SOLVABLES)
+            fp.close()
+        finally:
+            os.close(fd)
+        if not ok:
+            raise FormatError(f"{source}: corrupt filelists metadata ({pool.errstr})")
+    repo.internalize()
+    # Store the file provides libsolv needs, so a reload does not have to search the file lists again.
+    pool.addfileprovides()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fp = solv.xfopen_fd(None, fd)
+        os.close(fd)
+        if not repo.write(fp):
+            raise HybridosError(f"cannot write repository cache {dest}")
+        fp.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# -- repositories ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedRepo:
+    """A repository ready for the solver: its libsolv cache file and where its packages live."""
+
+    id: str
+    baseurl: str                       #: the base URL that answered; package locations are relative to it
+    solv_path: Path
+    revision: str = ""
+    priority: int = 99
+    excludepkgs: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()      #: every base URL, in configured order (download failover)
+    from_cache: bool = False           #: True when no metadata had to be parsed
+
+
+def _join(base: str, href: str) -> str:
+    return base.rstrip("/") + "/" + href.lstrip("/")
+
+
+def _fetch(url: str, options: FetchOptions | None) -> bytes:
+    from hybridos.plugins import get_registry
+
+    with get_registry().fetcher_for(url, options) as fetcher:
+        return fetcher.read(url)
+
+
+def _repo_dir(cachedir: Path, repo_id: str) -> Path:
+    return Path(cachedir) / repo_id
+
+
+def _cached_repomd(cachedir: Path, config: RepoConfig) -> tuple[Repomd, str] | None:
+    path = _repo_dir(cachedir, config.id) / "repomd.xml"
+    try:
+        data = path.read_bytes()
+        baseurl = (_repo_dir(cachedir, config.id) / "baseurl").read_text().strip()
+    except OSError:
+        return None
+    try:
+        return parse_repomd(data, str(path)), baseurl
+    except FormatError:
+        return None
+
+
+def _fresh(cachedir: Path, config: RepoConfig) -> bool:
+    if config.metadata_expire < 0:
+        return True
+    try:
+        age = time.time() - (_repo_dir(cachedir, config.id) / "repomd.xml").stat().st_mtime
+    except OSError:
+        return False
+    return age < config.metadata_expire
+
+
+def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_only: bool = False,
+              refresh: bool = False, options: FetchOptions | None = None) -> LoadedRepo:
+    """Fetch (or reuse) a repository's metadata and return it ready for the solver.
+
+    ``config`` is a RepoConfig or a base URL. ``refresh`` ignores ``metadata_expire``; ``cache_only`` uses
+    only what the cache holds (NotFoundError when it holds nothing for this repository).
+    """
+    if isinstance(config, str):
+        config = RepoConfig(id=_url_id(config), name=config, baseurls=(config,), metadata_expire=0)
+    if not config.baseurls:
+        raise FetchError(f"repository [{config.id}] has no baseurl (mirrorlist/metalink are not supported)")
+    cachedir = Path(cachedir)
+    rdir = _repo_dir(cachedir, config.id)
+
+    def loaded(repomd: Repomd, baseurl: str, from_cache: bool) -> LoadedRepo:
+        return LoadedRepo(config.id, baseurl, rdir / f"{cache_key(repomd)}.solv", repomd.revision,
+                          config.priority, config.excludepkgs, config.baseurls, from_cache)
+
+    cached = _cached_repomd(cachedir, config)
+    if cached is not None and (cache_only or (not refresh and _fresh(cachedir, config))):
+        repo = loaded(*cached, from_cache=True)
+        if repo.solv_path.is_file():
+            return repo
+    if cache_only:
+        raise NotFoundError(f"repository [{config.id}] has no cached metadata in {cachedir}",
+                            hint="run without --cache-only (or `hybridos refresh-md`) first")
+
+    errors = []
+    for baseurl in config.baseurls:
+        url = _join(baseurl, "repodata/repomd.xml")
+        try:
+            data = _fetch(url, options)
+        except FetchError as exc:     # NotFoundError included: try the next base URL
+            errors.append(str(exc))
+            continue
+        repomd = parse_repomd(data, url)
+        repo = loaded(repomd, baseurl, from_cache=False)
+        if not repo.solv_path.is_file():
+            primary, filelists = _fetch_metadata(repomd, baseurl, options)
+            build_solv(primary, filelists, repo.solv_path, f"[{config.id}] {baseurl}")
+        else:
+            repo = loaded(repomd, baseurl, from_cache=True)
+        rdir.mkdir(parents=True, exist_ok=True)
+        atomic_write(rdir / "repomd.xml", data)
+        atomic_write(rdir / "baseurl", baseurl.encode() + b"\n")
+        _prune(rdir, keep=repo.solv_path.name)
+        return repo
+    raise FetchError(f"repository [{config.id}]: cannot fetch repomd.xml from any baseurl: " + "; ".join(errors))
+
+
+def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None) -> tuple[bytes, bytes | None]:
+    from hybridos.plugins import get_registry
+
+    primary = repomd.record("primary", _join(baseurl, "repodata/repomd.xml"))
+    records = [primary]
+    filelists = repomd.records.get("filelists")
+    if filelists is not None:
+        records.append(filelists)
+    urls = [_join(baseurl, r.href) for r in records]
+    with get_registry().fetcher_for(urls[0], options) as fetcher:
+        blobs = fetcher.read_many(urls)
+    out = []
+    for rec, url, blob in zip(records, urls, blobs, strict=True):
+        verify_checksum(blob, rec, url)
+        out.append(decompress(blob, url))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _prune(rdir: Path, keep: str) -> None:
+    """Remove cache files of older revisions of this repository."""
+    for p in rdir.glob("*.solv"):
+        if p.name != keep:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _url_id(url: str) -> str:
+    """A cache directory name for a repository given only by URL."""
+    return "url-" + hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
+def open_solv(pool: solv.Pool, repo: LoadedRepo) -> solv.Repo:
+    """Add ``repo``'s cached solvables to ``pool``."""
+    srepo = pool.add_repo(repo.id)
+    srepo.priority = repo.priority and -repo.priority     # libsolv: higher wins; rpm-md: lower wins
+    srepo.appdata = repo
+    try:
+        fp = solv.xfopen(str(repo.solv_path))
+    except Exception:  # noqa: BLE001 - swig raises plain exceptions
+        fp = None
+    if fp is None:
+        raise NotFoundError(f"repository [{repo.id}]: cache file {repo.solv_path} is missing; load the repo again")
+    try:
+        if not srepo.add_solv(fp, 0):
+            raise CorruptionError(f"repository [{repo.id}]: cache file {repo.solv_path} is corrupt: {pool.errstr}"
+                                  " (delete it and load the repo again)")
+    finally:
+        fp.close()
+    return srepo

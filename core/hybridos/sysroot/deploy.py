@@ -1,0 +1,471 @@
+"""Writing deployments (libostree's ``ostree-sysroot-deploy.c``).
+
+``deploy_commit`` checks out a commit that is already in the sysroot's repository as a new deployment and
+makes it the default; ``write_deployments`` turns any list of existing deployments into the new boot
+configuration: BLS entries in ``boot/loader.N``, bootlinks ``ostree/boot.N.M``, deployment refs, the
+bootloader's own configuration, and only then the atomic swap of ``boot/loader``, then cleanup.
+Nothing the current ``boot/loader`` refers to is touched before the swap, so a crash at any point leaves a
+bootable sysroot and the next command succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridos.bootloader import BootConfigContext, BootEntry
+from hybridos.errors import HybridosError, NotFoundError, SysrootError
+from hybridos.sysroot import bls, etcmerge
+from hybridos.sysroot.cleanup import cleanup_sysroot, clear_immutable, remove_tree
+from hybridos.sysroot.deployment import Deployment
+from hybridos.sysroot.kargs import KernelArgs
+from hybridos.sysroot.origin import Origin, serialize_origin
+from hybridos.sysroot.sysroot import Sysroot
+from hybridos.sysroot.transaction import Transaction
+from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir
+
+MODULES_DIR = "usr/lib/modules"
+
+
+# -- what a commit must contain ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """Where a tree keeps its kernel (paths relative to the tree root)."""
+
+    kver: str
+    vmlinuz: str
+    initramfs: str | None = None
+    devicetree: str | None = None   #: a single device tree file
+    dtb_dir: str | None = None      #: a directory of device trees
+    bootcsum: str = ""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    checksum: str
+    kernel: KernelLayout
+    os_name: str          #: PRETTY_NAME, else ID, from os-release
+    version: str
+
+
+class _TreeReader:
+    """Reads paths inside a commit without checking it out."""
+
+    def __init__(self, repo, commit_checksum: str):
+        self.repo = repo
+        self.root = repo.load_commit(commit_checksum).root_tree
+
+    def lookup(self, path: str):
+        """('file', csum) or ('dir', tree csum) or None."""
+        tree = self.root
+        parts = [p for p in path.split("/") if p]
+        for i, part in enumerate(parts):
+            dt = self.repo.load_dirtree(tree)
+            last = i == len(parts) - 1
+            found = next((d for d in dt.dirs if d[0] == part), None)
+            if found is not None:
+                tree = found[1]
+                if last:
+                    return ("dir", tree)
+                continue
+            if last:
+                f = next((f for f in dt.files if f[0] == part), None)
+                return ("file", f[1]) if f else None
+            return None
+        return ("dir", tree)
+
+    def file_header(self, csum: str):
+        header, stream = self.repo.open_content(csum)
+        if stream is not None:
+            stream.close()
+        return header
+
+    def read(self, csum: str) -> bytes:
+        header, stream = self.repo.open_content(csum)
+        if stream is None:
+            raise SysrootError(f"object {csum} is a symbolic link, not a regular file")
+        with stream:
+            return stream.read()
+
+    def hash_into(self, h, csum: str) -> None:
+        header, stream = self.repo.open_content(csum)
+        if stream is None:
+            return
+        with stream:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+
+    def walk_files(self, tree: str, prefix: str):
+        """(path, csum) of every regular file under a dirtree, in sorted recursive order."""
+        dt = self.repo.load_dirtree(tree)
+        entries = [(n, "f", c) for n, c in dt.files] + [(n, "d", t) for n, t, _ in dt.dirs]
+        for name, kind, c in sorted(entries):
+            if kind == "d":
+                yield from self.walk_files(c, f"{prefix}/{name}")
+            else:
+                yield f"{prefix}/{name}", c
+
+
+def _is_regular(mode: int) -> bool:
+    return (mode & 0o170000) == 0o100000
+
+
+def inspect_commit(repo, checksum: str) -> CommitInfo:
+    """Check that a commit can be deployed and find its kernel, bootcsum, OS name and version."""
+    commit = repo.load_commit(checksum)
+    reader = _TreeReader(repo, checksum)
+    short = checksum[:12]
+    if reader.lookup("etc") and reader.lookup("usr/etc"):
+        raise SysrootError(f"commit {short} contains both /etc and /usr/etc; it cannot be deployed")
+    modules = reader.lookup(MODULES_DIR)
+    kernel = None
+    if modules and modules[0] == "dir":
+        for kver, kdir, _ in repo.load_dirtree(modules[1]).dirs:
+            files = dict(repo.load_dirtree(kdir).files)
+            dirs = {n: t for n, t, _ in repo.load_dirtree(kdir).dirs}
+            if "vmlinuz" not in files or not _is_regular(reader.file_header(files["vmlinuz"]).mode):
+                continue
+            base = f"{MODULES_DIR}/{kver}"
+            h = hashlib.sha256()
+            reader.hash_into(h, files["vmlinuz"])
+            initramfs = devicetree = dtb_dir = None
+            if "initramfs.img" in files:
+                initramfs = f"{base}/initramfs.img"
+                reader.hash_into(h, files["initramfs.img"])
+            if "devicetree" in files:
+                devicetree = f"{base}/devicetree"
+                reader.hash_into(h, files["devicetree"])
+            elif "dtb" in dirs:
+                dtb_dir = f"{base}/dtb"
+                for _, c in reader.walk_files(dirs["dtb"], dtb_dir):
+                    reader.hash_into(h, c)
+            kernel = KernelLayout(kver, f"{base}/vmlinuz", initramfs, devicetree, dtb_dir, h.hexdigest())
+            break
+    if kernel is None:
+        raise SysrootError(f"commit {short} has no kernel: no {MODULES_DIR}/<kver>/vmlinuz")
+    os_release = None
+    for path in ("usr/lib/os-release", "etc/os-release", "usr/etc/os-release"):
+        found = reader.lookup(path)
+        if found and found[0] == "file" and _is_regular(reader.file_header(found[1]).mode):
+            os_release = bls.parse_os_release(reader.read(found[1]))
+            break
+    if os_release is None:
+        raise SysrootError(f"commit {short} has no os-release: no usr/lib/os-release or etc/os-release")
+    name = os_release.get("PRETTY_NAME") or os_release.get("ID")
+    if not name:
+        raise SysrootError(f"commit {short}: os-release has neither PRETTY_NAME nor ID")
+    return CommitInfo(checksum, kernel, name, commit.version or "")
+
+
+# -- kernel and OS facts of a deployed checkout -----------------------------------------------------------
+
+
+def kernel_of_checkout(dep_dir: Path) -> KernelLayout:
+    """The kernel of an existing deployment (bootcsum is not recomputed)."""
+    mods = dep_dir / MODULES_DIR
+    try:
+        kvers = sorted(os.listdir(mods))
+    except FileNotFoundError:
+        kvers = []
+    for kver in kvers:
+        kdir = mods / kver
+        if (kdir / "vmlinuz").is_file() and not (kdir / "vmlinuz").is_symlink():
+            base = f"{MODULES_DIR}/{kver}"
+            return KernelLayout(
+                kver, f"{base}/vmlinuz",
+                f"{base}/initramfs.img" if (kdir / "initramfs.img").is_file() else None,
+                f"{base}/devicetree" if (kdir / "devicetree").is_file() else None,
+                f"{base}/dtb" if not (kdir / "devicetree").is_file() and (kdir / "dtb").is_dir() else None,
+            )
+    raise SysrootError(f"deployment {dep_dir} has no kernel in {MODULES_DIR}")
+
+
+def os_name_of_checkout(dep_dir: Path) -> str:
+    for path in ("usr/lib/os-release", "etc/os-release"):
+        with contextlib.suppress(OSError):
+            values = bls.parse_os_release((dep_dir / path).read_bytes())
+            name = values.get("PRETTY_NAME") or values.get("ID")
+            if name:
+                return name
+    return "OSTree"
+
+
+def boot_dir_name(stateroot: str, bootcsum: str) -> str:
+    return f"{stateroot}-{bootcsum}"
+
+
+def _boot_names(kernel: KernelLayout) -> dict[str, str]:
+    """Tree path -> file name in ``boot/ostree/<stateroot>-<bootcsum>/``."""
+    out = {kernel.vmlinuz: f"vmlinuz-{kernel.kver}"}
+    if kernel.initramfs:
+        out[kernel.initramfs] = f"initramfs-{kernel.kver}.img"
+    if kernel.devicetree:
+        out[kernel.devicetree] = f"devicetree-{kernel.kver}"
+    if kernel.dtb_dir:
+        out[kernel.dtb_dir] = "dtb"
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        dst.mkdir()
+        for child in sorted(os.listdir(src)):
+            _link_or_copy(src / child, dst / child)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> None:
+    """Put a deployment's kernel, initramfs and device trees in ``boot/ostree/<stateroot>-<bootcsum>``.
+
+    Written into a temporary directory and renamed, so the final directory is always complete.
+    """
+    final = root / "boot/ostree" / boot_dir_name(dep.stateroot, dep.bootcsum)
+    if final.is_dir():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{final.name}")
+    remove_tree(tmp)
+    tmp.mkdir()
+    dep_dir = root / dep.relpath
+    for tree_path, name in _boot_names(kernel).items():
+        _link_or_copy(dep_dir / tree_path, tmp / name)
+    fsync_dir(tmp)
+    os.rename(tmp, final)
+
+
+def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootversion: int,
+                   version: str) -> BootEntry:
+    dep_dir = root / dep.relpath
+    kernel = kernel_of_checkout(dep_dir)
+    prefix = "/ostree/" + boot_dir_name(dep.stateroot, dep.bootcsum)
+    names = _boot_names(kernel)
+    options = " ".join(filter(None, [dep.kargs, "ostree=" + bls.ostree_karg(bootversion, dep.stateroot,
+                                                                              dep.bootcsum, dep.bootserial)]))
+    return BootEntry(
+        id=bls.entry_id(index, count, dep.stateroot),
+        title=bls.entry_title(os_name_of_checkout(dep_dir), version, index),
+        sort_version=count - index,
+        linux=f"{prefix}/{names[kernel.vmlinuz]}",
+        initrd=(f"{prefix}/{names[kernel.initramfs]}",) if kernel.initramfs else (),
+        options=options,
+        devicetree=f"{prefix}/{names[kernel.devicetree]}" if kernel.devicetree else None,
+        fdtdir=f"{prefix}/dtb" if kernel.dtb_dir else None,
+        index=index, stateroot=dep.stateroot, checksum=dep.checksum, version=version,
+        kernel_version=kernel.kver, deployment=dep.relpath,
+    )
+
+
+# -- writing a new deployment list -----------------------------------------------------------------------
+
+
+def syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    except (OSError, AttributeError):
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def assign_bootserials(deployments: list[Deployment]) -> list[Deployment]:
+    """bootserial = how many earlier deployments in the list share the bootcsum."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, d in enumerate(deployments):
+        n = seen.get(d.bootcsum, 0)
+        seen[d.bootcsum] = n + 1
+        out.append(d.replace(bootserial=n, index=i))
+    return out
+
+
+def _arch_of(context_entries: list[BootEntry], root: Path):
+    from hybridos.arch import Architecture
+    from hybridos.bootloader import kernel_architecture
+
+    if context_entries:
+        with contextlib.suppress(OSError):
+            with open(root / "boot" / context_entries[0].linux.lstrip("/"), "rb") as f:
+                found = kernel_architecture(f.read(4096))
+            if found is not None:
+                return found
+    return Architecture.host()
+
+
+def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Transaction) -> Sysroot:
+    """Make ``deployments`` (in boot order) the sysroot's boot configuration; returns the reloaded sysroot."""
+    root = sysroot.path
+    deployments = assign_bootserials(deployments)
+    new_bv = 1 - sysroot.bootversion if (root / "boot/loader").is_symlink() else 1
+    old_sub_target = None
+    with contextlib.suppress(OSError):
+        old_sub_target = os.readlink(root / f"ostree/boot.{new_bv}")
+    new_sub = 0 if old_sub_target == f"boot.{new_bv}.1" else 1
+    repo = sysroot.repo
+
+    with tx.step("boot-files"):
+        for d in deployments:
+            install_boot_files(root, d, kernel_of_checkout(root / d.relpath))
+
+    with tx.step("bls-entries"):
+        loader_dir = root / f"boot/loader.{new_bv}"
+        remove_tree(loader_dir)
+        (loader_dir / "entries").mkdir(parents=True)
+        entries = []
+        for i, d in enumerate(deployments):
+            version = repo.load_commit(d.checksum).version or ""
+            entry = boot_entry_for(root, d, i, len(deployments), new_bv, version)
+            entries.append(entry)
+            atomic_write(loader_dir / "entries" / f"{entry.id}.conf", bls.format_entry(entry), sync=False)
+
+    with tx.step("bootlinks"):
+        bootlink_dir = root / f"ostree/boot.{new_bv}.{new_sub}"
+        remove_tree(bootlink_dir)
+        bootlink_dir.mkdir(parents=True)
+        for d in deployments:
+            parent = bootlink_dir / d.stateroot / d.bootcsum
+            parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"../../../deploy/{d.stateroot}/deploy/{d.name}", parent / str(d.bootserial))
+        atomic_symlink(f"boot.{new_bv}.{new_sub}", root / f"ostree/boot.{new_bv}")
+
+    with tx.step("deployment-refs"):
+        refs_dir = repo.path / "refs/heads/ostree" / str(new_bv) / str(new_sub)
+        remove_tree(refs_dir)
+        for i, d in enumerate(deployments):
+            repo.set_ref(f"ostree/{new_bv}/{new_sub}/{i}", d.checksum)
+
+    with tx.step("bootloader"):
+        from hybridos.plugins import _read_sysroot_options, get_registry
+
+        choice = get_registry().select_bootloader(root)
+        context = BootConfigContext(sysroot=root, bootversion=new_bv, entries=tuple(entries),
+                                    arch=_arch_of(entries, root), options=_read_sysroot_options(root))
+        if choice.bootloader is not None and entries:
+            choice.bootloader.write_config(context)
+
+    with tx.step("swap"):
+        tx.check_cancelled()
+        tx.commit_point()
+        boot = root / "boot"
+        if not (boot / "boot").is_symlink():
+            with contextlib.suppress(FileExistsError):
+                os.symlink(".", boot / "boot")
+        syncfs(root)
+        if os.stat(boot).st_dev != os.stat(root).st_dev:
+            syncfs(boot)
+        atomic_symlink(f"loader.{new_bv}", boot / "loader")
+        fsync_dir(boot)
+
+    with tx.step("post-swap"):
+        if choice.bootloader is not None and entries:
+            try:
+                choice.bootloader.post_swap(context)
+            except HybridosError as exc:
+                tx.message(f"warning: {choice.bootloader.name} post-swap: {exc}")
+
+    new = Sysroot.load(root)
+    with tx.step("cleanup"):
+        cleanup_sysroot(new)
+    return new
+
+
+# -- deploying a commit ----------------------------------------------------------------------------------
+
+
+def allocate_serial(sysroot: Sysroot, stateroot: str, checksum: str) -> int:
+    serials = [d.serial for d in sysroot.deployments if d.stateroot == stateroot and d.checksum == checksum]
+    return max(serials) + 1 if serials else 0
+
+
+def select_kept(sysroot: Sysroot, new: Deployment, merge: Deployment | None, *, retain: bool = False,
+                keep_rollback: bool = True) -> list[Deployment]:
+    """The new list: ``new`` first, then the booted, the merge (rollback), pinned and other OS deployments."""
+    out = [new]
+    for d in sysroot.deployments:
+        if (retain or d.stateroot != new.stateroot or d.booted or d.pinned
+                or (keep_rollback and d.same(merge))):
+            out.append(d)
+    return out
+
+
+def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Origin,
+                  kargs: KernelArgs | str | None = None, tx: Transaction, retain: bool = False,
+                  merge: Deployment | None | bool = True, info: CommitInfo | None = None) -> Sysroot:
+    """Deploy a commit already in the sysroot's repository as the new default; returns the reloaded sysroot.
+
+    ``kargs`` None inherits the merge deployment's kernel arguments. ``merge`` True picks the merge
+    deployment of ``stateroot`` (its /etc changes carry over), False starts from the image's /etc only.
+    """
+    root = sysroot.path
+    if not (root / "ostree/deploy" / stateroot / "var").is_dir():
+        raise NotFoundError(f"stateroot {stateroot!r} does not exist in {root}",
+                            hint=f"create it with `hybridos admin os-init --sysroot {root} {stateroot}`")
+    if merge is True:
+        merge = sysroot.merge_deployment(stateroot)
+    elif merge is False:
+        merge = None
+    if kargs is None:
+        kargs = merge.kargs if merge is not None else ""
+    kargs = str(kargs)
+    with tx.step("prepare"):
+        info = info or inspect_commit(sysroot.repo, commit)
+    serial = allocate_serial(sysroot, stateroot, commit)
+    new = Deployment(stateroot=stateroot, checksum=commit, serial=serial, bootcsum=info.kernel.bootcsum,
+                     kargs=kargs, origin=origin)
+    dep_dir = root / new.relpath
+
+    with tx.step("checkout"):
+        remove_tree(dep_dir)
+        dep_dir.parent.mkdir(parents=True, exist_ok=True)
+        sysroot.repo.checkout(commit, dep_dir, mode="hardlink")
+
+    with tx.step("etc-merge"):
+        etcmerge.populate_etc(dep_dir)
+        if merge is not None:
+            merge_dir = root / merge.relpath
+            diff = etcmerge.diff_etc(merge_dir / "usr/etc", merge_dir / "etc")
+            etcmerge.apply_etc_diff(diff, merge_dir / "etc", dep_dir / "etc")
+            tx.message(f"Copying /etc changes: {diff.summary()}")
+
+    with tx.step("origin"):
+        atomic_write(root / new.origin_relpath, serialize_origin(origin), sync=False)
+
+    new_list = select_kept(sysroot, new, merge, retain=retain)
+    return write_deployments(sysroot, new_list, tx)
+
+
+def undeploy(sysroot: Sysroot, index: int, tx: Transaction) -> Sysroot:
+    dep = sysroot.by_index(index)
+    if dep.booted:
+        raise SysrootError(f"deployment {index} is the booted deployment; it cannot be removed")
+    if dep.pinned:
+        raise SysrootError(f"deployment {index} is pinned", hint=f"unpin it first: `hybridos admin pin --unpin {index}`")
+    return write_deployments(sysroot, [d for d in sysroot.deployments if not d.same(dep)], tx)
+
+
+def set_pinned(sysroot: Sysroot, index: int, pinned: bool) -> Deployment:
+    """Pin or unpin a deployment: rewrite its origin file (no new boot version, as libostree does)."""
+    dep = sysroot.by_index(index)
+    if dep.origin is None:
+        raise SysrootError(dep.origin_error or f"deployment {index} has no origin")
+    origin = dep.origin.replace(pinned=pinned)
+    atomic_write(sysroot.path / dep.origin_relpath, serialize_origin(origin))
+    return dep.replace(origin=origin)
+
+
+__all__ = ["CommitInfo", "KernelLayout", "clear_immutable", "deploy_commit", "inspect_commit", "set_pinned",
+           "undeploy", "write_deployments"]

@@ -1,0 +1,231 @@
+"""Loading a sysroot the way libostree does (``ostree-sysroot.c``).
+
+``boot/loader`` -> ``loader.N`` gives the bootversion; ``ostree/boot.N`` -> ``boot.N.M`` the subbootversion;
+the deployments are the ``ostree-*.conf`` entries of ``boot/loader/entries`` sorted by version (highest
+first), each resolved through its ``ostree=`` bootlink to ``ostree/deploy/<stateroot>/deploy/<commit>.<serial>``.
+A deployment is booted only when the sysroot is ``/`` and ``/proc/cmdline``'s ``ostree=`` resolves to it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from hybridos.errors import ConfigError, FormatError, NotFoundError, SysrootError
+from hybridos.sysroot import bls
+from hybridos.sysroot.deployment import Deployment
+from hybridos.sysroot.origin import parse_origin
+
+_DEPLOY_NAME_RE = re.compile(r"^([0-9a-f]{64})\.([0-9]+)$")
+
+
+def _readlink(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SysrootError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_bootversion(root: Path) -> int:
+    target = _readlink(root / "boot/loader")
+    if target is None:
+        return 0
+    if target not in ("loader.0", "loader.1"):
+        raise SysrootError(f"{root}/boot/loader points to {target!r}, expected loader.0 or loader.1")
+    return int(target[-1])
+
+
+def read_subbootversion(root: Path, bootversion: int) -> int:
+    target = _readlink(root / f"ostree/boot.{bootversion}")
+    if target is None:
+        return 0
+    if target not in (f"boot.{bootversion}.0", f"boot.{bootversion}.1"):
+        raise SysrootError(f"{root}/ostree/boot.{bootversion} points to {target!r}, "
+                           f"expected boot.{bootversion}.0 or boot.{bootversion}.1")
+    return int(target[-1])
+
+
+def read_origin_file(path: Path):
+    """(Origin or None, error message or None) for a deployment's origin file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, f"origin file {path} is missing"
+    except OSError as exc:
+        return None, f"cannot read origin file {path}: {exc.strerror}"
+    try:
+        return parse_origin(data), None
+    except ConfigError as exc:
+        return None, f"corrupt origin file {path}: {exc}"
+
+
+def parse_deploy_name(name: str) -> tuple[str, int]:
+    m = _DEPLOY_NAME_RE.match(name)
+    if not m:
+        raise FormatError(f"deployment directory name {name!r} is not <commit>.<serial>")
+    return m.group(1), int(m.group(2))
+
+
+@dataclass(frozen=True)
+class Sysroot:
+    """A loaded sysroot: its path, boot versions and deployments in boot order."""
+
+    path: Path
+    bootversion: int
+    subbootversion: int
+    deployments: tuple[Deployment, ...]
+    booted: Deployment | None = None
+    #: the parsed BLS entry of each deployment, by deployment name
+    entries: dict[str, bls.ParsedEntry] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Sysroot:
+        root = Path(path)
+        if not (root / "ostree/repo").is_dir() or not (root / "ostree/deploy").is_dir():
+            if not root.is_dir():
+                raise NotFoundError(f"sysroot {root} does not exist")
+            raise SysrootError(f"{root} is not an OSTree sysroot (no ostree/repo or ostree/deploy)",
+                               hint=f"initialize it with `hybridos admin init-fs {root}`")
+        bootversion = read_bootversion(root)
+        subbootversion = read_subbootversion(root, bootversion)
+        entries_dir = root / "boot/loader/entries"
+        parsed: list[tuple[int, str, bls.ParsedEntry]] = []
+        if (root / "boot/loader").is_symlink():
+            try:
+                names = sorted(os.listdir(entries_dir))
+            except FileNotFoundError:
+                names = []
+            for name in names:
+                if not (name.startswith("ostree-") and name.endswith(".conf")):
+                    continue
+                entry_path = entries_dir / name
+                try:
+                    entry = bls.parse_entry(entry_path.read_bytes())
+                    parsed.append((entry.sort_version, name, entry))
+                except (OSError, FormatError) as exc:
+                    raise SysrootError(f"cannot read boot entry {entry_path}: {exc}") from None
+        parsed.sort(key=lambda t: (-t[0], t[1]))
+        booted_key = _booted_key(root)
+        deployments, entries = [], {}
+        for index, (_, name, entry) in enumerate(parsed):
+            dep = _deployment_from_entry(root, bootversion, index, name, entry)
+            if booted_key == (dep.stateroot, dep.checksum, dep.serial):
+                dep = dep.replace(booted=True)
+            deployments.append(dep)
+            entries[dep.name] = entry
+        booted = next((d for d in deployments if d.booted), None)
+        return cls(root, bootversion, subbootversion, tuple(deployments), booted, entries)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def default(self) -> Deployment | None:
+        return self.deployments[0] if self.deployments else None
+
+    def stateroots(self) -> list[str]:
+        try:
+            return sorted(p.name for p in (self.path / "ostree/deploy").iterdir() if (p / "var").is_dir())
+        except FileNotFoundError:
+            return []
+
+    def default_stateroot(self) -> str | None:
+        """The booted deployment's stateroot, else the default deployment's, else the only stateroot."""
+        if self.booted is not None:
+            return self.booted.stateroot
+        if self.default is not None:
+            return self.default.stateroot
+        roots = self.stateroots()
+        return roots[0] if len(roots) == 1 else None
+
+    def merge_deployment(self, stateroot: str | None) -> Deployment | None:
+        """The deployment whose /etc and origin a new one starts from (libostree's merge deployment)."""
+        if self.booted is not None and self.booted.stateroot == stateroot:
+            return self.booted
+        return next((d for d in self.deployments if d.stateroot == stateroot), None)
+
+    def deployment_path(self, dep: Deployment) -> Path:
+        return self.path / dep.relpath
+
+    def by_index(self, index: int) -> Deployment:
+        if not 0 <= index < len(self.deployments):
+            raise NotFoundError(f"no deployment at index {index} (there are {len(self.deployments)})")
+        return self.deployments[index]
+
+    def pending_and_rollback(self, stateroot: str | None = None) -> tuple[Deployment | None, Deployment | None]:
+        """Around the booted deployment (else the default): the one before it and the one after it."""
+        ref = self.booted or self.default
+        if ref is None:
+            return None, None
+        stateroot = stateroot or ref.stateroot
+        pending = rollback = None
+        seen = False
+        for d in self.deployments:
+            if d.same(ref):
+                seen = True
+                continue
+            if d.stateroot != stateroot:
+                continue
+            if not seen and pending is None:
+                pending = d
+            elif seen and rollback is None:
+                rollback = d
+        return pending, rollback
+
+    @cached_property
+    def repo(self):
+        from hybridos.ostree.repo import Repo
+
+        return Repo.open(self.path / "ostree/repo")
+
+
+def _booted_key(root: Path) -> tuple[str, str, int] | None:
+    """(stateroot, commit, serial) of the booted deployment when ``root`` is the running system's ``/``."""
+    try:
+        if root.resolve() != Path("/"):
+            return None
+        cmdline = Path("/proc/cmdline").read_text()
+    except OSError:
+        return None
+    value, _ = bls.split_ostree_karg(cmdline)
+    if not value:
+        return None
+    try:
+        target = Path(os.path.realpath(Path("/") / value.lstrip("/")))
+        checksum, serial = parse_deploy_name(target.name)
+    except (OSError, FormatError):
+        return None
+    return target.parent.parent.name, checksum, serial
+
+
+def _deployment_from_entry(root: Path, bootversion: int, index: int, name: str,
+                           entry: bls.ParsedEntry) -> Deployment:
+    where = f"boot entry {root}/boot/loader/entries/{name}"
+    value, kargs = bls.split_ostree_karg(entry.options)
+    if value is None:
+        raise SysrootError(f"{where} has no ostree= kernel argument")
+    try:
+        entry_bootversion, stateroot, bootcsum, bootserial = bls.parse_ostree_karg(value)
+    except FormatError as exc:
+        raise SysrootError(f"{where}: {exc}") from None
+    if entry_bootversion != bootversion:
+        raise SysrootError(f"{where} refers to boot.{entry_bootversion} but boot/loader is loader.{bootversion}")
+    link = root / value.lstrip("/")
+    target = _readlink(link)
+    if target is None:
+        raise SysrootError(f"{where}: bootlink {link} is missing")
+    try:
+        checksum, serial = parse_deploy_name(os.path.basename(target))
+    except FormatError as exc:
+        raise SysrootError(f"{where}: bootlink {link}: {exc}") from None
+    dep = Deployment(stateroot=stateroot, checksum=checksum, serial=serial, bootcsum=bootcsum,
+                     bootserial=bootserial, index=index, kargs=kargs)
+    dep_dir = root / dep.relpath
+    if not dep_dir.is_dir():
+        raise SysrootError(f"{where}: deployment {dep_dir} is missing")
+    origin, error = read_origin_file(root / dep.origin_relpath)
+    return dep.replace(origin=origin, origin_error=error)

@@ -1,0 +1,431 @@
+"""GVariant serialization: pure functions, normal form only, strict bounds checking.
+
+Covers the types OSTree uses (and the general rules, so any type string works): basic types
+``y b n q i u x t h d s o g``, arrays ``aT``, tuples ``(...)``, dict entries ``{KV}``, maybes ``mT`` and
+variants ``v``. Python values: integers, ``bool``, ``float``, ``str``; ``ay`` is ``bytes``; arrays of dict
+entries are ``dict`` (order kept), other arrays ``list``; tuples ``tuple``; ``v`` is :class:`Variant`; a maybe is
+``None`` or its value.
+
+All integers are little-endian as GVariant frames them. OSTree pre-swaps some fields to big-endian; that is the
+object model's business (see :func:`bswap32`).
+
+:func:`parse` accepts only data in normal form: it re-serializes what it parsed and refuses any difference, so
+non-canonical padding, offsets or framing widths are rejected exactly like ``ostree fsck`` does.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from hybridos.errors import FormatError
+
+MAX_DEPTH = 64
+
+_BASIC_FIXED = {"y": (1, "<B"), "b": (1, "<B"), "n": (2, "<h"), "q": (2, "<H"), "i": (4, "<i"), "u": (4, "<I"),
+                "h": (4, "<i"), "x": (8, "<q"), "t": (8, "<Q"), "d": (8, "<d")}
+_STRINGS = "sog"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A value together with its GVariant type string (the content of a ``v``)."""
+
+    signature: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class GType:
+    """A parsed type string: kind is the leading character (``a``, ``(``, ``{``, ``m`` or a basic type)."""
+
+    signature: str
+    kind: str
+    children: tuple[GType, ...]
+    alignment: int
+    fixed_size: int | None  # None for variable-size types
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) & ~(a - 1)
+
+
+@lru_cache(maxsize=512)
+def gtype(signature: str) -> GType:
+    """Parse a complete, single type string (raises FormatError when it is not one)."""
+    t, rest = _parse_type(signature, 0)
+    if rest != len(signature):
+        raise FormatError(f"invalid GVariant type string {signature!r}")
+    return t
+
+
+def _parse_type(sig: str, pos: int, depth: int = 0) -> tuple[GType, int]:
+    if depth > MAX_DEPTH:
+        raise FormatError("GVariant type nests too deeply")
+    if pos >= len(sig):
+        raise FormatError(f"invalid GVariant type string {sig!r}")
+    c = sig[pos]
+    if c in _BASIC_FIXED:
+        size = _BASIC_FIXED[c][0]
+        return GType(c, c, (), size, size), pos + 1
+    if c in _STRINGS:
+        return GType(c, c, (), 1, None), pos + 1
+    if c == "v":
+        return GType(c, c, (), 8, None), pos + 1
+    if c in "am":
+        child, end = _parse_type(sig, pos + 1, depth + 1)
+        s = sig[pos:end]
+        if c == "m" and child.fixed_size is not None:
+            return GType(s, c, (child,), child.alignment, None), end
+        return GType(s, c, (child,), child.alignment, None), end
+    if c in "({":
+        close = ")" if c == "(" else "}"
+        children = []
+        p = pos + 1
+        while True:
+            if p >= len(sig):
+                raise FormatError(f"invalid GVariant type string {sig!r}")
+            if sig[p] == close:
+                p += 1
+                break
+            child, p = _parse_type(sig, p, depth + 1)
+            children.append(child)
+        if c == "{" and (len(children) != 2 or children[0].kind not in _BASIC_FIXED and children[0].kind not in _STRINGS):
+            raise FormatError(f"invalid dict entry type in {sig!r}")
+        align = max((ch.alignment for ch in children), default=1)
+        fixed: int | None
+        if all(ch.fixed_size is not None for ch in children):
+            off = 0
+            for ch in children:
+                off = _align(off, ch.alignment) + ch.fixed_size  # type: ignore[operator]
+            fixed = _align(off, align) if children else 1
+        else:
+            fixed = None
+        return GType(sig[pos:p], c, tuple(children), align, fixed), p
+    raise FormatError(f"invalid GVariant type string {sig!r}")
+
+
+def _offset_size_for(total: int) -> int:
+    if total == 0:
+        return 0
+    if total <= 0xFF:
+        return 1
+    if total <= 0xFFFF:
+        return 2
+    if total <= 0xFFFFFFFF:
+        return 4
+    return 8
+
+
+def _framing_width(body: int, n: int) -> int:
+    for k in (1, 2, 4, 8):
+        if body + n * k <= (1 << (8 * k)) - 1:
+            return k
+    raise FormatError("GVariant container too large")  # pragma: no cover
+
+
+def _pack_offsets(offsets: list[int], k: int) -> bytes:
+    fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[k]
+    return struct.pack(f"<{len(offsets)}{fmt}", *offsets)
+
+
+# ---------------------------------------------------------------------------------------------------- serialize
+
+def serialize(signature: str | GType, value: Any) -> bytes:
+    """Serialize ``value`` as type ``signature`` in normal form."""
+    t = signature if isinstance(signature, GType) else gtype(signature)
+    out = bytearray()
+    _ser(t, value, out)
+    return bytes(out)
+
+
+def _pad(out: bytearray, a: int) -> None:
+    if a > 1:
+        n = (-len(out)) & (a - 1)
+        if n:
+            out += b"\0" * n
+
+
+def _ser(t: GType, v: Any, out: bytearray) -> None:
+    # ``out`` starts at an offset aligned to t.alignment, so local alignment equals absolute alignment.
+    k = t.kind
+    try:
+        if k in _BASIC_FIXED:
+            if k == "b":
+                out.append(1 if v else 0)
+            else:
+                out += struct.pack(_BASIC_FIXED[k][1], v)
+            return
+        if k in _STRINGS:
+            b = v.encode("utf-8")
+            if b"\0" in b:
+                raise FormatError("GVariant strings cannot contain NUL")
+            out += b
+            out.append(0)
+            return
+    except (struct.error, TypeError, AttributeError, UnicodeEncodeError) as exc:
+        raise FormatError(f"cannot serialize {v!r} as GVariant {t.signature!r}: {exc}") from None
+    if k == "v":
+        if not isinstance(v, Variant):
+            raise FormatError(f"GVariant 'v' needs a Variant, got {type(v).__name__}")
+        child = gtype(v.signature)
+        start = len(out)
+        sub = bytearray()
+        _ser(child, v.value, sub)
+        out += sub
+        del start
+        out.append(0)
+        out += v.signature.encode("ascii")
+        return
+    if k == "m":
+        if v is None:
+            return
+        child = t.children[0]
+        _ser(child, v, out)
+        if child.fixed_size is None:
+            out.append(0)
+        return
+    if k == "a":
+        child = t.children[0]
+        if child.signature == "y":
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise FormatError(f"GVariant 'ay' needs bytes, got {type(v).__name__}")
+            out += v
+            return
+        items = list(v.items()) if isinstance(v, dict) else v
+        if child.fixed_size is not None:
+            for item in items:
+                _ser(child, item, out)
+            return
+        base = len(out)
+        ends = []
+        for item in items:
+            _pad(out, child.alignment)
+            _ser(child, item, out)
+            ends.append(len(out) - base)
+        if ends:
+            w = _framing_width(len(out) - base, len(ends))
+            out += _pack_offsets(ends, w)
+        return
+    if k in "({":
+        members = t.children
+        if not isinstance(v, (tuple, list)) or len(v) != len(members):
+            raise FormatError(f"GVariant {t.signature!r} needs a {len(members)}-tuple, got {v!r:.80}")
+        base = len(out)
+        if not members:
+            out.append(0)
+            return
+        ends = []
+        last = len(members) - 1
+        for i, (m, item) in enumerate(zip(members, v, strict=True)):
+            _pad(out, m.alignment)
+            _ser(m, item, out)
+            if m.fixed_size is None and i != last:
+                ends.append(len(out) - base)
+        if t.fixed_size is not None:
+            _pad(out, t.alignment)
+            return
+        if ends:
+            w = _framing_width(len(out) - base, len(ends))
+            out += _pack_offsets(ends[::-1], w)
+        return
+    raise FormatError(f"unsupported GVariant type {t.signature!r}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------------- parse
+
+def parse(signature: str | GType, data: bytes | bytearray | memoryview, *, normal_form: bool = True) -> Any:
+    """Parse ``data`` as type ``signature``; FormatError on any malformation (or non-normal form)."""
+    t = signature if isinstance(signature, GType) else gtype(signature)
+    buf = bytes(data)
+    value = _de(t, buf, 0, len(buf), 0)
+    if normal_form and serialize(t, value) != buf:
+        raise FormatError(f"GVariant {t.signature!r} is not in normal form")
+    return value
+
+
+def _read_offset(buf: bytes, pos: int, k: int) -> int:
+    return int.from_bytes(buf[pos:pos + k], "little")
+
+
+def _bad(t: GType, why: str) -> FormatError:
+    return FormatError(f"malformed GVariant {t.signature!r}: {why}")
+
+
+def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise _bad(t, "nests too deeply")
+    size = end - start
+    k = t.kind
+    if t.fixed_size is not None and k not in "({":
+        if size != t.fixed_size:
+            raise _bad(t, f"expected {t.fixed_size} bytes, found {size}")
+        if k == "b":
+            b = buf[start]
+            if b > 1:
+                raise _bad(t, "boolean is neither 0 nor 1")
+            return b == 1
+        return struct.unpack_from(_BASIC_FIXED[k][1], buf, start)[0]
+    if k in _STRINGS:
+        if size == 0 or buf[end - 1] != 0:
+            raise _bad(t, "string is not NUL-terminated")
+        raw = buf[start:end - 1]
+        if b"\0" in raw:
+            raise _bad(t, "string contains NUL")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad(t, "string is not valid UTF-8") from None
+    if k == "v":
+        zero = buf.rfind(b"\0", start, end)
+        if zero < 0:
+            raise _bad(t, "variant without type string")
+        try:
+            sig = buf[zero + 1:end].decode("ascii")
+            child = gtype(sig)
+        except (UnicodeDecodeError, FormatError):
+            raise _bad(t, "variant has an invalid type string") from None
+        return Variant(sig, _de(child, buf, start, zero, depth + 1))
+    if k == "m":
+        child = t.children[0]
+        if size == 0:
+            return None
+        if child.fixed_size is not None:
+            return _de(child, buf, start, end, depth + 1)
+        if buf[end - 1] != 0:
+            raise _bad(t, "maybe without trailing zero")
+        return _de(child, buf, start, end - 1, depth + 1)
+    if k == "a":
+        child = t.children[0]
+        if child.signature == "y":
+            return buf[start:end]
+        is_dict = child.kind == "{"
+        items: list = []
+        if child.fixed_size is not None:
+            n = child.fixed_size
+            if size % n:
+                raise _bad(t, "array size is not a multiple of its element size")
+            items = [_de(child, buf, p, p + n, depth + 1) for p in range(start, end, n)]
+        elif size:
+            w = _offset_size_for(size)
+            last = _read_offset(buf, end - w, w)
+            if last > size:
+                raise _bad(t, "framing offset out of bounds")
+            table = size - last
+            if table % w:
+                raise _bad(t, "framing offset table has a partial entry")
+            count = table // w
+            pos = 0
+            for i in range(count):
+                e = _read_offset(buf, start + last + i * w, w)
+                s = _align(pos, child.alignment)
+                if not (s <= e <= last):
+                    raise _bad(t, "framing offset out of bounds")
+                items.append(_de(child, buf, start + s, start + e, depth + 1))
+                pos = e
+        if is_dict:
+            return dict(items)
+        return items
+    if k in "({":
+        members = t.children
+        if not members:
+            if size != 1:
+                raise _bad(t, "unit tuple must be one byte")
+            return ()
+        if t.fixed_size is not None and size != t.fixed_size:
+            raise _bad(t, f"expected {t.fixed_size} bytes, found {size}")
+        w = _offset_size_for(size) if t.fixed_size is None else 0
+        offsets_used = 0
+        pos = 0
+        out = []
+        last = len(members) - 1
+        for i, m in enumerate(members):
+            s = _align(pos, m.alignment)
+            if m.fixed_size is not None:
+                e = s + m.fixed_size
+            elif i == last:
+                e = size - offsets_used * w
+            else:
+                offsets_used += 1
+                opos = size - offsets_used * w
+                if opos < 0:
+                    raise _bad(t, "framing offset out of bounds")
+                e = _read_offset(buf, start + opos, w)
+            if not (s <= e <= size - offsets_used * w):
+                raise _bad(t, "member out of bounds")
+            out.append(_de(m, buf, start + s, start + e, depth + 1))
+            pos = e
+        return tuple(out)
+    raise _bad(t, "unsupported type")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------------- a{sv} helpers
+
+def infer_signature(value: Any) -> str:
+    """The type a plain Python value gets inside an ``a{sv}`` (Variant values keep their own)."""
+    if isinstance(value, Variant):
+        return value.signature
+    if isinstance(value, bool):
+        return "b"
+    if isinstance(value, int):
+        return "t"
+    if isinstance(value, float):
+        return "d"
+    if isinstance(value, str):
+        return "s"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "ay"
+    if isinstance(value, dict):
+        return "a{sv}"
+    if isinstance(value, (list, tuple)):
+        if not value or all(isinstance(x, str) for x in value):
+            return "as"
+        if all(isinstance(x, (bytes, bytearray)) for x in value):
+            return "aay"
+        raise FormatError("a metadata list must hold only strings or only bytes")
+    raise FormatError(f"cannot store a {type(value).__name__} in GVariant metadata")
+
+
+def to_variant(value: Any) -> Variant:
+    """Wrap a plain value (or pass a Variant through) for an ``a{sv}``."""
+    if isinstance(value, Variant):
+        return value
+    sig = infer_signature(value)
+    if sig == "a{sv}":
+        return Variant(sig, {str(k): to_variant(v) for k, v in value.items()})
+    if sig in ("as", "aay"):
+        return Variant(sig, list(value))
+    return Variant(sig, value)
+
+
+def from_variant(v: Variant) -> Any:
+    """Unwrap a Variant to a plain value when the plain value maps back to the same type; else keep it."""
+    if v.signature == "a{sv}":
+        return {k: from_variant(x) for k, x in v.value.items()}
+    value = v.value
+    try:
+        if infer_signature(value) == v.signature:
+            return value
+    except FormatError:
+        pass
+    return v
+
+
+def serialize_vardict(d: dict[str, Any]) -> bytes:
+    """Serialize a metadata dictionary as ``a{sv}`` (keys in the given order)."""
+    return serialize("a{sv}", {str(k): to_variant(v) for k, v in d.items()})
+
+
+def parse_vardict(data: bytes) -> dict[str, Any]:
+    """Parse an ``a{sv}`` into plain values (see :func:`from_variant`)."""
+    return {k: from_variant(v) for k, v in parse("a{sv}", data).items()}
+
+
+def bswap32(n: int) -> int:
+    return int.from_bytes(n.to_bytes(4, "little"), "big")
+
+
+def bswap64(n: int) -> int:
+    return int.from_bytes(n.to_bytes(8, "little"), "big")

@@ -1,0 +1,223 @@
+"""Commit a directory tree: content objects in parallel (hashing and zlib release the GIL), then dirtrees
+bottom-up, the commit object, a filesystem sync, and only then the ref.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hybridos.errors import FormatError, NotFoundError
+from hybridos.ostree import content as _content
+from hybridos.ostree.devino import DevinoCache
+from hybridos.ostree.objects import Commit, DirMeta, DirTree, FileHeader
+from hybridos.ostree.refs import validate_ref
+
+if TYPE_CHECKING:
+    from hybridos.ostree.repo import Repo
+    from hybridos.util.progress import Progress
+
+_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "fifo",
+          stat.S_IFSOCK: "socket"}
+
+
+@dataclass(frozen=True)
+class CommitOptions:
+    owner_uid: int | None = None
+    owner_gid: int | None = None
+    xattrs: bool = True
+    canonical: bool = False  # bare-user-only: uid/gid 0, no xattrs, permissions & 0755
+
+
+@dataclass
+class _Dir:
+    path: str
+    meta: str
+    files: list[tuple[str, Any]] = field(default_factory=list)  # (name, checksum str or Future)
+    dirs: list[tuple[str, _Dir]] = field(default_factory=list)
+
+
+def default_workers() -> int:
+    return min(8, (os.cpu_count() or 1) + 1)
+
+
+def _check_name(name: str, parent: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise FormatError(f"cannot commit {os.path.join(parent, shown)!r}: the file name is not valid UTF-8") from None
+
+
+class _TreeWriter:
+    def __init__(self, repo: Repo, opts: CommitOptions, pool: ThreadPoolExecutor, devino: DevinoCache | None,
+                 progress: Progress | None):
+        self.repo = repo
+        self.opts = opts
+        self.pool = pool
+        self.devino = devino
+        self.progress = progress
+        self._meta_cache: dict[bytes, str] = {}
+
+    # ---------------------------------------------------------------------------------------- metadata
+    def _owner(self, st: os.stat_result) -> tuple[int, int]:
+        o = self.opts
+        if o.canonical:
+            return 0, 0
+        return (st.st_uid if o.owner_uid is None else o.owner_uid,
+                st.st_gid if o.owner_gid is None else o.owner_gid)
+
+    def _mode(self, mode: int) -> int:
+        return _content.canonical_bareuseronly_mode(mode) if self.opts.canonical else mode
+
+    def _xattrs(self, path: str, follow: bool) -> tuple:
+        if not self.opts.xattrs or self.opts.canonical:
+            return ()
+        return _content.read_xattrs(path, follow=follow)
+
+    def dirmeta(self, path: str, st: os.stat_result) -> str:
+        uid, gid = self._owner(st)
+        data = DirMeta(uid, gid, self._mode(st.st_mode), self._xattrs(path, True)).serialize()
+        c = self._meta_cache.get(data)
+        if c is None:
+            from hybridos.ostree.objects import ObjectType
+            c = self.repo.write_metadata_bytes(ObjectType.DIR_META, data)
+            self._meta_cache[data] = c
+        return c
+
+    # ---------------------------------------------------------------------------------------- files
+    def _store_file(self, path: str, header: FileHeader) -> str:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                c = _content.write_content(self.repo, header, f)
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} disappeared while committing") from None
+        if self.progress is not None:
+            self.progress.advance(1, header.size)
+        return c
+
+    def walk(self, path: str, st: os.stat_result) -> _Dir:
+        node = _Dir(path, self.dirmeta(path, st))
+        devino = self.devino
+        need_stat_for_devino = self.opts.owner_uid is not None or self.opts.owner_gid is not None
+        with os.scandir(path) as it:
+            entries = list(it)
+        for e in entries:
+            name = e.name
+            _check_name(name, path)
+            if devino is not None and (e.is_file(follow_symlinks=False) or e.is_symlink()):
+                if need_stat_for_devino:
+                    est = e.stat(follow_symlinks=False)
+                    hit = devino.lookup(est.st_dev, est.st_ino)
+                    if hit and self._owner(est) != (est.st_uid, est.st_gid):
+                        hit = None
+                else:
+                    hit = devino.lookup(st.st_dev, e.inode())
+                if hit is not None:
+                    node.files.append((name, hit))
+                    if self.progress is not None:
+                        self.progress.advance(1)
+                    continue
+            est = e.stat(follow_symlinks=False)
+            fmt = stat.S_IFMT(est.st_mode)
+            child = e.path
+            if fmt == stat.S_IFDIR:
+                node.dirs.append((name, self.walk(child, est)))
+            elif fmt == stat.S_IFREG:
+                uid, gid = self._owner(est)
+                header = FileHeader(uid, gid, self._mode(est.st_mode), "", self._xattrs(child, False),
+                                    size=est.st_size)
+                node.files.append((name, self.pool.submit(self._store_file, child, header)))
+            elif fmt == stat.S_IFLNK:
+                uid, gid = self._owner(est)
+                target = os.readlink(child)
+                try:
+                    target.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise FormatError(f"cannot commit {child!r}: the symlink target is not valid UTF-8") from None
+                header = FileHeader(uid, gid, est.st_mode, target, self._xattrs(child, False))
+                node.files.append((name, _content.write_content(self.repo, header, None)))
+                if self.progress is not None:
+                    self.progress.advance(1)
+            else:
+                kind = _KINDS.get(fmt, f"file of type {fmt:o}")
+                raise FormatError(f"cannot commit {child!r}: it is a {kind}; only regular files, symlinks and "
+                                  "directories can be stored")
+        return node
+
+    def finish(self, node: _Dir) -> tuple[str, str]:
+        files = [(n, c if isinstance(c, str) else c.result()) for n, c in node.files]
+        dirs = [(n, *self.finish(d)) for n, d in node.dirs]
+        return self.repo.write_dirtree(DirTree(tuple(files), tuple(dirs))), node.meta
+
+
+def _cancel(node: _Dir) -> None:
+    for _, c in node.files:
+        if isinstance(c, Future):
+            c.cancel()
+    for _, d in node.dirs:
+        _cancel(d)
+
+
+def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None = None, owner_gid: int | None = None,
+               xattrs: bool = True, devino_cache: DevinoCache | bool | None = None, workers: int | None = None,
+               progress: Progress | None = None) -> tuple[str, str]:
+    """Store the content and directory objects of ``src_dir``; returns (root dirtree, root dirmeta)."""
+    src = os.fspath(src_dir)
+    try:
+        st = os.lstat(src)
+    except FileNotFoundError:
+        raise NotFoundError(f"cannot commit {src}: no such directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise FormatError(f"cannot commit {src}: not a directory")
+    opts = CommitOptions(owner_uid, owner_gid, xattrs, canonical=repo.mode.value == "bare-user-only")
+    if devino_cache is True:
+        devino_cache = DevinoCache.scan(repo)
+    elif devino_cache is False:
+        devino_cache = None
+    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="commit") as pool:
+        tw = _TreeWriter(repo, opts, pool, devino_cache, progress)
+        root = None
+        try:
+            root = tw.walk(src, st)
+            return tw.finish(root)
+        except BaseException:
+            if root is not None:
+                _cancel(root)
+            raise
+
+
+def commit_tree(repo: Repo, src_dir: str | os.PathLike, *, branch: str | None = None, subject: str = "",
+                body: str = "", metadata: dict | None = None, parent: str | None = None,
+                timestamp: int | None = None, owner_uid: int | None = None, owner_gid: int | None = None,
+                xattrs: bool = True, devino_cache: DevinoCache | bool | None = None, bind_ref: bool = True,
+                workers: int | None = None, progress: Progress | None = None) -> str:
+    """Commit ``src_dir``; returns the commit checksum. With ``branch``, the ref moves last.
+
+    parent: None = the branch's current commit (if any); "none" = no parent; else a rev.
+    """
+    if branch is not None:
+        validate_ref(branch)
+    if parent is None:
+        parent_csum = repo.resolve_rev(branch, allow_missing=True) if branch else None
+    elif parent == "none":
+        parent_csum = None
+    else:
+        parent_csum = repo.resolve_rev(parent)
+    root_tree, root_meta = write_tree(repo, src_dir, owner_uid=owner_uid, owner_gid=owner_gid, xattrs=xattrs,
+                                      devino_cache=devino_cache, workers=workers, progress=progress)
+    meta = dict(metadata or {})
+    if branch and bind_ref:
+        meta.setdefault("ostree.ref-binding", [branch])
+    commit = Commit(metadata=meta, parent=parent_csum, subject=subject, body=body,
+                    timestamp=int(time.time()) if timestamp is None else int(timestamp),
+                    root_tree=root_tree, root_meta=root_meta)
+    checksum = repo.write_commit(commit)
+    repo.sync()
+    if branch:
+        repo.set_ref(branch, checksum)
+    return checksum

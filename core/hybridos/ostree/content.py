@@ -1,0 +1,344 @@
+"""Content objects on disk in each repository mode: streaming write (hash while storing) and read back.
+
+Everything streams in chunks: no file is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import itertools
+import os
+import stat
+import struct
+import threading
+import zlib
+from typing import TYPE_CHECKING, BinaryIO
+
+from hybridos.errors import CorruptionError, FormatError, NotFoundError
+from hybridos.ostree.objects import (
+    BAREUSER_XATTR,
+    FileHeader,
+    ObjectType,
+    filez_prefix,
+    parse_bareuser_meta,
+    serialize_bareuser_meta,
+    split_sized,
+)
+
+if TYPE_CHECKING:
+    from hybridos.ostree.repo import Repo
+
+CHUNK = 1 << 20
+_counter = itertools.count()
+_OBJ_MODES = {"bare", "bare-user", "bare-user-only"}
+
+
+def tmp_name(repo: Repo, prefix: str = "obj") -> str:
+    return os.path.join(repo.tmp_dir, f"{prefix}-{os.getpid()}-{threading.get_ident()}-{next(_counter)}")
+
+
+def _xattrs_to_fd(fd_or_path, xattrs, follow=True) -> None:
+    for name, value in xattrs:
+        os.setxattr(fd_or_path, name[:-1].decode("utf-8", "surrogateescape"), value, follow_symlinks=follow)
+
+
+def bareuser_ondisk_mode(mode: int) -> int:
+    """The permission bits a bare-user object file gets (libostree: ``(mode & 0775) | S_IRUSR``)."""
+    return (mode & 0o775) | 0o400
+
+
+def canonical_bareuseronly_mode(mode: int) -> int:
+    """bare-user-only keeps only ``0755`` of the permission bits (what ``ostree commit`` does there)."""
+    return stat.S_IFMT(mode) | (mode & 0o755)
+
+
+def check_header_for_mode(repo: Repo, header: FileHeader) -> None:
+    """Refuse content a repository mode cannot represent."""
+    if repo.mode.value == "bare-user-only":
+        if header.uid or header.gid or header.xattrs:
+            raise FormatError("bare-user-only repositories cannot store file ownership or xattrs "
+                              "(commit with --owner-uid=0 --owner-gid=0 --no-xattrs)")
+        if header.is_regular and header.mode & ~(stat.S_IFMT(header.mode) | 0o775):
+            raise FormatError(f"bare-user-only repositories cannot store mode {header.mode & 0o7777:04o}")
+
+
+def place_object(repo: Repo, tmp: str, checksum: str, otype: ObjectType) -> bool:
+    """Rename a verified temp file into ``objects/``; drop it when the object exists. True when newly placed."""
+    dest = repo.object_path(checksum, otype)
+    d = os.path.dirname(dest)
+    if d not in repo._known_dirs:
+        os.makedirs(d, exist_ok=True)
+        repo._known_dirs.add(d)
+    if os.path.lexists(dest):
+        os.unlink(tmp)
+        return False
+    os.rename(tmp, dest)
+    return True
+
+
+def write_content(repo: Repo, header: FileHeader, data: bytes | BinaryIO | None,
+                  expected: str | None = None) -> str:
+    """Store one content object (streaming ``data``); returns its checksum, verified against ``expected``."""
+    if expected is not None and repo.has_object(expected, ObjectType.FILE):
+        return expected
+    check_header_for_mode(repo, header)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        header = header.replace(size=len(data))
+        stream: BinaryIO | None = io.BytesIO(bytes(data))
+    else:
+        stream = data
+    if header.is_symlink:
+        stream = None
+        header = header.replace(size=0)
+    tmp = tmp_name(repo)
+    try:
+        if repo.mode.value == "archive-z2":
+            checksum = _write_archive(repo, tmp, header, stream)
+        else:
+            checksum = _write_bare(repo, tmp, header, stream)
+        if expected is not None and checksum != expected:
+            raise CorruptionError(f"content object {expected} is corrupt: its data hashes to {checksum}")
+        place_object(repo, tmp, checksum, ObjectType.FILE)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return checksum
+
+
+def _write_archive(repo: Repo, tmp: str, header: FileHeader, stream: BinaryIO | None) -> str:
+    h = hashlib.sha256(header.checksum_prefix())
+    prefix = filez_prefix(header)
+    with open(tmp, "wb") as f:
+        f.write(prefix)
+        if stream is not None:
+            comp = zlib.compressobj(repo.zlib_level, zlib.DEFLATED, -15)
+            total = 0
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                h.update(chunk)
+                f.write(comp.compress(chunk))
+            f.write(comp.flush())
+            if total != header.size:
+                # the size field is a fixed-width ``t``: rewrite the prefix in place with the real size
+                f.seek(0)
+                f.write(filez_prefix(header.replace(size=total)))
+        os.fchmod(f.fileno(), 0o644)
+    return h.hexdigest()
+
+
+def _write_bare(repo: Repo, tmp: str, header: FileHeader, stream: BinaryIO | None) -> str:
+    mode = repo.mode.value
+    h = hashlib.sha256(header.checksum_prefix())
+    if header.is_symlink and mode in ("bare", "bare-user-only"):
+        os.symlink(header.symlink_target, tmp)
+        if mode == "bare":
+            os.lchown(tmp, header.uid, header.gid)
+            _xattrs_to_fd(tmp, header.xattrs, follow=False)
+        return h.hexdigest()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        if header.is_symlink:  # bare-user: a regular file holding the target and a NUL
+            os.write(fd, header.symlink_target.encode("utf-8") + b"\0")
+        elif stream is not None:
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            readinto = getattr(stream, "readinto", None)
+            while True:
+                if readinto is not None:
+                    n = readinto(view)
+                    if not n:
+                        break
+                    chunk = view[:n]
+                else:
+                    chunk = stream.read(CHUNK)
+                    if not chunk:
+                        break
+                h.update(chunk)
+                _write_all(fd, chunk)
+        if mode == "bare":
+            os.fchown(fd, header.uid, header.gid)
+            os.fchmod(fd, header.mode & 0o7777)
+            _xattrs_to_fd(fd, header.xattrs)
+        elif mode == "bare-user":
+            os.setxattr(fd, BAREUSER_XATTR, serialize_bareuser_meta(header))
+            os.fchmod(fd, bareuser_ondisk_mode(header.mode) if header.is_regular else 0o644)
+        else:
+            os.fchmod(fd, header.mode & 0o7777)
+        os.utime(fd, ns=(0, 0))
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+class InflateReader(io.RawIOBase):
+    """A raw-deflate decompressing reader over a file; checks the stream ends exactly at end of file."""
+
+    def __init__(self, f: BinaryIO, expected_size: int, name: str):
+        self._f = f
+        self._d = zlib.decompressobj(-15)
+        self._buf = b""
+        self._eof = False
+        self._out = 0
+        self._expected = expected_size
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._buf and not self._eof:
+            if self._d.unconsumed_tail:
+                data = self._d.unconsumed_tail
+            else:
+                data = self._f.read(CHUNK)
+            try:
+                if data:
+                    self._buf = self._d.decompress(data, CHUNK)
+                else:
+                    self._buf = self._d.flush()
+                    if not self._d.eof:
+                        raise CorruptionError(f"content object {self._name}: compressed data is truncated")
+            except zlib.error as exc:
+                raise CorruptionError(f"content object {self._name}: bad compressed data ({exc})") from None
+            if self._d.eof:
+                if self._d.unused_data or self._f.read(1):
+                    raise CorruptionError(f"content object {self._name}: data after the compressed stream")
+                self._buf += self._d.flush()
+                self._eof = True
+            self._out += len(self._buf)
+            if self._out > self._expected:
+                raise CorruptionError(f"content object {self._name}: longer than its header says")
+        if self._eof and not self._buf and self._out != self._expected:
+            raise CorruptionError(f"content object {self._name}: shorter than its header says")
+
+    def readinto(self, b) -> int:
+        self._fill()
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def read_filez_header(f: BinaryIO, checksum: str) -> FileHeader:
+    start = f.read(8)
+    if len(start) < 8:
+        raise CorruptionError(f"content object {checksum}: truncated header")
+    (n,) = struct.unpack(">I", start[:4])
+    if n > 1 << 24:
+        raise CorruptionError(f"content object {checksum}: implausible header length {n}")
+    body = f.read(n)
+    try:
+        hdr, _ = split_sized(start + body, f"content object {checksum}")
+        return FileHeader.parse_zlib(hdr)
+    except FormatError as exc:
+        raise CorruptionError(f"content object {checksum}: {exc}") from None
+
+
+def open_content(repo: Repo, checksum: str) -> tuple[FileHeader, BinaryIO | None]:
+    """(header, stream of the file's bytes or None for a symlink) for a content object in any mode."""
+    path = repo.object_path(checksum, ObjectType.FILE)
+    mode = repo.mode.value
+    try:
+        if mode == "archive-z2":
+            f = open(path, "rb")  # noqa: SIM115 - returned to the caller
+            try:
+                header = read_filez_header(f, checksum)
+            except BaseException:
+                f.close()
+                raise
+            if header.is_symlink:
+                rest = f.read(1)
+                f.close()
+                if rest:
+                    raise CorruptionError(f"content object {checksum}: symlink with data")
+                return header, None
+            return header, io.BufferedReader(InflateReader(f, header.size, checksum), CHUNK)
+        st = os.lstat(path)
+        if mode == "bare-user":
+            try:
+                uid, gid, fmode, xattrs = parse_bareuser_meta(os.getxattr(path, BAREUSER_XATTR))
+            except OSError as exc:
+                if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                    raise CorruptionError(f"content object {checksum}: missing {BAREUSER_XATTR}") from None
+                raise
+            except FormatError as exc:
+                raise CorruptionError(f"content object {checksum}: bad {BAREUSER_XATTR}: {exc}") from None
+            if stat.S_ISLNK(fmode):
+                with open(path, "rb") as f:
+                    raw = f.read(8192)
+                if not raw.endswith(b"\0"):
+                    raise CorruptionError(f"content object {checksum}: symlink target without NUL")
+                try:
+                    target = raw[:-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise CorruptionError(f"content object {checksum}: symlink target not UTF-8") from None
+                return FileHeader(uid, gid, fmode, target, xattrs), None
+            if not stat.S_ISREG(fmode):
+                raise CorruptionError(f"content object {checksum}: bad mode {fmode:o}")
+            return FileHeader(uid, gid, fmode, "", xattrs, size=st.st_size), open(path, "rb")
+        if mode == "bare":
+            xattrs = read_xattrs(path, follow=False)
+            uid, gid = st.st_uid, st.st_gid
+        else:
+            xattrs = ()
+            uid = gid = 0
+        if stat.S_ISLNK(st.st_mode):
+            return FileHeader(uid, gid, st.st_mode, os.readlink(path), xattrs), None
+        return FileHeader(uid, gid, st.st_mode, "", xattrs, size=st.st_size), open(path, "rb")
+    except FileNotFoundError:
+        raise NotFoundError(f"content object {checksum} is not in the repository") from None
+
+
+def read_xattrs(path_or_fd, follow: bool = True):
+    """Extended attributes as the canonical sorted ((name+NUL, value), ...) tuple."""
+    try:
+        names = os.listxattr(path_or_fd, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            return ()
+        raise
+    out = []
+    for n in names:
+        try:
+            v = os.getxattr(path_or_fd, n, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                continue
+            raise
+        out.append((n.encode("utf-8", "surrogateescape") + b"\0", v))
+    out.sort()
+    return tuple(out)
+
+
+def checksum_stream(header: FileHeader, stream: BinaryIO | None) -> tuple[str, int]:
+    """Recompute a content checksum from a header and a stream: (checksum, bytes read)."""
+    h = hashlib.sha256(header.checksum_prefix())
+    n = 0
+    if stream is not None:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            n += len(chunk)
+            h.update(chunk)
+    return h.hexdigest(), n

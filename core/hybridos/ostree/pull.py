@@ -1,0 +1,433 @@
+"""Pulling commits from a remote archive repository (libostree's ``ostree-repo-pull.c``), over any fetcher.
+
+The flow for each requested ref:
+
+1. resolve it: from the remote's ``summary`` when it has one, else from ``refs/heads/REF``;
+2. fetch the commit object and its detached metadata (``.commitmeta``, a 404 is fine), verify the commit's
+   checksum, its signature when the remote asks for one and its ref binding, mark it
+   ``state/<commit>.commitpartial``, store it; then the same for ``--depth`` parents;
+3. walk dirtree -> (dirmeta, dirtree, content) with at most ``max_parallel`` transfers at once; every object is
+   checked against its checksum by the store before it becomes visible; objects already present are not fetched
+   (dirtrees already present are read locally, so a pull interrupted halfway resumes where it stopped);
+4. sync the file system, drop the ``commitpartial`` markers and only then move ``refs/remotes/REMOTE/REF``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from hybridos import gvariant
+from hybridos.errors import (
+    CorruptionError,
+    FetchError,
+    FormatError,
+    HybridosError,
+    NotFoundError,
+    SignatureError,
+    UsageError,
+)
+from hybridos.fetch import Fetcher, FetchOptions
+from hybridos.ostree import remotes as _remotes
+from hybridos.ostree import sign as _sign
+from hybridos.ostree.objects import Commit, DirTree, ObjectType, Summary, is_checksum, sha256_hex
+from hybridos.ostree.refs import validate_ref
+from hybridos.ostree.repo import Repo
+from hybridos.util.atomic import atomic_write
+
+_EXT = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree", ObjectType.DIR_META: "dirmeta",
+        ObjectType.COMMIT: "commit", ObjectType.COMMIT_META: "commitmeta"}
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull did: refs written (ref -> commit), commits fetched, objects and bytes transferred."""
+
+    remote: str
+    refs: dict[str, str]
+    commits: tuple[str, ...]
+    metadata_objects: int
+    content_objects: int
+    bytes_transferred: int
+    seconds: float
+    written_refs: dict[str, str] = field(default_factory=dict)   # full ref names as written
+
+    def describe(self) -> str:
+        from hybridos.util.progress import human_bytes
+        return (f"{self.metadata_objects} metadata, {self.content_objects} content objects fetched; "
+                f"{human_bytes(self.bytes_transferred)} transferred in {self.seconds:.1f} seconds")
+
+
+def object_url(base: str, checksum: str, otype: ObjectType) -> str:
+    return f"{base}/objects/{checksum[:2]}/{checksum[2:]}.{_EXT[otype]}"
+
+
+def state_marker(repo: Repo, commit: str) -> str:
+    return os.path.join(repo.path, "state", f"{commit}.commitpartial")
+
+
+def parse_remote_mode(config_text: str) -> str | None:
+    """The ``[core] mode`` of a remote's ``config`` file (None when it does not say)."""
+    cfg = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cfg.read_string(config_text)
+    except configparser.Error:
+        raise FetchError("the remote's config file is not a valid key file") from None
+    return cfg.get("core", "mode", fallback=None)
+
+
+class _Transfer:
+    """Fetches and stores objects with bounded parallelism; remembers what it already claimed."""
+
+    def __init__(self, repo: Repo, fetcher: Fetcher, base: str, source: str, max_parallel: int,
+                 progress=None):
+        self.repo = repo
+        self.fetcher = fetcher
+        self.base = base
+        self.source = source
+        self.progress = progress
+        self.pool = ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="pull")
+        self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.pending = 0
+        self.error: BaseException | None = None
+        self.claimed: set[tuple[str, ObjectType]] = set()
+        self.scheduled = 0
+        self.metadata_objects = 0
+        self.content_objects = 0
+        self.bytes = 0
+
+    # -- fetching --------------------------------------------------------------------------------
+
+    def fetch(self, checksum: str, otype: ObjectType) -> bytes:
+        url = object_url(self.base, checksum, otype)
+        try:
+            data = self.fetcher.read(url)
+        except NotFoundError:
+            raise NotFoundError(f"{_EXT[otype]} object {checksum} is missing on {self.source} ({url})") from None
+        with self.lock:
+            self.bytes += len(data)
+            if otype is ObjectType.FILE:
+                self.content_objects += 1
+            else:
+                self.metadata_objects += 1
+        if self.progress is not None:
+            self.progress.advance(1, len(data))
+        return data
+
+    def fetch_optional(self, checksum: str, otype: ObjectType) -> bytes | None:
+        try:
+            return self.fetch(checksum, otype)
+        except NotFoundError:
+            return None
+
+    def _corrupt(self, exc: HybridosError, checksum: str, otype: ObjectType) -> CorruptionError:
+        url = object_url(self.base, checksum, otype)
+        msg = exc.message if checksum in exc.message else f"{_EXT[otype]} object {checksum}: {exc.message}"
+        return CorruptionError(f"{msg} (fetched from {url}); the pull was stopped, no ref was changed")
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _claim(self, checksum: str, otype: ObjectType) -> bool:
+        key = (checksum, otype)
+        with self.lock:
+            if key in self.claimed:
+                return False
+            self.claimed.add(key)
+            return True
+
+    def _submit(self, fn: Callable, *args) -> None:
+        with self.lock:
+            if self.error is not None:
+                return
+            self.pending += 1
+            self.scheduled += 1
+            if self.progress is not None:
+                self.progress.total_items = max(self.scheduled, getattr(self.progress, "total_items", 0) or 0)
+        self.pool.submit(self._run, fn, args)
+
+    def _run(self, fn: Callable, args) -> None:
+        try:
+            with self.lock:
+                if self.error is not None:
+                    return
+            fn(*args)
+        except BaseException as exc:
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+        finally:
+            with self.lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.idle.notify_all()
+
+    def wait(self) -> None:
+        with self.lock:
+            while self.pending:
+                self.idle.wait()
+            if self.error is not None:
+                raise self.error
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- objects ---------------------------------------------------------------------------------
+
+    def want_tree(self, tree: str, meta: str) -> None:
+        """Make sure a directory (its dirmeta, dirtree and everything below) is present."""
+        if self._claim(meta, ObjectType.DIR_META) and not self.repo.has_object(meta, ObjectType.DIR_META):
+            self._submit(self._get_metadata, meta, ObjectType.DIR_META)
+        if self._claim(tree, ObjectType.DIR_TREE):
+            self._submit(self._get_dirtree, tree)
+
+    def _get_metadata(self, checksum: str, otype: ObjectType) -> bytes:
+        data = self.fetch(checksum, otype)
+        try:
+            self.repo.write_metadata_bytes(otype, data, expected=checksum)
+        except (CorruptionError, FormatError) as exc:
+            raise self._corrupt(exc, checksum, otype) from None
+        return data
+
+    def _get_dirtree(self, checksum: str) -> None:
+        if self.repo.has_object(checksum, ObjectType.DIR_TREE):
+            tree = self.repo.load_dirtree(checksum)   # from an earlier, interrupted pull
+        else:
+            tree = DirTree.parse(self._get_metadata(checksum, ObjectType.DIR_TREE))
+        has = self.repo.has_object
+        for _name, file_csum in tree.files:
+            if self._claim(file_csum, ObjectType.FILE) and not has(file_csum, ObjectType.FILE):
+                self._submit(self._get_content, file_csum)
+        for _name, sub_tree, sub_meta in tree.dirs:
+            self.want_tree(sub_tree, sub_meta)
+
+    def _get_content(self, checksum: str) -> None:
+        data = self.fetch(checksum, ObjectType.FILE)
+        try:
+            self.repo.write_archive_filez(checksum, data)
+        except (CorruptionError, FormatError) as exc:
+            raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+
+
+class Puller:
+    """One pull from one remote into one repository."""
+
+    def __init__(self, repo: Repo, remote: _remotes.Remote, fetcher: Fetcher, *, max_parallel: int = 8,
+                 progress=None, url: str | None = None):
+        self.repo = repo
+        self.remote = remote
+        self.fetcher = fetcher
+        self.base = (url or remote.url).rstrip("/")
+        self.source = f'remote "{remote.name}"'
+        self.max_parallel = max_parallel
+        self.progress = progress
+        self.summary: Summary | None = None
+        self.summary_bytes: bytes | None = None
+        self.public_keys: list[bytes] = []
+        if remote.gpg_verify and not remote.sign_verify:
+            raise SignatureError(
+                f'remote "{remote.name}" requires GPG signatures (gpg-verify=true, the default), which hybridos '
+                "cannot check",
+                hint=f"verify with ed25519 instead (hybridos repo remote add --sign-verify=ed25519=inline:KEY), "
+                     f"or disable it: --no-gpg-verify / gpg-verify=false in [remote \"{remote.name}\"]")
+        if remote.sign_verify:
+            self.public_keys = remote.public_keys("ed25519")
+            if not self.public_keys:
+                raise SignatureError(
+                    f'remote "{remote.name}" has sign-verify=true but no ed25519 public keys '
+                    "(verification-ed25519-key or verification-ed25519-file)")
+
+    # -- the remote ------------------------------------------------------------------------------
+
+    def _read_optional(self, name: str) -> bytes | None:
+        try:
+            return self.fetcher.read(f"{self.base}/{name}")
+        except NotFoundError:
+            return None
+
+    def load_remote(self) -> None:
+        """Read the remote's ``summary`` (optional) and ``config`` (refuse non-archive repositories)."""
+        data = self._read_optional("summary")
+        if data is not None:
+            try:
+                self.summary = Summary.parse(data)
+            except FormatError as exc:
+                raise FetchError(f"the summary file of {self.source} ({self.base}) is malformed: {exc}") from None
+            self.summary_bytes = data
+        config = self._read_optional("config")
+        if config is not None:
+            mode = parse_remote_mode(config.decode("utf-8", "replace"))
+            if mode is not None and mode not in ("archive-z2", "archive"):
+                raise FetchError(f"{self.source} ({self.base}) is a {mode} repository; only archive "
+                                 "repositories can be pulled from")
+
+    def resolve(self, ref: str) -> str:
+        """The commit a remote ref points to."""
+        if self.summary is not None:
+            entry = self.summary.lookup(ref)
+            if entry is None:
+                raise NotFoundError(f"{self.source} has no ref {ref!r} (not in its summary)")
+            return entry.commit
+        try:
+            text = self.fetcher.read(f"{self.base}/refs/heads/{ref}")
+        except NotFoundError:
+            raise NotFoundError(f"{self.source} has no ref {ref!r} ({self.base}/refs/heads/{ref})") from None
+        value = text.decode("ascii", "replace").strip()
+        if not is_checksum(value):
+            raise FetchError(f"{self.source}: refs/heads/{ref} does not hold a commit checksum")
+        return value
+
+    # -- commits ---------------------------------------------------------------------------------
+
+    def _verify_commit(self, commit: str, data: bytes, meta_bytes: bytes | None, ref: str | None) -> Commit:
+        if sha256_hex(data) != commit:
+            raise CorruptionError(f"commit object {commit} from {self.source} is corrupt: its bytes hash to "
+                                  f"{sha256_hex(data)}; no ref was changed")
+        try:
+            parsed = Commit.parse(data)
+        except FormatError as exc:
+            raise CorruptionError(f"commit object {commit} from {self.source} is malformed: {exc}") from None
+        if self.remote.sign_verify:
+            meta = None
+            if meta_bytes is not None:
+                try:
+                    meta = gvariant.parse_vardict(meta_bytes)
+                except FormatError as exc:
+                    raise SignatureError(f"detached metadata of commit {commit} from {self.source} is malformed: "
+                                         f"{exc}") from None
+            _sign.verify_commit(commit, data, meta, self.public_keys, self.source)
+        if ref is not None and parsed.ref_binding and ref not in parsed.ref_binding:
+            raise SignatureError(f"commit {commit} from {self.source} is bound to "
+                                 f"{', '.join(parsed.ref_binding)}, not to the requested ref {ref!r}")
+        return parsed
+
+    def fetch_commit(self, transfer: _Transfer, commit: str, ref: str | None, *, optional: bool = False
+                     ) -> Commit | None:
+        """Make the commit object present and verified; returns it (None when optional and absent remotely).
+
+        A commit present and complete locally is still checked against the remote's signature policy.
+        """
+        repo = self.repo
+        if repo.has_object(commit, ObjectType.COMMIT):
+            data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
+            meta_bytes = None
+            if self.remote.sign_verify:
+                meta_bytes = transfer.fetch_optional(commit, ObjectType.COMMIT_META)
+                if meta_bytes is None:
+                    with contextlib.suppress(NotFoundError):
+                        meta_bytes = repo.read_metadata_bytes(commit, ObjectType.COMMIT_META)
+            parsed = self._verify_commit(commit, data, meta_bytes, ref)
+            if meta_bytes is not None:
+                repo.write_commitmeta_bytes(commit, meta_bytes)
+            return parsed
+        meta_bytes = transfer.fetch_optional(commit, ObjectType.COMMIT_META)
+        try:
+            data = transfer.fetch(commit, ObjectType.COMMIT)
+        except NotFoundError:
+            if optional:
+                return None
+            raise
+        parsed = self._verify_commit(commit, data, meta_bytes, ref)
+        atomic_write(state_marker(repo, commit), b"", sync=False)
+        if meta_bytes is not None:
+            repo.write_commitmeta_bytes(commit, meta_bytes)
+        repo.write_metadata_bytes(ObjectType.COMMIT, data, expected=commit)
+        return parsed
+
+    def pull_commits(self, wanted: Sequence[tuple[str | None, str]], *, depth: int = 0,
+                     commit_metadata_only: bool = False) -> tuple[list[str], _Transfer]:
+        """Fetch ``(ref, commit)`` pairs with ``depth`` parents; returns the commits made complete."""
+        transfer = _Transfer(self.repo, self.fetcher, self.base, self.source, self.max_parallel, self.progress)
+        completed: list[str] = []
+        try:
+            chains: list[tuple[str, Commit]] = []
+            for ref, commit in wanted:
+                current: str | None = commit
+                level = 0
+                while current is not None and (depth < 0 or level <= depth):
+                    parsed = self.fetch_commit(transfer, current, ref if level == 0 else None, optional=level > 0)
+                    if parsed is None:
+                        break   # the remote does not have this much history
+                    chains.append((current, parsed))
+                    current = parsed.parent
+                    level += 1
+            if commit_metadata_only:
+                return [], transfer
+            todo = [(c, p) for c, p in dict(chains).items() if self.repo.commit_is_partial(c)]
+            for _commit, parsed in todo:
+                transfer.want_tree(parsed.root_tree, parsed.root_meta)
+            transfer.wait()
+            if todo:
+                self.repo.sync()
+            for commit, _ in todo:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(state_marker(self.repo, commit))
+                completed.append(commit)
+        finally:
+            transfer.close()
+        return completed, transfer
+
+
+def _wanted_refs(puller: Puller, refs: Sequence[str], mirror: bool) -> list[str]:
+    if refs:
+        return list(refs)
+    if mirror:
+        if puller.summary is None:
+            raise UsageError(f"{puller.source} has no summary file: name the refs to mirror")
+        return [r.name for r in puller.summary.refs]
+    if puller.remote.branches:
+        return list(puller.remote.branches)
+    raise UsageError(f"no refs given and {puller.source} has no branches= configured")
+
+
+def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int = 0,
+         commit_metadata_only: bool = False, mirror: bool = False, progress=None,
+         fetch_options: FetchOptions | None = None, registry=None, url: str | None = None) -> PullResult:
+    """Pull ``refs`` (ref names or commit checksums) of ``remote_name`` into ``repo``.
+
+    Refs go to ``refs/remotes/REMOTE/REF`` (``refs/heads/REF`` with ``mirror``) and move only once their
+    commit and everything it needs is present. Raises FetchError, NotFoundError, CorruptionError or
+    SignatureError with a one-line message; on failure no ref moves and ``state/<commit>.commitpartial``
+    remains so that the next pull resumes.
+    """
+    if depth < -1:
+        raise UsageError("--depth must be -1 (all history) or a number of parents >= 0")
+    started = time.monotonic()
+    remote = _remotes.get_remote(repo.config, remote_name)
+    options = fetch_options or FetchOptions()
+    if registry is None:
+        from hybridos.plugins import get_registry
+        registry = get_registry()
+    fetcher = registry.fetcher_for(url or remote.url, options)
+    with fetcher:
+        puller = Puller(repo, remote, fetcher, max_parallel=options.max_parallel, progress=progress, url=url)
+        puller.load_remote()
+        names = _wanted_refs(puller, refs, mirror)
+        wanted: list[tuple[str | None, str]] = []
+        for name in names:
+            if is_checksum(name):
+                wanted.append((None, name))
+            else:
+                validate_ref(name)
+                wanted.append((name, puller.resolve(name)))
+        _completed, transfer = puller.pull_commits(wanted, depth=depth, commit_metadata_only=commit_metadata_only)
+        written: dict[str, str] = {}
+        result_refs: dict[str, str] = {}
+        for name, commit in wanted:
+            if name is None:
+                continue
+            full = name if mirror else f"{remote_name}:{name}"
+            repo.set_ref(full, commit)
+            written[f"refs/heads/{name}" if mirror else f"refs/remotes/{remote_name}/{name}"] = commit
+            result_refs[name] = commit
+        if mirror and not refs and puller.summary_bytes is not None:
+            atomic_write(repo.path / "summary", puller.summary_bytes)
+    return PullResult(remote_name, result_refs, tuple(c for _, c in wanted), transfer.metadata_objects,
+                      transfer.content_objects, transfer.bytes, time.monotonic() - started, written)
+

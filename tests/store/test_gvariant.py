@@ -1,0 +1,151 @@
+"""The GVariant codec: known byte vectors, round trips, normal form, and malformed input."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hybridos import gvariant
+from hybridos.errors import FormatError
+from hybridos.gvariant import Variant, parse, serialize
+from hybridos.ostree.objects import Commit, DirMeta, DirTree, FileHeader, Summary, SummaryRef
+
+
+def test_dirmeta_vector():
+    assert DirMeta(0, 0, 0o40755).serialize().hex() == "00000000" "00000000" "000041ed"
+
+
+def test_empty_dirtree_is_one_byte():
+    assert DirTree().serialize() == b"\0"
+
+
+def test_file_header_vector():
+    hdr = FileHeader(0, 0, 0o100644).serialize()
+    assert hdr.hex() == "00000000" "00000000" "000081a4" "00000000" "00" "11"
+
+
+@pytest.mark.parametrize("sig,value", [
+    ("y", 255), ("b", True), ("n", -2), ("q", 65535), ("i", -7), ("u", 2**32 - 1), ("x", -(2**63)),
+    ("t", 2**64 - 1), ("d", 1.5), ("s", ""), ("s", "héllo"), ("o", "/a/b"), ("g", "a{sv}"),
+    ("ay", b""), ("ay", b"\0\1\2"), ("as", []), ("as", ["", "a", "bc"]), ("at", [1, 2, 3]),
+    ("(yt)", (1, 2)), ("(ty)", (2, 1)), ("()", ()), ("a(yy)", [(1, 2), (3, 4)]), ("(sy)", ("s", 1)),
+    ("(ys)", (1, "x")), ("ms", None), ("ms", "x"), ("mu", 5), ("mu", None), ("v", Variant("s", "x")),
+    ("a{sv}", {"a": Variant("u", 1), "b": Variant("as", ["x"]), "c": Variant("v", Variant("y", 3))}),
+    ("(a{sv}aya(say)sstayay)", ({}, b"", [], "", "", 0, b"\1" * 32, b"\2" * 32)),
+    ("aas", [["a"], [], ["b", "c"]]),
+])
+def test_round_trip(sig, value):
+    data = serialize(sig, value)
+    assert parse(sig, data) == value
+    assert serialize(sig, parse(sig, data)) == data
+
+
+def test_framing_offsets_grow_past_255_bytes():
+    value = ["x" * 100, "y" * 100, "z" * 100]
+    data = serialize("as", value)
+    assert len(data) == 303 + 3 * 2  # two-byte offsets
+    assert parse("as", data) == value
+    big = ["a" * 70000]
+    assert parse("as", serialize("as", big)) == big
+
+
+def test_tuple_offsets_are_in_reverse_order():
+    data = serialize("(ssy)", ("ab", "c", 7))
+    # "ab\0" "c\0" then y at 5, then offsets: end of 2nd string (5) then end of 1st (3)
+    assert data == b"ab\0c\0\x07\x05\x03"
+
+
+def test_metadata_dict_plain_values_round_trip():
+    d = {"version": "1", "ostree.ref-binding": ["a"], "n": 5, "flag": True, "raw": b"\0",
+         "keep": Variant("u", 3), "nested": {"k": "v"}}
+    assert gvariant.parse_vardict(gvariant.serialize_vardict(d)) == d
+
+
+def test_commit_round_trip():
+    c = Commit(metadata={"version": "9"}, parent="ab" * 32, subject="s", body="b", timestamp=1700000000,
+               root_tree="cd" * 32, root_meta="ef" * 32)
+    assert Commit.parse(c.serialize()) == c
+    assert c.version == "9"
+
+
+def test_summary_round_trip():
+    s = Summary((SummaryRef("b", "11" * 32, 10, {"ostree.commit.timestamp": 5}),
+                 SummaryRef("a", "22" * 32, 20, {})), {"ostree.summary.mode": "archive-z2"})
+    parsed = Summary.parse(s.serialize())
+    assert [r.name for r in parsed.refs] == ["a", "b"]
+    assert parsed.lookup("b").size == 10
+
+
+@pytest.mark.parametrize("sig,data,why", [
+    ("u", b"\0\0\0", "expected 4 bytes"),
+    ("s", b"abc", "NUL-terminated"),
+    ("s", b"a\0b\0", "contains NUL"),
+    ("s", b"\xff\0", "UTF-8"),
+    ("b", b"\x02", "neither 0 nor 1"),
+    ("as", b"a\0\x09", "out of bounds"),
+    ("at", b"\0" * 9, "multiple"),
+    ("(uuua(ayay))", b"\0" * 11, "out of bounds"),
+    ("v", b"abc", "variant"),
+    ("v", b"\0\0(", "invalid type"),
+    ("(ss)", b"a\0b\0\x07", "out of bounds"),
+])
+def test_malformed_is_a_format_error(sig, data, why):
+    with pytest.raises(FormatError, match=why):
+        parse(sig, data)
+
+
+def test_non_normal_form_is_rejected():
+    good = serialize("(yt)", (1, 2))
+    bad = bytes([1, 9]) + good[2:]  # non-zero padding
+    with pytest.raises(FormatError, match="normal form"):
+        parse("(yt)", bad)
+    # two-byte offsets where one byte suffices
+    with pytest.raises(FormatError):
+        parse("as", b"a\0\x02\x00")
+
+
+def test_truncations_and_random_bytes_never_crash():
+    data = Commit(metadata={"version": "1", "x": ["a", "b"]}, parent=None, subject="subject", body="",
+                  timestamp=1, root_tree="ab" * 32, root_meta="cd" * 32).serialize()
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            Commit.parse(data[:n])
+    rng = random.Random(1)
+    for _ in range(2000):
+        blob = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            blob[rng.randrange(len(blob))] = rng.randrange(256)
+        try:
+            Commit.parse(bytes(blob))
+        except FormatError:
+            pass
+
+
+def test_invalid_type_strings():
+    for sig in ("", "a", "(u", "{uu", "{vu}", "z", "uu"):
+        with pytest.raises(FormatError):
+            gvariant.gtype(sig)
+
+
+def test_serialize_type_errors_are_format_errors():
+    with pytest.raises(FormatError):
+        serialize("u", "x")
+    with pytest.raises(FormatError):
+        serialize("(uu)", (1,))
+    with pytest.raises(FormatError):
+        serialize("ay", "str")
+    with pytest.raises(FormatError):
+        gvariant.serialize_vardict({"x": object()})
+
+
+def test_dirtree_must_be_sorted_and_names_valid():
+    good = DirTree(files=(("b", "11" * 32), ("a", "22" * 32)))
+    data = good.serialize()
+    assert [n for n, _ in DirTree.parse(data).files] == ["a", "b"]
+    raw = serialize("(a(say)a(sayay))", ([("b", b"\1" * 32), ("a", b"\2" * 32)], []))
+    with pytest.raises(FormatError, match="sorted"):
+        DirTree.parse(raw)
+    for name in ("", ".", "..", "a/b"):
+        with pytest.raises(FormatError):
+            DirTree(files=((name, "11" * 32),)).serialize()

@@ -794,3 +794,88 @@ def _rich_operand(tokens: list[str], pos: int, text: str):
     if pos + 1 < len(tokens) and tokens[pos] in _CMP:
         return pos + 2, Dependency(name, _CMP[tokens[pos]], tokens[pos + 1])
     return pos, Dependency(name)
+
+
+# ---------------------------------------------------------------------------------------------- version compare
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's version segment comparison (with ``~`` sorting before and ``^`` after the end)."""
+    if a == b:
+        return 0
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while i < len(a) and not a[i].isalnum() and a[i] not in "~^":
+            i += 1
+        while j < len(b) and not b[j].isalnum() and b[j] not in "~^":
+            j += 1
+        ca = a[i] if i < len(a) else ""
+        cb = b[j] if j < len(b) else ""
+        if ca == "~" or cb == "~":
+            if ca != "~":
+                return 1
+            if cb != "~":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if ca == "^" or cb == "^":
+            if not ca:
+                return -1
+            if not cb:
+                return 1
+            if ca != "^":
+                return 1
+            if cb != "^":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if not (ca and cb):
+            break
+        isnum = ca.isdigit()
+        test = str.isdigit if isnum else str.isalpha
+        si, sj = i, j
+        while i < len(a) and a[i].isascii() and test(a[i]):
+            i += 1
+        while j < len(b) and b[j].isascii() and test(b[j]):
+            j += 1
+        sa, sb = a[si:i], b[sj:j]
+        if not sb:
+            return 1 if isnum else -1
+        if isnum:
+            sa, sb = sa.lstrip("0"), sb.lstrip("0")
+            if len(sa) != len(sb):
+                return 1 if len(sa) > len(sb) else -1
+        if sa != sb:
+            return 1 if sa > sb else -1
+    if i >= len(a) and j >= len(b):
+        return 0
+    return -1 if i >= len(a) else 1
+
+
+def split_evr(evr: str) -> tuple[int, str, str | None]:
+    epoch, _, rest = evr.rpartition(":")
+    version, sep, release = rest.partition("-")
+    return (int(epoch) if epoch.isdigit() else 0), version, (release if sep else None)
+
+
+def compare_evr(a: str, b: str) -> int:
+    """Compare two EVR strings; a missing release on either side is not compared (as rpm does for deps)."""
+    ea, va, ra = split_evr(a)
+    eb, vb, rb = split_evr(b)
+    if ea != eb:
+        return 1 if ea > eb else -1
+    c = rpmvercmp(va, vb)
+    if c or ra is None or rb is None:
+        return c
+    return rpmvercmp(ra, rb)
+
+
+def dependency_matches(dep: Dependency, name: str, evr: str) -> bool:
+    """Whether a package ``name`` at ``evr`` satisfies the simple dependency ``dep``."""
+    if dep.name != name:
+        return False
+    sense = dep.flags & Sense.SENSEMASK
+    if not dep.evr or not sense:
+        return True
+    c = compare_evr(evr, dep.evr)
+    return bool((c < 0 and sense & Sense.LESS) or (c > 0 and sense & Sense.GREATER) or (c == 0 and sense & Sense.EQUAL))

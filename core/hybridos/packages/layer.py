@@ -1,0 +1,302 @@
+"""The default layer hook: apply an ordered transaction to a tree.
+
+Order, as rpm runs it: %pretrans of every package to install; then each erase (%preun, %triggerun, file removal,
+%postun, %triggerpostun); then each install in transaction order (%triggerprein, %pre, unpack, rpmdb entry,
+%post, %triggerin, %filetriggerin; for an upgrade the old package's %preun/%postun with $1=1 and the removal of
+its files the new one no longer has); finally %posttrans and %transfiletriggerin. The rpmdb is written to a copy
+that replaces the tree's database only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridos.errors import PackageError
+from hybridos.packages.header import (
+    FileFlag,
+    RawHeader,
+    RpmHeader,
+    Trigger,
+    dependency_matches,
+    read_rpm,
+)
+from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
+from hybridos.packages.rpmdb import RpmDb, read_installed
+from hybridos.packages.scriptlets import ScriptResult, run_scriptlet, run_trigger
+from hybridos.packages.unpack import _Resolver, load_owners, split_path, unpack_rpm
+
+_DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+
+
+@dataclass
+class _Pkg:
+    header: RpmHeader
+    signature: RawHeader | None = None
+    rpm: Path | None = None
+    hnum: int | None = None      #: rpmdb record while installed
+
+
+@dataclass
+class _State:
+    tree: Path
+    request: LayerRequest
+    db: RpmDb
+    installed: list[_Pkg]
+    run_scripts: bool
+    outputs: list[ScriptResult] = field(default_factory=list)
+    new_files: list[str] = field(default_factory=list)
+
+    def count(self, name: str) -> int:
+        return sum(1 for p in self.installed if p.header.name == name)
+
+    def script(self, result: ScriptResult | None) -> None:
+        if result is not None:
+            self.outputs.append(result)
+
+
+def apply_transaction(request: LayerRequest) -> LayerResult:
+    """Apply ``request.transaction`` to ``request.tree`` (see the module docstring for the order)."""
+    tree = Path(request.tree)
+    if not tree.is_dir():
+        raise PackageError(f"layer target {tree} is not a directory")
+    installed = [_Pkg(p.header, hnum=p.hnum) for p in read_installed(tree)]
+    erases = [i for i in request.transaction.items if i.action is Action.ERASE]
+    installs = [(i, _load(request, i)) for i in request.transaction.items if i.action is not Action.ERASE]
+    _check_file_conflicts(installed, erases, installs, request.force_replacefiles)
+
+    db = RpmDb(tree)
+    state = _State(tree, request, db, installed, request.run_scripts)
+    tid = int(time.time())
+    try:
+        for _item, pkg in installs:
+            _scriptlet(state, pkg.header, "pretrans", 0)
+        for item in erases:
+            old = _find_installed(state, item.nevra)
+            if old is None:
+                raise PackageError(f"cannot erase {item.nevra}: it is not installed in the tree")
+            _erase(state, old, upgrade=False)
+        installed_nevras = []
+        for item, pkg in installs:
+            _install(state, item, pkg, tid)
+            installed_nevras.append(pkg.header.nevra)
+        for _item, pkg in installs:
+            _scriptlet(state, pkg.header, "posttrans", 0)
+        _trans_file_triggers(state, "transfiletriggerin", state.new_files)
+        db.commit()
+    except BaseException:
+        db.abort()
+        raise
+    output = "".join(f"[{r.package} %{r.scriptlet}]\n{r.output}" for r in state.outputs if r.output)
+    return LayerResult(installed=tuple(installed_nevras), erased=tuple(i.nevra for i in erases), script_output=output)
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+def _load(request: LayerRequest, item: TransactionItem) -> _Pkg:
+    path = request.rpms.get(str(item.nevra))
+    if path is None:
+        raise PackageError(f"no downloaded RPM for {item.nevra}")
+    info = read_rpm(path)
+    h = info.header
+    if h.nevra != item.nevra:
+        raise PackageError(f"{Path(path).name} holds {h.nevra}, not {item.nevra} as the transaction says")
+    if h.is_source:
+        raise PackageError(f"{Path(path).name} is a source package")
+    return _Pkg(h, info.signature, Path(path))
+
+
+def _find_installed(state: _State, nevra: Nevra) -> _Pkg | None:
+    for p in state.installed:
+        if p.header.nevra == nevra:
+            return p
+    return None
+
+
+def _replaced(state: _State, item: TransactionItem, new: RpmHeader) -> _Pkg | None:
+    if item.replaces is not None:
+        old = _find_installed(state, item.replaces)
+        if old is None:
+            raise PackageError(f"{item.nevra} replaces {item.replaces}, which is not installed")
+        return old
+    if item.action in (Action.UPGRADE, Action.DOWNGRADE, Action.REINSTALL):
+        same = [p for p in state.installed if p.header.name == new.name]
+        return same[0] if same else None
+    return None
+
+
+def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
+    h = pkg.header
+    old = _replaced(state, item, h)
+    count = state.count(h.name) + 1
+    _package_triggers(state, h, "triggerprein", count, include_own=True)
+    _scriptlet(state, h, "pre", count)
+    owners = load_owners(state.tree)   # after %pre, which may have added users
+    result = unpack_rpm(pkg.rpm, state.tree, owners=owners, protected=state.request.protected_paths,
+                        force=state.request.force_replacefiles)
+    state.new_files += [e.path for e in h.file_entries if not e.is_ghost]
+    pkg.hnum = state.db.add(h, pkg.signature, tid=tid, install_time=tid)
+    state.installed.append(pkg)
+    _scriptlet(state, h, "post", count)
+    _package_triggers(state, h, "triggerin", count, include_own=True)
+    _file_triggers(state, "filetriggerin", [e.path for e in h.file_entries if not e.is_ghost])
+    if old is not None:
+        _erase(state, old, upgrade=True, keep=set(h.files))
+    del result
+
+
+def _erase(state: _State, pkg: _Pkg, *, upgrade: bool, keep: set[str] | None = None) -> None:
+    h = pkg.header
+    remaining = state.count(h.name) - 1
+    _scriptlet(state, h, "preun", remaining)
+    _package_triggers(state, h, "triggerun", remaining, include_own=not upgrade)
+    files = [e.path for e in h.file_entries]
+    _file_triggers(state, "filetriggerun", files)
+    state.installed.remove(pkg)
+    owned = {f for p in state.installed for f in p.header.files} | (keep or set())
+    _remove_files(state, h, owned)
+    if pkg.hnum is not None:
+        state.db.erase(pkg.hnum)
+    _scriptlet(state, h, "postun", remaining)
+    _package_triggers(state, h, "triggerpostun", remaining, include_own=False)
+    _file_triggers(state, "filetriggerpostun", files)
+
+
+def _remove_files(state: _State, h: RpmHeader, owned: set[str]) -> None:
+    resolver = _Resolver(state.tree)
+    algo = h.raw.get(5011) if h.raw else None
+    hash_name = _DIGESTS.get(algo[0] if algo else 1, "md5")
+    for e in sorted(h.file_entries, key=lambda e: e.path, reverse=True):
+        if e.path in owned:
+            continue
+        try:
+            parts = split_path(e.path, str(h.nevra))
+            if not parts:
+                continue
+            parent = resolver.resolve_dir(parts[:-1], str(h.nevra), create=False)
+        except PackageError:
+            continue   # never follow a path out of the tree, not even to delete
+        hostp = os.path.join(state.tree, *parent, parts[-1])
+        try:
+            st = os.lstat(hostp)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError):
+                os.rmdir(hostp)     # only when empty, as rpm does
+            continue
+        if e.is_config and stat.S_ISREG(st.st_mode) and e.digest and _digest(hostp, hash_name) != e.digest:
+            os.rename(hostp, hostp + ".rpmsave")
+            continue
+        os.unlink(hostp)
+
+
+def _digest(path: str, name: str) -> str:
+    h = hashlib.new(name)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_file_conflicts(installed: list[_Pkg], erases: list[TransactionItem],
+                          installs: list[tuple[TransactionItem, _Pkg]], force: bool) -> None:
+    """rpm's file conflict check: a path two packages ship with different content (directories excepted)."""
+    if force:
+        return
+    leaving = {i.nevra for i in erases} | {i.replaces for i, _ in installs if i.replaces}
+    leaving_names = {p.header.name for i, p in installs if i.action in (Action.UPGRADE, Action.DOWNGRADE,
+                                                                        Action.REINSTALL)}
+    owner: dict[str, tuple[str, str, int]] = {}
+    for p in installed:
+        if p.header.nevra in leaving or p.header.name in leaving_names:
+            continue
+        for e in p.header.file_entries:
+            if not stat.S_ISDIR(e.mode):
+                owner[e.path] = (str(p.header.nevra), e.digest, e.mode)
+    for _item, p in installs:
+        for e in p.header.file_entries:
+            if stat.S_ISDIR(e.mode) or e.is_ghost:
+                continue
+            other = owner.get(e.path)
+            if other and other[0] != str(p.header.nevra) and (other[1], other[2]) != (e.digest, e.mode) \
+                    and not (e.flags & FileFlag.CONFIG and other[1] == e.digest):
+                raise PackageError(f"file {e.path} from install of {p.header.nevra} conflicts with file from "
+                                   f"package {other[0]}")
+            owner[e.path] = (str(p.header.nevra), e.digest, e.mode)
+
+
+# ---------------------------------------------------------------------------------------------- scripts
+
+
+def _scriptlet(state: _State, h: RpmHeader, kind: str, count: int) -> None:
+    if not state.run_scripts:
+        return
+    s = h.scriptlet(kind)
+    if s is None or (not s.body and len(s.interpreter) == 1 and s.interpreter[0] == "/bin/sh"):
+        return
+    state.script(run_scriptlet(state.tree, h, s, count))
+
+
+def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, include_own: bool) -> None:
+    """Triggers of installed packages on ``h``, and ``h``'s own triggers on installed packages."""
+    if not state.run_scripts:
+        return
+    done: set[tuple[str, int]] = set()
+    for p in list(state.installed):
+        for t in p.header.triggers:
+            if t.kind != kind or not dependency_matches(t.condition, h.name, h.evr):
+                continue
+            key = (str(p.header.nevra), t.index)
+            if key in done:
+                continue
+            done.add(key)
+            state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count))
+    if not include_own:
+        return
+    for t in h.triggers:
+        if t.kind != kind or (str(h.nevra), t.index) in done:
+            continue
+        targets = [p for p in state.installed if p.header is not h
+                   and dependency_matches(t.condition, p.header.name, p.header.evr)]
+        if targets:
+            done.add((str(h.nevra), t.index))
+            state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name)))
+
+
+def _matching(t: Trigger, files: list[str]) -> list[str]:
+    prefix = t.condition.name
+    return [f for f in files if f == prefix or f.startswith(prefix.rstrip("/") + "/")]
+
+
+def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
+    if not state.run_scripts or not files:
+        return
+    for p in _by_priority(state, kind):
+        for t in p.header.triggers:
+            if t.kind != kind:
+                continue
+            matched = _matching(t, files)
+            if matched:
+                state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
+                                         stdin="".join(f + "\n" for f in matched).encode()))
+
+
+def _trans_file_triggers(state: _State, kind: str, files: list[str]) -> None:
+    _file_triggers(state, kind, files)
+
+
+def _by_priority(state: _State, kind: str) -> list[_Pkg]:
+    prio: Counter = Counter()
+    for p in state.installed:
+        for t in p.header.triggers:
+            if t.kind == kind:
+                prio[id(p)] = max(prio[id(p)], t.priority)
+    return sorted((p for p in state.installed if id(p) in prio), key=lambda p: -prio[id(p)])

@@ -1,0 +1,139 @@
+"""Run RPM scriptlets inside a tree, in a sandbox, with rpm's arguments and environment.
+
+The sandbox is bubblewrap (``bwrap --bind TREE / --dev /dev --proc /proc --unshare-all --die-with-parent``) when it
+works, otherwise ``unshare -m --propagation private chroot TREE``. Like rpm, a scriptlet with a body is written to
+a temporary file in the tree's /var/tmp and run as ``INTERPRETER [ARGS] FILE $1 [$2]``; one without a body
+(``%post -p /sbin/ldconfig``) runs its program with the arguments. Output (stdout and stderr) is captured; a
+failing scriptlet raises PackageError naming the package and the scriptlet, with the end of its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridos.errors import PackageError
+from hybridos.packages.header import RpmHeader, Scriptlet, Trigger
+from hybridos.packages.unpack import _Resolver
+from hybridos.util.run import which
+
+SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_OUTPUT_TAIL = 2000
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    package: str
+    scriptlet: str
+    output: str
+
+
+@functools.cache
+def _bwrap_works() -> bool:
+    """bwrap exists and can create its namespaces here (it cannot in some containers)."""
+    bwrap = which("bwrap")
+    if not bwrap:
+        return False
+    with tempfile.TemporaryDirectory() as d:
+        proc = subprocess.run([bwrap, "--bind", d, "/", "--unshare-all", "--die-with-parent", "--", "/nonexistent"],
+                              capture_output=True, text=True)
+        # with working namespaces bwrap gets as far as exec, which fails for the missing program
+        return "execvp" in proc.stderr or "No such file" in proc.stderr
+
+
+def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: bool | None = None) -> list[str]:
+    """The command line running ``argv`` with ``tree`` as its root."""
+    if use_bwrap is None:
+        use_bwrap = _bwrap_works()
+    if use_bwrap:
+        return [which("bwrap") or "bwrap", "--bind", str(tree), "/", "--dev", "/dev", "--proc", "/proc",
+                "--unshare-all", "--die-with-parent", "--chdir", "/", "--", *argv]
+    unshare, chroot = which("unshare"), which("chroot")
+    if not unshare or not chroot:
+        raise PackageError("cannot run scriptlets: neither bwrap nor unshare+chroot is available",
+                           hint="install bubblewrap")
+    return [unshare, "-m", "--propagation", "private", chroot, str(tree), *argv]
+
+
+def script_env(header: RpmHeader, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """rpm's scriptlet environment: a fixed PATH and RPM_INSTALL_PREFIX[n] for relocatable packages."""
+    env = {"PATH": SCRIPT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
+    for i, prefix in enumerate(header.prefixes):
+        env[f"RPM_INSTALL_PREFIX{i}"] = prefix
+        if i == 0:
+            env["RPM_INSTALL_PREFIX"] = prefix
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _exists_in_tree(tree: Path, path: str) -> bool:
+    """Whether an absolute program path exists in the tree (symlinks resolved inside the tree)."""
+    p = tree / path.lstrip("/")
+    for _ in range(20):
+        if not os.path.islink(p):
+            return p.exists()
+        target = os.readlink(p)
+        p = tree / target.lstrip("/") if target.startswith("/") else p.parent / target
+    return False
+
+
+def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Sequence[str], body: str,
+               args: Sequence[int | str], *, env: Mapping[str, str], stdin: bytes | None = None,
+               use_bwrap: bool | None = None) -> ScriptResult:
+    """Run one scriptlet (or trigger) of ``package`` in ``tree``; raise PackageError when it fails."""
+    tree = Path(tree)
+    what = f"{package}: %{name} scriptlet"
+    if not interpreter:
+        interpreter = ("/bin/sh",)
+    if interpreter[0] == "<lua>":
+        raise PackageError(f"{what} is written in Lua, which hybridos cannot run",
+                           hint="ask the packager for a shell scriptlet")
+    if not _exists_in_tree(tree, interpreter[0]):
+        raise PackageError(f"{what} needs {interpreter[0]}, which the tree does not have")
+    argv = list(interpreter)
+    script_host = None
+    if body:
+        tmpdir = _Resolver(tree).resolve_dir(("var", "tmp"), what, create=True)
+        host_dir = tree.joinpath(*tmpdir)
+        fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=host_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        argv.append("/" + "/".join(tmpdir) + "/" + os.path.basename(script_host))
+    argv += [str(a) for a in args]
+    try:
+        proc = subprocess.run(sandbox_argv(tree, argv, use_bwrap=use_bwrap), env=dict(env),
+                              input=stdin if stdin is not None else b"", stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    finally:
+        if script_host:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(script_host)
+    output = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        tail = output.strip()[-_OUTPUT_TAIL:]
+        shown = " | ".join(tail.splitlines()[-5:]) if tail else "no output"
+        raise PackageError(f"{what} failed with exit status {proc.returncode}: {shown}")
+    return ScriptResult(package, name, output)
+
+
+def run_scriptlet(tree: str | os.PathLike, header: RpmHeader, scriptlet: Scriptlet, count: int, *,
+                  use_bwrap: bool | None = None) -> ScriptResult:
+    """Run a package scriptlet with ``$1 = count`` (instances of the package after the operation)."""
+    return run_script(tree, str(header.nevra), scriptlet.kind, scriptlet.interpreter, scriptlet.body, [count],
+                      env=script_env(header), use_bwrap=use_bwrap)
+
+
+def run_trigger(tree: str | os.PathLike, owner: RpmHeader, trigger: Trigger, owner_count: int, target_count: int,
+                *, stdin: bytes | None = None, use_bwrap: bool | None = None) -> ScriptResult:
+    """Run a trigger of ``owner`` with ``$1``/``$2`` = instances of the owner / the triggering package."""
+    args: list[int] = [owner_count, target_count] if not trigger.kind.startswith(("file", "trans")) \
+        else [owner_count]
+    return run_script(tree, str(owner.nevra), f"{trigger.kind}({trigger.condition.name})", trigger.interpreter,
+                      trigger.body, args, env=script_env(owner), stdin=stdin, use_bwrap=use_bwrap)

@@ -1,12 +1,55 @@
-"""U-Boot backend: detection; configuration writing comes with the bootloader issue."""
+"""U-Boot backend: ostree's ``loader/uEnv.txt``, extlinux.conf and boot.scr, and the bootcount environment.
+
+Everything per boot version lives in ``boot/loader.N/`` (uEnv.txt, extlinux.conf, boot.scr); the well-known
+paths U-Boot reads (``boot/extlinux/extlinux.conf``, ``boot/boot.scr``) become symlinks into ``boot/loader``,
+so the core's swap makes the new files current at once. The bootcount environment is written after the swap.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.bootloader import BootConfigContext, Bootloader, Detection
-from hybridos.errors import BootloaderError
+from hybridos.bootloader import BootConfigContext, BootEntry, Bootloader, Detection
+from hybridos.errors import BootloaderError, FormatError
+from hybridos.util.atomic import atomic_symlink, atomic_write
+from hybridos_bootloader_uboot.config import UBootSettings, render_boot_cmd, render_extlinux, render_uenv
+from hybridos_bootloader_uboot.envimage import DEFAULT_SIZE, format_env_image, parse_env_image
+from hybridos_bootloader_uboot.script import make_script_image
+
+EXTLINUX = "boot/extlinux/extlinux.conf"
+BOOT_SCR = "boot/boot.scr"
+DEFAULT_ENV = "boot/uboot.env"
+ALTBOOTCMD = "setenv hybridos_fallback 1; run bootcmd"
+
+
+def _int_option(opts: dict[str, str], key: str, default: int) -> int:
+    if key not in opts:
+        return default
+    try:
+        value = int(opts[key], 0)
+    except ValueError:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
+    if value < 0:
+        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
+    return value
+
+
+def _bool_option(opts: dict[str, str], key: str) -> bool | None:
+    if key not in opts:
+        return None
+    value = opts[key].strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must be true or false")
+
+
+def _exists(p: Path) -> bool:
+    return p.exists() or p.is_symlink()
 
 
 class UBootBootloader(Bootloader):
@@ -14,10 +57,105 @@ class UBootBootloader(Bootloader):
     architectures = frozenset({Architecture.AARCH64})
 
     def detect(self, sysroot: Path) -> Detection | None:
-        for rel in ("boot/loader/uEnv.txt", "boot/extlinux/extlinux.conf", "boot/boot.scr"):
-            if (sysroot / rel).exists():
+        for rel in ("boot/loader/uEnv.txt", EXTLINUX, BOOT_SCR):
+            if _exists(sysroot / rel):
                 return Detection(50, f"{rel} exists")
         return None
 
+    # -- what to write ---------------------------------------------------------------------------
+
+    def settings(self, context: BootConfigContext) -> UBootSettings:
+        return UBootSettings(timeout=_int_option(context.options, "timeout", 5),
+                             fdt_file=context.options.get("fdt-file") or None)
+
+    def uses_extlinux(self, context: BootConfigContext) -> bool:
+        forced = _bool_option(context.options, "uboot-extlinux")
+        return forced if forced is not None else _exists(context.sysroot / EXTLINUX)
+
+    def uses_script(self, context: BootConfigContext) -> bool:
+        forced = _bool_option(context.options, "uboot-script")
+        return forced if forced is not None else _exists(context.sysroot / BOOT_SCR)
+
+    def env_path(self, context: BootConfigContext) -> Path:
+        return context.sysroot / context.options.get("uboot-env", DEFAULT_ENV).lstrip("/")
+
+    def _system_uenv(self, context: BootConfigContext, entry: BootEntry) -> str | None:
+        """The deployment's own ``usr/lib/ostree-boot/uEnv.txt``, found via the entry or its ostree= karg."""
+        candidates = []
+        if entry.deployment:
+            candidates.append(context.sysroot / entry.deployment)
+        for arg in entry.options.split():
+            if arg.startswith("ostree="):
+                candidates.append(context.sysroot / arg.removeprefix("ostree=").lstrip("/"))
+        for tree in candidates:
+            f = tree / "usr/lib/ostree-boot/uEnv.txt"
+            if f.is_file():
+                return f.read_text()
+        return None
+
+    def _read_env(self, context: BootConfigContext) -> tuple[dict[str, str], int]:
+        path = self.env_path(context)
+        redundant = bool(_bool_option(context.options, "uboot-env-redundant"))
+        size = _int_option(context.options, "uboot-env-size", DEFAULT_SIZE)
+        if not path.exists():
+            return {}, size
+        data = path.read_bytes()
+        try:
+            return parse_env_image(data, redundant=redundant), len(data)
+        except FormatError as exc:
+            raise BootloaderError(f"uboot: {path.relative_to(context.sysroot)}: {exc}; fix or remove it") from None
+
+    # -- writing ---------------------------------------------------------------------------------
+
     def write_config(self, context: BootConfigContext) -> None:
-        raise BootloaderError("uboot: writing configuration is not implemented yet")
+        self.validate(context)
+        settings = self.settings(context)
+        tries = _int_option(context.options, "boot-counting", 0)
+        if tries:
+            self._read_env(context)  # refuse an unreadable environment before anything is written
+        files: dict[str, bytes] = {
+            "uEnv.txt": render_uenv(context.entries, self._system_uenv(context, context.entries[0])).encode()
+        }
+        if self.uses_extlinux(context):
+            files["extlinux.conf"] = render_extlinux(context.entries, settings, context.bootversion).encode()
+        if self.uses_script(context):
+            stamp = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+            script = render_boot_cmd(context.entries, settings, context.bootversion)
+            files["boot.scr"] = make_script_image(script, "hybridos boot script", context.arch, stamp)
+        context.loader_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            atomic_write(context.loader_dir / name, data)
+        if "extlinux.conf" in files:
+            self._link(context, context.sysroot / EXTLINUX, "extlinux.conf")
+        if "boot.scr" in files:
+            self._link(context, context.sysroot / BOOT_SCR, "boot.scr")
+
+    def _link(self, context: BootConfigContext, path: Path, name: str) -> None:
+        """Make ``path`` a symlink to ``boot/loader/NAME`` without changing what boots now."""
+        link = os.path.relpath(context.boot_dir / "loader" / name, path.parent)
+        if path.is_symlink() and os.readlink(path) == link:
+            return
+        current = context.current_bootversion
+        if current is None:
+            return  # nothing to point at yet (and the board's file keeps booting); post_swap links it
+        current_file = context.boot_dir / f"loader.{current}" / name
+        if not current_file.exists() and path.exists():
+            atomic_write(current_file, path.read_bytes())  # what boots now moves behind the current loader
+        if current_file.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_symlink(link, path)
+
+    def post_swap(self, context: BootConfigContext) -> None:
+        for name, rel in (("extlinux.conf", EXTLINUX), ("boot.scr", BOOT_SCR)):
+            if (context.loader_dir / name).exists():
+                self._link(context, context.sysroot / rel, name)
+        tries = _int_option(context.options, "boot-counting", 0)
+        if tries and len(context.entries) > 1:
+            variables, size = self._read_env(context)
+            variables.update({"upgrade_available": "1", "bootcount": "0", "bootlimit": str(tries)})
+            if self.uses_script(context):
+                variables.setdefault("altbootcmd", ALTBOOTCMD)
+            redundant = bool(_bool_option(context.options, "uboot-env-redundant"))
+            path = self.env_path(context)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, format_env_image(variables, size, redundant=redundant))

@@ -7,7 +7,7 @@ compares it with the installed set plus our transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -15,11 +15,12 @@ from hybridos.arch import Architecture
 from hybridos.errors import HybridosError, NotFoundError, SolverError
 from hybridos.packages.model import Action, SolveRequest
 from hybridos.packages.repomd import load_repo
+from hybridos.packages.rpmdb import read_rpmdb
 from hybridos.packages.solver import solve
 from tests.conftest import require_tool
 from tests.helpers.rpms import File, Pkg, make_repo
 
-from .dnfpeer import dnf, installed_headers, installed_nevras
+from .dnfpeer import dnf, installed_nevras
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,46 @@ CASES = {
         (Pkg("a", conflicts=("b",)), Pkg("b")), ("install", "a", "b"), {"install": ("a", "b")}, fails=True),
     "nothing-matches": Case(
         (Pkg("a"),), ("install", "no-such-package"), {"install": ("no-such-package",)}, fails=True),
+    "install-local-rpm": Case(
+        (Pkg("tool", "3.0", requires=("libt",)), Pkg("libt")),
+        ("install", "@tool-3.0-1.x86_64"), {"install": ("@tool-3.0-1.x86_64",)}),
+    "replace-exact-upgrade": Case(
+        (Pkg("a", "1.1"), Pkg("a", "1.2")),
+        ("install", "a-1.1-1.x86_64"), {"replace": ("a-1.1-1.x86_64",)},
+        setup=("a",), setup_packages=(Pkg("a", "1.0"),)),
+    "replace-local-downgrade": Case(
+        (Pkg("a", "1.0"), Pkg("b", "1.0", requires=("a < 3",))),
+        ("downgrade", "@a-1.0-1.x86_64"), {"replace": ("@a-1.0-1.x86_64",)},
+        setup=("a",), setup_packages=(Pkg("a", "2.0"),)),
+    "distupgrade-downgrades": Case(
+        (Pkg("a", "1.0"), Pkg("b", "2.0")),
+        ("distro-sync",), {"distupgrade": True},
+        setup=("a", "b"), setup_packages=(Pkg("a", "2.0"), Pkg("b", "1.0"))),
     "exclude": Case(
         (Pkg("app", requires=("mta",)), Pkg("postfix", provides=("mta",)), Pkg("exim", provides=("mta",))),
         ("install", "app", "--exclude=exim"), {"install": ("app",), "excludes": ("exim",)}),
 }
+
+
+def _with_local_paths(case: Case, repo) -> Case:
+    """``@NEVRA`` in a case stands for the path of that RPM file (a local package on the command line)."""
+    def sub(values):
+        return tuple(str(repo.rpms[v[1:]]) if v.startswith("@") else v for v in values)
+    request = {k: sub(v) if isinstance(v, tuple) else v for k, v in case.request.items()}
+    return replace(case, dnf_args=sub(case.dnf_args), request=request)
+
+
+def _read_tree_rpmdb(root):
+    """The installed set as the layering code reads it: our rpmdb reader on the tree dnf populated.
+
+    Debian's rpm (and so dnf) keeps the database at /root/.rpmdb; an in-tree symlink makes it the tree's
+    usr/lib/sysimage/rpm.
+    """
+    sysimage = root / "usr/lib/sysimage/rpm"
+    sysimage.parent.mkdir(parents=True, exist_ok=True)
+    if not sysimage.exists():
+        sysimage.symlink_to("../../../root/.rpmdb")
+    return read_rpmdb(root)
 
 
 def _ours(tmp_path, repo_url: str, case: Case, installed) -> set[str]:
@@ -145,9 +182,11 @@ def test_same_set_as_dnf(tmp_path, name):
         setup_repo = make_repo(tmp_path / "setup-repo", case.setup_packages or case.packages)
         proc = dnf(root, [setup_repo.url], "install", *case.setup)
         assert proc.returncode == 0, proc.stderr
-        installed = installed_headers(root)
+        installed = _read_tree_rpmdb(root)
+        assert {str(h.nevra) for h in installed} == installed_nevras(root)
         assert {h.name for h in installed} >= set(case.setup)
     repo = make_repo(tmp_path / "repo", case.packages)
+    case = _with_local_paths(case, repo)
     arch = None if case.arch == "x86_64" else case.arch
     proc = dnf(root, [repo.url], *case.dnf_args, weak_deps=case.weak_deps, arch=arch)
     if case.fails:

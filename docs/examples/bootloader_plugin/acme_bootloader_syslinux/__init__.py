@@ -1,0 +1,1 @@
+"""SYSLINUX bootloader plugin for hybridos (example distribution)."""

@@ -289,7 +289,7 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         url = _join(baseurl, "repodata/repomd.xml")
         try:
             data = _fetch(url, options)
-        except FetchError as exc:     # NotFoundError included: try the next base URL
+        except (FetchError, NotFoundError) as exc:     # try the next base URL
             errors.append(str(exc))
             continue
         repomd = parse_repomd(data, url)

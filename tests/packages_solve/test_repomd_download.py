@@ -1,0 +1,191 @@
+"""rpm-md loading over HTTP and file://, the .solv cache, RPM downloads, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+
+import pytest
+
+from hybridos.arch import Architecture
+from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundError
+from hybridos.packages.download import download_packages
+from hybridos.packages.model import SolveRequest
+from hybridos.packages.repofile import RepoConfig
+from hybridos.packages.repomd import decompress, load_repo, parse_repomd
+from hybridos.packages.solver import solve
+from tests.helpers.httpserver import serve
+from tests.helpers.rpms import File, Pkg, make_repo
+
+PKGS = [
+    Pkg("app", "1.0", requires=("/usr/lib/libz/data", "libz >= 1.2")),
+    Pkg("libz", "1.2.13", files=(File("/usr/lib/libz/data", b"z" * 1000),)),
+    Pkg("extra", "0.1", arch="noarch"),
+]
+
+
+def _names(repo, arch="x86_64", **request) -> set[str]:
+    trans = solve(SolveRequest(arch=Architecture.parse(arch), repos=(repo,), **request))
+    return {str(i.nevra) for i in trans.items}
+
+
+def _config(url: str, **kw) -> RepoConfig:
+    return RepoConfig(id="test", name="test", baseurls=(url,), **kw)
+
+
+@pytest.mark.parametrize("compression", ["zst", "gz", "xz", "bz2", "none"])
+def test_every_compression_loads(tmp_path, compression):
+    repo = make_repo(tmp_path / "repo", PKGS, compression=compression)
+    loaded = load_repo(repo.url, tmp_path / "cache")
+    assert _names(loaded, install=("app",)) == {"app-1.0-1.x86_64", "libz-1.2.13-1.x86_64"}
+
+
+def test_http_and_file_give_the_same_packages_and_cache_is_reused(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    with serve(repo.path) as srv:
+        cfg = _config(srv.url + "/", metadata_expire=3600)
+        first = load_repo(cfg, tmp_path / "cache")
+        assert not first.from_cache
+        fetched = {p for p, _, _ in srv.requests}
+        assert "/repodata/repomd.xml" in fetched
+        assert any(p.endswith("-primary.xml.zst") for p in fetched)
+        assert any(p.endswith("-filelists.xml.zst") for p in fetched)
+        assert not any("other.xml" in p for p in fetched)
+        n = len(srv.requests)
+        again = load_repo(cfg, tmp_path / "cache")      # fresh metadata: no network at all
+        assert again.from_cache and again.solv_path == first.solv_path and len(srv.requests) == n
+        expired = load_repo(_config(srv.url, metadata_expire=0), tmp_path / "cache")   # only repomd.xml again
+        assert expired.from_cache and [p for p, _, _ in srv.requests[n:]] == ["/repodata/repomd.xml"]
+        http_set = _names(first, install=("app", "extra"))
+    local = load_repo(_config(repo.url), tmp_path / "cache2")
+    assert _names(local, install=("app", "extra")) == http_set == {
+        "app-1.0-1.x86_64", "libz-1.2.13-1.x86_64", "extra-0.1-1.noarch"}
+    offline = load_repo(_config(repo.url), tmp_path / "cache2", cache_only=True)
+    assert offline.from_cache
+
+
+def test_changed_repository_gets_a_new_cache_entry(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    first = load_repo(repo.url, tmp_path / "cache")
+    make_repo(tmp_path / "repo", [*PKGS, Pkg("app", "2.0", requires=("libz",))])
+    second = load_repo(repo.url, tmp_path / "cache")
+    assert second.solv_path != first.solv_path and not second.from_cache
+    assert not first.solv_path.exists()           # the old revision's cache is pruned
+    assert "app-2.0-1.x86_64" in _names(second, install=("app",))
+
+
+def test_baseurl_failover(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    cfg = RepoConfig(id="f", name="f", baseurls=((tmp_path / "missing").as_uri(), repo.url))
+    loaded = load_repo(cfg, tmp_path / "cache")
+    assert loaded.baseurl == repo.url
+    with pytest.raises(FetchError, match=r"\[f\]: cannot fetch repomd.xml from any baseurl"):
+        load_repo(RepoConfig(id="f", name="f", baseurls=((tmp_path / "missing").as_uri(),)), tmp_path / "c2")
+
+
+def test_cache_only_without_cache(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    with pytest.raises(NotFoundError, match="no cached metadata"):
+        load_repo(_config(repo.url), tmp_path / "cache", cache_only=True)
+
+
+def _rewrite_record(repo_path, kind: str, new_name: str, new_data: bytes) -> None:
+    """Replace a metadata file and fix repomd.xml so that only the payload is wrong."""
+    repomd = (repo_path / "repodata/repomd.xml").read_text()
+    old = re.search(rf'href="(repodata/[^"]*-{kind}\.xml[^"]*)"', repomd)[1]
+    (repo_path / old).unlink()
+    (repo_path / "repodata" / new_name).write_bytes(new_data)
+    old_sum = re.search(rf'<data type="{kind}">\s*<checksum type="sha256">([0-9a-f]+)<', repomd)[1]
+    repomd = repomd.replace(old, f"repodata/{new_name}").replace(old_sum, hashlib.sha256(new_data).hexdigest())
+    (repo_path / "repodata/repomd.xml").write_text(repomd)
+
+
+def test_corrupt_repomd(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    (repo.path / "repodata/repomd.xml").write_bytes(b"<repomd><data type=")
+    with pytest.raises(FormatError, match="corrupt repomd.xml"):
+        load_repo(repo.url, tmp_path / "cache")
+    (repo.path / "repodata/repomd.xml").write_bytes(b"<html>hello</html>")
+    with pytest.raises(FormatError, match="not a repomd.xml"):
+        load_repo(repo.url, tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.solv"))
+
+
+def test_checksum_mismatch_over_http(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    with serve(repo.path) as srv:
+        srv.faults.tamper["-primary.xml.zst"] = lambda body: body[:-1] + bytes([body[-1] ^ 1])
+        with pytest.raises(CorruptionError, match=r"checksum mismatch for http://.*-primary\.xml\.zst"):
+            load_repo(srv.url, tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.solv"))
+    assert not list((tmp_path / "cache").rglob("repomd.xml"))
+
+
+def test_unknown_and_corrupt_compression(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    _rewrite_record(repo.path, "primary", "abc-primary.xml.lz4", b"\x04\x22\x4d\x18 not really lz4")
+    with pytest.raises(FormatError, match=r"abc-primary\.xml\.lz4: unknown compression"):
+        load_repo(repo.url, tmp_path / "cache")
+    _rewrite_record(repo.path, "primary", "abc-primary.xml.gz", b"\x1f\x8b\x08\x00 truncated gzip")
+    with pytest.raises(FormatError, match=r"abc-primary\.xml\.gz: corrupt gz data"):
+        load_repo(repo.url, tmp_path / "cache")
+    _rewrite_record(repo.path, "primary", "abc-primary.xml", b"<metadata><package><name>x")
+    with pytest.raises(FormatError, match="corrupt primary metadata"):
+        load_repo(repo.url, tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.solv"))
+
+
+def test_pure_format_functions():
+    assert decompress(b"<?xml version='1.0'?><x/>", "a.xml") == b"<?xml version='1.0'?><x/>"
+    with pytest.raises(FormatError, match="a.zst: corrupt zst data"):
+        decompress(b"\x28\xb5\x2f\xfd garbage", "a.zst")
+    md = parse_repomd(b'<repomd xmlns="http://linux.duke.edu/metadata/repo"><revision>7</revision>'
+                      b'<data type="primary"><checksum type="sha256">AB</checksum><location href="p.xml"/>'
+                      b'</data></repomd>')
+    assert md.revision == "7" and md.records["primary"].checksum == "ab"
+    with pytest.raises(FormatError, match="lists no filelists"):
+        md.record("filelists", "x")
+
+
+def test_download_parallel_verified_and_cached(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    with serve(repo.path) as srv:
+        loaded = load_repo(srv.url, tmp_path / "cache")
+        trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("app", "extra")))
+        assert all(i.location.startswith(srv.url) and i.checksum.startswith("sha256:") for i in trans.items)
+        n = len(srv.requests)
+        rpms = download_packages(trans, tmp_path / "pkgs")
+        rpm_requests = [p for p, _, _ in srv.requests[n:]]
+        assert sorted(rpm_requests) == sorted(f"/Packages/{p.filename}" for p in PKGS)
+        for item in trans.items:
+            assert rpms[str(item.nevra)].read_bytes() == repo.rpms[str(item.nevra)].read_bytes()
+        n = len(srv.requests)
+        again = download_packages(trans, tmp_path / "pkgs")       # second run: nothing downloaded
+        assert again == rpms and len(srv.requests) == n
+
+
+def test_download_checksum_mismatch_leaves_nothing(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    with serve(repo.path) as srv:
+        loaded = load_repo(srv.url, tmp_path / "cache")
+        trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("extra",)))
+        srv.faults.tamper["extra-0.1-1.noarch.rpm"] = lambda body: body + b"x"
+        with pytest.raises(CorruptionError, match="checksum mismatch for http://.*extra-0.1-1.noarch.rpm"):
+            download_packages(trans, tmp_path / "pkgs")
+    assert [p.name for p in (tmp_path / "pkgs").iterdir()] == []
+
+
+def test_download_over_file_url_and_local_rpm(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    loaded = load_repo(repo.url, tmp_path / "cache")
+    local = tmp_path / "local.rpm"
+    shutil.copyfile(repo.rpms["extra"], local)
+    trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("app", str(local))))
+    rpms = download_packages(trans, tmp_path / "pkgs")
+    assert rpms["extra-0.1-1.noarch"] == local
+    assert rpms["app-1.0-1.x86_64"].parent == tmp_path / "pkgs"
+    # A repository file that changed after the metadata was written is refused.
+    repo.rpms["libz"].write_bytes(repo.rpms["libz"].read_bytes() + b"junk")
+    with pytest.raises(CorruptionError):
+        download_packages(trans, tmp_path / "pkgs2")

@@ -33,6 +33,8 @@ _SELECT_INSTALLED = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_CA
                      | solv.Selection.SELECTION_DOTARCH | solv.Selection.SELECTION_GLOB
                      | solv.Selection.SELECTION_PROVIDES | solv.Selection.SELECTION_FILELIST
                      | solv.Selection.SELECTION_INSTALLED_ONLY)
+_SELECT_LOCKED = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_GLOB
+                  | solv.Selection.SELECTION_INSTALLED_ONLY)
 _TT = solv.Transaction
 _NOT_JUST_NAME = re.compile(r"[*?\[\]<>=\s]")
 
@@ -184,8 +186,26 @@ def _install_jobs(ctx: _Context, specs: Sequence[str], missing: list[str]) -> li
         if sel.isempty():
             missing.append(spec)
             continue
+        if not ctx.request.allow_downgrade:
+            _refuse_implicit_downgrade(ctx, spec, sel)
         jobs += _with_obsoleters(ctx, spec, sel) or sel.jobs(solv.Job.SOLVER_INSTALL)
     return jobs
+
+
+def _refuse_implicit_downgrade(ctx: _Context, spec: str, sel: solv.Selection) -> None:
+    """An install that could only be satisfied by downgrading an installed package needs allow_downgrade."""
+    newer = []
+    for s in sel.solvables():
+        if s.repo.id == ctx.system.id:
+            return
+        inst = [i for i in ctx.system.solvables if i.name == s.name and i.arch == s.arch]
+        if not inst or s.evrcmp(inst[0]) >= 0:
+            return
+        newer.append((s, inst[0]))
+    if newer:
+        s, i = newer[0]
+        raise SolverError(f"{spec}: {s} is older than the installed {i}",
+                          hint="replace the package explicitly or allow downgrades")
 
 
 def _with_obsoleters(ctx: _Context, spec: str, sel: solv.Selection) -> list:
@@ -218,12 +238,15 @@ def _jobs(ctx: _Context) -> list:
     request, pool = ctx.request, ctx.pool
     jobs: list = []
     missing: list[str] = []
+    locked = {s.id for name in request.locked for s in _select(ctx, name, _SELECT_LOCKED).solvables()}
     jobs += _install_jobs(ctx, request.install, missing)
     for spec in request.replace:
         s = _exact(ctx, spec)
         if s is None:
             missing.append(spec)
             continue
+        if held := [i for i in ctx.system.solvables if i.id in locked and i.name == s.name]:
+            raise SolverError(f"cannot replace {held[0]} with {s}: the package is locked")
         jobs.append(pool.Job(solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE, s.id))
     not_installed = []
     for spec in request.erase:
@@ -231,6 +254,8 @@ def _jobs(ctx: _Context) -> list:
         if sel.isempty():
             not_installed.append(spec)
             continue
+        if held := [s for s in sel.solvables() if s.id in locked]:
+            raise SolverError(f"cannot remove {held[0]}: the package is locked")
         jobs += sel.jobs(solv.Job.SOLVER_ERASE)
     if missing:
         raise NotFoundError("no package matches " + ", ".join(repr(m) for m in missing)
@@ -243,9 +268,7 @@ def _jobs(ctx: _Context) -> list:
     if request.distupgrade:
         jobs.append(pool.Job(solv.Job.SOLVER_DISTUPGRADE | solv.Job.SOLVER_SOLVABLE_ALL, 0))
     for name in request.locked:
-        sel = _select(ctx, name, solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_GLOB
-                      | solv.Selection.SELECTION_INSTALLED_ONLY)
-        jobs += sel.jobs(solv.Job.SOLVER_LOCK)
+        jobs += _select(ctx, name, _SELECT_LOCKED).jobs(solv.Job.SOLVER_LOCK)
     return jobs
 
 

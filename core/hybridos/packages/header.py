@@ -7,6 +7,7 @@ and ``dl`` bytes of data. The rpmdb stores the main header without its 8-byte ma
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -705,6 +706,13 @@ def read_rpm(path: str | Path) -> RpmFileInfo:
         with open(path, "rb") as f:
             sig, main = read_headers(f)
             offset = f.tell()
+            total = os.fstat(f.fileno()).st_size
+        # the signature's size covers header + payload: a short file is caught before anything is unpacked
+        size = sig.get(Tag.LONGSIGSIZE) or sig.get(SigTag.SIZE)
+        if isinstance(size, tuple) and size:
+            expected = offset - len(main.blob) - 8 + size[0]
+            if total < expected:
+                raise FormatError(f"RPM file is truncated ({total} of {expected} bytes)")
     except FormatError as e:
         raise FormatError(f"{Path(path).name}: {e}") from None
     except OSError as e:

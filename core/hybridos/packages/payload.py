@@ -44,6 +44,8 @@ def open_decompressed(raw: BinaryIO, compressor: str) -> BinaryIO:
     if compressor == "identity":
         return raw
     peek = raw.read(8)
+    if compressor == "gzip" and peek.startswith(b"07070"):
+        return _Prefixed(peek, raw)   # no compressor tag and plain cpio: rpm's gzip reader passes it through
     if not any(peek.startswith(m) for m in _MAGICS[compressor]):
         raise FormatError(f"RPM payload is not {compressor} data as its header claims (or it is truncated)")
     stream = _Prefixed(peek, raw)

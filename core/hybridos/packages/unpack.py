@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import FileEntry, FileFlag, RpmHeader, read_rpm
-from hybridos.packages.payload import iter_cpio, open_decompressed
+from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed
 
 _MAX_LINKS = 40
 _DIGEST_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
@@ -493,13 +493,20 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
                verify_digests: bool = True) -> UnpackResult:
     """Unpack the RPM file ``rpm`` onto ``tree``; raise PackageError (tree untouched) for unsafe packages."""
     tree = Path(tree)
+    if not tree.is_dir():
+        raise PackageError(f"cannot unpack into {tree}: not a directory")
     info = read_rpm(rpm)
     header = info.header
     if header.payload_format not in ("cpio", ""):
         raise PackageError(f"{header.nevra}: unsupported payload format {header.payload_format!r}")
+    if (header.payload_compressor or "gzip") not in COMPRESSORS:
+        raise FormatError(f"{header.nevra}: unknown RPM payload compression {header.payload_compressor!r} "
+                          f"(supported: {', '.join(sorted(COMPRESSORS))})")
     u = _Unpacker(header, tree, owners if owners is not None else load_owners(tree), protected, force,
                   verify_digests)
     u.check_all()
+    if verify_digests:
+        _verify_payload_digest(rpm, info.payload_offset, header)
     by_index = header.file_entries
     seen: set[str] = set()
     with open(rpm, "rb") as f:
@@ -540,6 +547,22 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
         rpmsave=tuple(u.rpmsave),
         warnings=tuple(dict.fromkeys(u.warnings)),
     )
+
+
+def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> None:
+    """Check the compressed payload against the header's PAYLOADDIGEST before a byte is unpacked."""
+    digests = header.raw.get(5092) if header.raw else None
+    algo = header.raw.get(5093) if header.raw else None
+    name = _DIGEST_ALGOS.get(algo[0] if algo else 8)
+    if not digests or not name:
+        return
+    h = hashlib.new(name)
+    with open(rpm, "rb") as f:
+        f.seek(offset)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != digests[0]:
+        raise PackageError(f"{header.nevra}: the payload does not match its digest: the package is corrupt")
 
 
 def _hardlink_member(u: _Unpacker, entry: FileEntry, member, reader) -> None:

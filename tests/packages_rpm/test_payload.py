@@ -1,0 +1,131 @@
+"""Payload reading: every compression rpm uses, compared with rpm2cpio | cpio; bad input is a clear error."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import rpm_rs
+
+from hybridos.errors import FormatError, PackageError
+from hybridos.packages.header import read_rpm
+from hybridos.packages.payload import iter_cpio, open_decompressed
+from hybridos.packages.unpack import unpack_rpm
+from tests.conftest import require_tool
+from tests.helpers.rpms import File, Pkg, build_with_rpmbuild
+
+SPEC = Pkg("pay", "1", files=(
+    File("/usr/share/pay/big", bytes(range(256)) * 4096),
+    File("/usr/share/pay/small", b"small\n"),
+    File("/usr/share/pay/empty", b""),
+    File("/usr/share/pay/h1", b"link", hardlink="H"), File("/usr/share/pay/h2", b"link", hardlink="H"),
+    File("/usr/share/pay/l", symlink="small"),
+))
+
+
+def build(tmp_path, compression):
+    """SPEC as an RPM with the given payload compression."""
+    builder = rpm_rs.PackageBuilder("pay", "1", "MIT", "x86_64", "p")
+    builder.release("1")
+    for f in SPEC.files:
+        if f.symlink:
+            builder.with_symlink(rpm_rs.FileOptions.symlink(f.path, f.symlink))
+        else:
+            builder.with_file_contents(f.content, rpm_rs.FileOptions.new(f.path, hardlink=f.hardlink))
+    builder.using_config(rpm_rs.BuildConfig(format=rpm_rs.RpmFormat.V4, compression=compression,
+                                            source_date=1_700_000_000))
+    path = tmp_path / f"pay-{compression}.rpm"
+    builder.build().write_to(str(path))
+    return path
+
+
+def build_bzip2(tmp_path):
+    """rpm-rs cannot write bzip2 payloads: rpmbuild can."""
+    require_tool("rpmbuild")
+    spec = """\
+        %define _binary_payload w9.bzdio
+        Name: pay
+        Version: 1
+        Release: 1
+        Summary: p
+        License: MIT
+        %description
+        p
+        %install
+        mkdir -p %{buildroot}/usr/share/pay
+        head -c 100000 /dev/urandom > %{buildroot}/usr/share/pay/big
+        echo small > %{buildroot}/usr/share/pay/small
+        ln %{buildroot}/usr/share/pay/small %{buildroot}/usr/share/pay/h1
+        ln -s small %{buildroot}/usr/share/pay/l
+        %files
+        /usr/share/pay
+        """
+    (path,) = build_with_rpmbuild(spec, tmp_path / "out", tmp_path / "rpmbuild")
+    assert read_rpm(path).header.payload_compressor == "bzip2"
+    return path
+
+
+def members(path):
+    info = read_rpm(path)
+    with open(path, "rb") as f:
+        f.seek(info.payload_offset)
+        return [(e.name, e.size, r.read()) for e, r in iter_cpio(open_decompressed(f, info.header.payload_compressor))]
+
+
+@pytest.mark.parametrize("compression", [rpm_rs.CompressionType.Gzip, rpm_rs.CompressionType.Xz,
+                                         rpm_rs.CompressionType.Zstd, rpm_rs.CompressionType.NONE, "bzip2"])
+def test_payload_members_match_cpio(tmp_path, compression):
+    require_tool("rpm2cpio", "cpio")
+    path = build_bzip2(tmp_path) if compression == "bzip2" else build(tmp_path, compression)
+    ours = members(path)
+    listing = subprocess.run(f"rpm2cpio {path} | cpio -it --quiet", shell=True, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert ["." + name for name, _, _ in ours] == listing
+    out = tmp_path / "cpio-out"
+    out.mkdir()
+    subprocess.run(f"rpm2cpio {path} | cpio -idm --quiet", shell=True, cwd=out, check=True)
+    for name, size, data in ours:
+        ref = out / name.lstrip("/")
+        if ref.is_symlink():
+            assert data.decode() == str(ref.readlink())
+        elif size:
+            assert ref.read_bytes() == data
+
+
+def test_unknown_compression_is_a_clear_error(tmp_path):
+    path = build(tmp_path, rpm_rs.CompressionType.Zstd)
+    data = path.read_bytes()
+    assert data.count(b"zstd\x00") == 1
+    bad = tmp_path / "bad.rpm"
+    bad.write_bytes(data.replace(b"zstd\x00", b"lz5x\x00"))
+    (tmp_path / "tree").mkdir()
+    with pytest.raises(FormatError, match="unknown RPM payload compression 'lz5x'") as e:
+        unpack_rpm(bad, tmp_path / "tree")
+    assert "\n" not in str(e.value)
+    assert not any((tmp_path / "tree").iterdir())
+
+
+def test_payload_that_lies_about_its_compression(tmp_path):
+    path = build(tmp_path, rpm_rs.CompressionType.Gzip)
+    bad = tmp_path / "bad.rpm"
+    bad.write_bytes(path.read_bytes().replace(b"gzip\x00", b"zstd\x00", 1))
+    (tmp_path / "tree").mkdir()
+    with pytest.raises(FormatError, match="not zstd data"):
+        unpack_rpm(bad, tmp_path / "tree")
+    assert not any((tmp_path / "tree").iterdir())
+
+
+def test_corrupt_payload_is_a_clear_error(tmp_path):
+    path = build(tmp_path, rpm_rs.CompressionType.Zstd)
+    info = read_rpm(path)
+    data = bytearray(path.read_bytes())
+    for i in range(info.payload_offset + 40, len(data) - 40, 7):
+        data[i] ^= 0x55
+    bad = tmp_path / "bad.rpm"
+    bad.write_bytes(bytes(data))
+    (tmp_path / "tree").mkdir()
+    with pytest.raises((FormatError, PackageError)) as e:
+        unpack_rpm(bad, tmp_path / "tree")
+    assert "pay-1-1.x86_64" in str(e.value) or "payload" in str(e.value)
+    assert "\n" not in str(e.value)
+    assert not any((tmp_path / "tree").iterdir())

@@ -84,3 +84,80 @@ def snapshot(root: Path) -> dict[str, tuple]:
             else:
                 out[rel] = ("f", st.st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
     return out
+
+
+class RemoteRepo:
+    """An archive repository made by the real `ostree`, served over HTTP on 127.0.0.1."""
+
+    def __init__(self, base: Path, url: str):
+        self.base = base
+        self.path = base / "remote"
+        self.url = url
+        self.n = 0
+        ostree(f"--repo={self.path}", "init", "--mode=archive")
+
+    def publish(self, version: str, ref: str = "testos/stable", **tree) -> str:
+        self.n += 1
+        csum = ostree_commit(self.path, make_tree(self.base / f"tree{self.n}", version, **tree), ref, version)
+        ostree(f"--repo={self.path}", "summary", "-u")
+        return csum
+
+
+@pytest.fixture
+def remote(workdir):
+    from tests.conftest import require_tool
+    from tests.helpers.httpserver import serve
+
+    require_tool("ostree")
+    (workdir / "remote").mkdir()
+    with serve(workdir / "remote") as srv:
+        yield RemoteRepo(workdir, srv.url)
+
+
+def hyb(sysroot: Path, *args: str, check: bool = True, env: dict | None = None):
+    from tests.conftest import run_cli
+
+    return run_cli("--sysroot", str(sysroot), *args, check=check, env=env)
+
+
+@pytest.fixture
+def host(workdir, remote):
+    """A sysroot made by hybridos with v1.0 of origin:testos/stable deployed; returns (sysroot, remote, v1)."""
+    sr = workdir / "sysroot"
+    v1 = remote.publish("1.0")
+    hyb(sr, "admin", "init-fs", str(sr))
+    hyb(sr, "admin", "os-init", STATEROOT)
+    ostree(f"--repo={sr}/ostree/repo", "remote", "add", "--no-gpg-verify", "origin", remote.url)
+    ostree(f"--repo={sr}/ostree/repo", "pull", "origin", "testos/stable")
+    hyb(sr, "admin", "deploy", "--os", STATEROOT, "--karg", "root=/dev/vda1", "--karg", "rw", "origin:testos/stable")
+    return sr, remote, v1
+
+
+def status(sysroot: Path) -> list[dict]:
+    import json
+
+    return json.loads(hyb(sysroot, "status", "--json").stdout)["deployments"]
+
+
+def check_consistent(sysroot: Path) -> None:
+    """The sysroot loads and every entry of the current boot/loader points to a complete deployment."""
+    from hybridos.sysroot import bls
+    from hybridos.sysroot.origin import parse_origin
+    from hybridos.sysroot.sysroot import Sysroot
+
+    s = Sysroot.load(sysroot)
+    assert s.deployments, "no deployments"
+    for d in s.deployments:
+        ddir = sysroot / d.relpath
+        assert (ddir / "usr/lib/os-release").is_file(), d
+        assert (ddir / "usr/lib/modules" / KVER / "vmlinuz").is_file(), d
+        assert (ddir / "etc/hostname").is_file(), d
+        parse_origin((sysroot / d.origin_relpath).read_bytes())
+        entry = s.entries[d.name]
+        for key in ("linux", "initrd"):
+            for p in entry.keys.get(key, ()):
+                assert (sysroot / "boot" / p.lstrip("/")).is_file(), (d, p)
+        assert bls.split_ostree_karg(entry.options)[0] is not None
+    refs = sysroot / "ostree/repo/refs/heads/ostree" / str(s.bootversion) / str(s.subbootversion)
+    for i, d in enumerate(s.deployments):
+        assert (refs / str(i)).read_text().strip() == d.checksum

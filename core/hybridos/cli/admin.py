@@ -1,0 +1,148 @@
+"""``hybridos admin``: the low-level sysroot verbs of ``ostree admin`` (init-fs, os-init, deploy, undeploy,
+pin, status)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hybridos.cli._sysroot_cli import event_printer, sysroot_option, sysroot_path
+from hybridos.errors import NotFoundError, UsageError
+
+
+@click.group("admin")
+def admin():
+    """Sysroot administration, like ``ostree admin``."""
+
+
+@admin.command("init-fs")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+def init_fs(path):
+    """Create an empty sysroot at PATH (top directories and a bare ostree/repo)."""
+    from hybridos.sysroot.initfs import init_fs as do_init
+
+    do_init(path)
+
+
+@admin.command("os-init")
+@sysroot_option
+@click.argument("stateroot")
+@click.pass_context
+def os_init(ctx, sysroot_opt, stateroot):
+    """Create the stateroot STATEROOT (ostree/deploy/STATEROOT/var)."""
+    from hybridos.sysroot.initfs import os_init as do_os_init
+
+    do_os_init(sysroot_path(ctx, sysroot_opt), stateroot)
+    click.echo(f"ostree/deploy/{stateroot} initialized as OSTree root")
+
+
+@admin.command("deploy")
+@sysroot_option
+@click.option("--os", "osname", default=None, metavar="NAME", help="Stateroot to deploy into.")
+@click.option("--karg", "karg", multiple=True, metavar="K[=V]",
+              help="Kernel arguments of the new deployment (replace the inherited ones).")
+@click.option("--karg-append", multiple=True, metavar="K[=V]", help="Append to the inherited kernel arguments.")
+@click.option("--retain", is_flag=True, help="Keep every existing deployment.")
+@click.option("--no-merge", is_flag=True, help="Do not carry over /etc changes of the current deployment.")
+@click.argument("revision")
+@click.pass_context
+def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, revision):
+    """Deploy REFSPEC or CHECKSUM (already in the sysroot's repository) as the new default."""
+    from hybridos.sysroot.deploy import deploy_commit
+    from hybridos.sysroot.kargs import KernelArgs, validate_arg
+    from hybridos.sysroot.origin import Origin, Refspec
+    from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.sysroot.transaction import Transaction
+
+    for a in (*karg, *karg_append):
+        validate_arg(a)
+    path = sysroot_path(ctx, sysroot_opt)
+    with Transaction(path, "deploy", on_event=event_printer()) as tx:
+        sysroot = Sysroot.load(path)
+        stateroot = osname or sysroot.default_stateroot()
+        if stateroot is None:
+            raise UsageError("which stateroot? pass --os NAME (the sysroot has several or none)")
+        commit = sysroot.repo.resolve_rev(revision, allow_missing=True)
+        if commit is None:
+            raise NotFoundError(f"{revision!r} is neither a ref nor a commit in {sysroot.repo.path}",
+                                hint="pull it first, e.g. `hybridos repo pull --repo SYSROOT/ostree/repo REMOTE REF`")
+        Refspec.parse(revision)
+        merge = None if no_merge else sysroot.merge_deployment(stateroot)
+        if karg:
+            kargs = KernelArgs()
+            for a in karg:
+                kargs = kargs.append(a)
+        else:
+            kargs = KernelArgs.parse(merge.kargs if merge else "")
+        for a in karg_append:
+            kargs = kargs.append(a)
+        old_origin = merge.origin if merge is not None else None
+        origin = old_origin.replace(refspec=revision, override_commit=None) if old_origin else Origin(revision)
+        new = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=kargs, tx=tx,
+                            retain=retain, merge=merge if merge is not None else False)
+    d = new.default
+    click.echo(f"Deployed {d.stateroot} {d.checksum}.{d.serial}")
+
+
+@admin.command("undeploy")
+@sysroot_option
+@click.argument("index", type=int)
+@click.pass_context
+def undeploy(ctx, sysroot_opt, index):
+    """Remove the deployment at INDEX (0 is the default)."""
+    from hybridos.sysroot.deploy import undeploy as do_undeploy
+    from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.sysroot.transaction import Transaction
+
+    path = sysroot_path(ctx, sysroot_opt)
+    with Transaction(path, "undeploy", on_event=event_printer()) as tx:
+        sysroot = Sysroot.load(path)
+        dep = sysroot.by_index(index)
+        do_undeploy(sysroot, index, tx)
+    click.echo(f"Deleted deployment {dep.checksum}.{dep.serial}")
+
+
+@admin.command("pin")
+@sysroot_option
+@click.option("-u", "--unpin", is_flag=True, help="Unpin instead.")
+@click.argument("index", type=int)
+@click.pass_context
+def pin(ctx, sysroot_opt, unpin, index):
+    """Pin the deployment at INDEX so that it is never removed automatically."""
+    from hybridos.sysroot.deploy import set_pinned
+    from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.sysroot.transaction import Transaction
+
+    path = sysroot_path(ctx, sysroot_opt)
+    with Transaction(path, "pin", on_event=event_printer()):
+        dep = set_pinned(Sysroot.load(path), index, not unpin)
+    click.echo(f"Deployment {dep.checksum}.{dep.serial} is now {'unpinned' if unpin else 'pinned'}")
+
+
+@admin.command("status")
+@sysroot_option
+@click.pass_context
+def status(ctx, sysroot_opt):
+    """List deployments the way ``ostree admin status`` does."""
+    from hybridos.sysroot.sysroot import Sysroot
+
+    sysroot = Sysroot.load(sysroot_path(ctx, sysroot_opt))
+    if not sysroot.deployments:
+        click.echo("No deployments.")
+        return
+    for d in sysroot.deployments:
+        mark = "*" if d.booted else " "
+        click.echo(f"{mark} {d.stateroot} {d.checksum}.{d.serial}")
+        try:
+            version = sysroot.repo.load_commit(d.checksum).version
+        except Exception:
+            version = None
+        if version:
+            click.echo(f"    Version: {version}")
+        if d.pinned:
+            click.echo("    Pinned: yes")
+        if d.origin is not None:
+            click.echo(f"    origin refspec: {d.origin.refspec}")
+        else:
+            click.echo(f"    origin: {d.origin_error}")

@@ -1,0 +1,123 @@
+"""What ``status`` shows: rpm-ostree's JSON keys and its text layout, built from a loaded sysroot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hybridos.sysroot.deployment import Deployment
+from hybridos.sysroot.sysroot import Sysroot
+
+
+def _commit(sysroot: Sysroot, checksum: str):
+    try:
+        return sysroot.repo.load_commit(checksum)
+    except Exception:  # a commit pruned behind our back is shown without its metadata
+        return None
+
+
+def _strs(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+                for v in value]
+    return []
+
+
+def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
+    commit = _commit(sysroot, dep.checksum)
+    meta = commit.metadata if commit is not None else {}
+    layered = bool(meta.get("rpmostree.clientlayer")) and commit is not None and commit.parent
+    o = dep.origin
+    return {
+        "id": dep.id,
+        "osname": dep.stateroot,
+        "serial": dep.serial,
+        "index": dep.index,
+        "checksum": dep.checksum,
+        "version": commit.version if commit is not None else None,
+        "timestamp": commit.timestamp if commit is not None else None,
+        "origin": o.refspec if o else None,
+        "origin-error": dep.origin_error,
+        "override-commit": o.override_commit if o else None,
+        "booted": dep.booted,
+        "staged": dep.staged,
+        "pinned": dep.pinned,
+        "unlocked": "none",
+        "base-checksum": commit.parent if layered else None,
+        "requested-packages": list(o.requested_packages) if o else [],
+        "requested-local-packages": list(o.requested_local_packages) if o else [],
+        "packages": _strs(meta.get("rpmostree.packages", [])),
+        "requested-base-removals": list(o.removals) if o else [],
+        "base-removals": _strs(meta.get("rpmostree.removed-base-packages", [])),
+        "requested-base-local-replacements": list(o.local_replacements) if o else [],
+        "base-local-replacements": _strs(meta.get("rpmostree.replaced-base-packages", [])),
+        "regenerate-initramfs": bool(o and o.regenerate_initramfs),
+        "initramfs-args": list(o.initramfs_args) if o else [],
+        "kernel-arguments": dep.kargs.split() if dep.kargs else [],
+        "bootcsum": dep.bootcsum,
+    }
+
+
+def transaction_json(sysroot_path: Path) -> dict | None:
+    from hybridos.sysroot.lock import describe_pid, lock_holder
+
+    pid = lock_holder(sysroot_path)
+    if pid is None:
+        return None
+    return {"pid": pid, "holder": describe_pid(pid)}
+
+
+def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
+    deps = [d for d in sysroot.deployments if d.booted or not booted_only]
+    return {"deployments": [deployment_json(sysroot, d) for d in deps],
+            "transaction": transaction_json(sysroot.path)}
+
+
+def _ts(value: int | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value is not None else "?"
+
+
+def status_text(data: dict, *, verbose: bool = False) -> list[str]:
+    tx = data["transaction"]
+    lines = [f"State: {'busy (' + tx['holder'] + ')' if tx else 'idle'}", "Deployments:"]
+    if not data["deployments"]:
+        lines.append("  (none)")
+
+    def row(label: str, value: str) -> None:
+        lines.append(f"{label:>26}: {value}")
+
+    for d in data["deployments"]:
+        mark = "●" if d["booted"] else " "
+        lines.append(f"{mark} {d['osname']}:{d['origin'] or '(origin unreadable)'}")
+        if d["version"]:
+            row("Version", f"{d['version']} ({_ts(d['timestamp'])})")
+        elif d["timestamp"] is not None:
+            row("Timestamp", _ts(d["timestamp"]))
+        if d["base-checksum"]:
+            row("BaseCommit", d["base-checksum"])
+            row("Commit", d["checksum"])
+        else:
+            row("Commit", d["checksum"])
+        if d["override-commit"]:
+            row("Pinned to commit", d["override-commit"])
+        if d["origin-error"]:
+            row("Error", d["origin-error"])
+        if d["requested-base-removals"]:
+            row("RemovedBasePackages", " ".join(d["requested-base-removals"]))
+        if d["requested-base-local-replacements"]:
+            row("LocalReplacements", " ".join(d["requested-base-local-replacements"]))
+        if d["requested-packages"]:
+            row("LayeredPackages", " ".join(d["requested-packages"]))
+        if d["requested-local-packages"]:
+            row("LocalPackages", " ".join(d["requested-local-packages"]))
+        if d["regenerate-initramfs"]:
+            row("Initramfs", "regenerate " + " ".join(d["initramfs-args"]))
+        if d["pinned"]:
+            row("Pinned", "yes")
+        if verbose:
+            row("StateRoot", d["osname"])
+            row("Deployment", f"{d['checksum']}.{d['serial']} (index {d['index']})")
+            row("BootCsum", d["bootcsum"])
+            row("KernelArguments", " ".join(d["kernel-arguments"]) or "(none)")
+            row("Staged", "yes" if d["staged"] else "no")
+    return lines

@@ -1,15 +1,17 @@
 """systemd-boot backend: BLS entries and kernel copies on the EFI system partition.
 
 The ESP is FAT: no symlinks, so ``boot/loader`` cannot make its files current. Instead every file goes to a
-temp name and is renamed; entry file names carry a digest of their content, so writing a new boot version only
-adds files and never changes one the current configuration uses. ``post_swap`` then switches
-``loader/loader.conf`` ``default`` to the new default entry and only after that removes the old entries and
-kernels. A crash before the swap leaves the previous default untouched.
+temp name and is renamed. Before the swap, ``write_config`` only adds kernel copies (in directories named by
+bootcsum) and stages the new entries in ``loader/hybridos-staged/``, where systemd-boot does not look: a crash
+before the swap leaves the menu and its default exactly as they were. ``post_swap`` moves the staged entries
+into ``loader/entries`` (their names carry a digest of their content, so they never replace a current one),
+switches ``loader/loader.conf`` ``default``, and only then removes the old entries and kernels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from hybridos_bootloader_systemd_boot.entries import (
 )
 
 ESP_LOCATIONS = ("boot/efi", "efi")
+STAGING = "loader/hybridos-staged"
 
 
 def find_esp(sysroot: Path) -> Path | None:
@@ -89,13 +92,16 @@ class SystemdBootBootloader(Bootloader):
         for entry in new:
             for path in entry.files:
                 _copy(context.boot_file(path), esp / path.lstrip("/"))
-        entries_dir = esp / "loader/entries"
-        entries_dir.mkdir(parents=True, exist_ok=True)
-        existing = self._ours(entries_dir)
+        staging = esp / STAGING
+        if staging.exists():
+            shutil.rmtree(staging)  # left by an attempt that never reached the swap
+        staging.mkdir(parents=True)
+        existing = self._ours(esp / "loader/entries")
         for i, entry in enumerate(new):
             if entry.name in existing:
                 continue  # same content already there (with whatever boot-counting state it has reached)
-            atomic_write(entries_dir / entry.filename(tries if i == 0 else 0), entry.text)
+            atomic_write(staging / entry.filename(tries if i == 0 else 0), entry.text)
+        fsync_dir(staging)
 
     @staticmethod
     def _ours(entries_dir: Path) -> dict[str, Path]:
@@ -110,10 +116,17 @@ class SystemdBootBootloader(Bootloader):
     def post_swap(self, context: BootConfigContext) -> None:
         esp = self._esp(context)
         new = self.esp_entries(context)
+        entries_dir = esp / "loader/entries"
+        entries_dir.mkdir(parents=True, exist_ok=True)
+        staging = esp / STAGING
+        if staging.is_dir():
+            for f in sorted(staging.iterdir()):
+                os.rename(f, entries_dir / f.name)
+            fsync_dir(entries_dir)
+            staging.rmdir()
         conf = esp / "loader/loader.conf"
         current = conf.read_text() if conf.exists() else ""
         atomic_write(conf, with_settings(current, f"{new[0].name}.conf", _int_option(context.options, "timeout")))
-        entries_dir = esp / "loader/entries"
         keep = {e.name for e in new}
         for name, path in self._ours(entries_dir).items():
             if name not in keep:

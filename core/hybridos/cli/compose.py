@@ -1,0 +1,115 @@
+"""``hybridos compose tree``: build an OSTree commit from a treefile, as ``rpm-ostree compose tree`` does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from hybridos.arch import Architecture
+from hybridos.errors import UsageError
+
+
+@click.group()
+def compose() -> None:
+    """Build OS images from treefiles."""
+
+
+def _parse_metadata_strings(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--add-metadata-string expects KEY=VALUE, got {v!r}")
+        out[key] = value
+    return out
+
+
+def _read_metadata_json(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--add-metadata-from-json {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--add-metadata-from-json {path}: expected a JSON object")
+    return data
+
+
+@compose.command("tree")
+@click.argument("treefile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path),
+              help="OSTree repository to commit to (required unless --print-only or --dry-run).")
+@click.option("--write-composejson-to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the compose result (commit, version, input hash, statistics) as JSON to FILE.")
+@click.option("--write-commitid-to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the commit id to FILE and do not move any ref.")
+@click.option("--cachedir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep repository metadata and downloaded packages here between composes.")
+@click.option("--force-nocache", is_flag=True, help="Compose even if the inputs did not change.")
+@click.option("--dry-run", is_flag=True, help="Print the packages that would be installed, then exit.")
+@click.option("--print-only", is_flag=True, help="Print the flattened treefile as JSON, then exit.")
+@click.option("--parent", help="Parent commit (default: the ref's current commit).")
+@click.option("--no-parent", is_flag=True, help="Make a commit without a parent.")
+@click.option("--add-metadata-string", multiple=True, metavar="KEY=VALUE",
+              help="Add a string to the commit metadata (repeatable; overrides the treefile).")
+@click.option("--add-metadata-from-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Add the members of a JSON object to the commit metadata.")
+@click.option("--arch", "arch_name", help="Compose for this architecture (x86_64, aarch64, ppc64le).")
+@click.option("--no-scripts", is_flag=True, help="Do not run package scriptlets or postprocess scripts.")
+@click.option("--touch-if-changed", type=click.Path(dir_okay=False, path_type=Path),
+              help="Update the modification time of FILE when a new commit was made.")
+@click.option("--unified-core", is_flag=True, help="Accepted for compatibility with rpm-ostree (always on).")
+def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | None,
+         write_commitid_to: Path | None, cachedir: Path | None, force_nocache: bool, dry_run: bool,
+         print_only: bool, parent: str | None, no_parent: bool, add_metadata_string: tuple[str, ...],
+         add_metadata_from_json: Path | None, arch_name: str | None, no_scripts: bool,
+         touch_if_changed: Path | None, unified_core: bool) -> None:
+    """Compose TREEFILE into a commit in --repo."""
+    from hybridos.compose.treefile import load_treefile
+
+    arch = Architecture.parse(arch_name) if arch_name else Architecture.host()
+    tf = load_treefile(treefile, arch)
+    if print_only:
+        click.echo(json.dumps(tf.to_json(), indent=2, sort_keys=False))
+        return
+    if parent and no_parent:
+        raise UsageError("--parent and --no-parent exclude each other")
+    if repo_path is None and not dry_run:
+        raise UsageError("--repo is required (except with --print-only or --dry-run)")
+
+    from hybridos.compose.pipeline import ComposeOptions, compose_tree
+
+    metadata = _read_metadata_json(add_metadata_from_json)
+    metadata.update(_parse_metadata_strings(add_metadata_string))
+    options = ComposeOptions(
+        repo=repo_path,
+        arch=arch,
+        cachedir=cachedir,
+        force_nocache=force_nocache,
+        dry_run=dry_run,
+        parent=parent,
+        no_parent=no_parent,
+        write_commitid_to=write_commitid_to,
+        write_composejson_to=write_composejson_to,
+        extra_metadata=metadata,
+        run_scripts=not no_scripts,
+        progress=sys.stderr.isatty(),
+    )
+    result = compose_tree(tf, options)
+    if dry_run:
+        for nevra in result.packages:
+            click.echo(str(nevra))
+        return
+    if result.commit is None:
+        click.echo("No apparent changes since previous commit; use --force-nocache to override")
+        return
+    if touch_if_changed is not None:
+        touch_if_changed.touch()
+    if result.ref and not write_commitid_to:
+        click.echo(f"{result.ref} => {result.commit}")
+    else:
+        click.echo(f"Wrote commit: {result.commit}")

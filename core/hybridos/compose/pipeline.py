@@ -1,0 +1,373 @@
+"""The compose pipeline: treefile -> solve -> download -> layer -> initramfs -> postprocess -> commit.
+
+Every package operation goes through the plugin hooks (``hybridos_solve``, ``hybridos_layer``,
+``hybridos_initramfs``), so a replacement solver, layerer or initramfs generator is used here too. The tree is
+assembled in the repository's ``tmp/`` and removed afterwards; the ref moves only after the commit is complete,
+so a failure at any step leaves the repository's refs as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybridos.arch import Architecture
+from hybridos.compose import postprocess
+from hybridos.compose.inputhash import compute_input_hash, read_externals
+from hybridos.compose.treefile import Treefile
+from hybridos.compose.version import next_version
+from hybridos.errors import ConfigError, HybridosError, PackageError, PluginError, UsageError
+from hybridos.gvariant import Variant
+from hybridos.initramfs import InitramfsRequest
+from hybridos.packages.model import LayerRequest, Nevra, SolveRequest, Transaction
+from hybridos.plugins import get_registry
+from hybridos.util.atomic import atomic_write
+from hybridos.util.progress import Progress
+
+#: commit metadata keys (rpm-ostree's where one exists)
+META_VERSION = "version"
+META_INPUTHASH = "rpmostree.inputhash"
+META_PKGLIST = "rpmostree.rpmdb.pkglist"
+META_INITRAMFS_ARGS = "rpmostree.initramfs-args"
+META_ARCH = "hybridos.arch"
+META_BOOTABLE = "ostree.bootable"
+META_LINUX = "ostree.linux"
+
+#: rpm-ostree's RpmOstreePackageDiffTypes
+PKG_ADDED, PKG_REMOVED, PKG_UPGRADED, PKG_DOWNGRADED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    """What ``compose tree`` was asked to do, besides the treefile."""
+
+    repo: Path | None
+    arch: Architecture
+    cachedir: Path | None = None
+    force_nocache: bool = False
+    dry_run: bool = False
+    parent: str | None = None
+    no_parent: bool = False
+    write_commitid_to: Path | None = None
+    write_composejson_to: Path | None = None
+    extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+    run_scripts: bool = True
+    progress: bool = False
+    on_step: Callable[[str], None] | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    packages: tuple[Nevra, ...]              #: the resolved install set, sorted
+    input_hash: str = ""
+    commit: str | None = None                #: None for --dry-run and for "no changes"
+    ref: str | None = None                   #: the ref that moved (None with --write-commitid-to)
+    version: str | None = None
+    compose_json: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pkglist_variant(nevras: tuple[Nevra, ...]) -> Variant:
+    """``rpmostree.rpmdb.pkglist``: a(sssss) of (name, epoch, version, release, arch), sorted by name."""
+    return Variant("a(sssss)", [(n.name, str(n.epoch), n.version, n.release, n.arch)
+                                for n in sorted(nevras, key=lambda n: (n.name, n.arch))])
+
+
+def nevras_from_pkglist(value: Any) -> dict[tuple[str, str], Nevra]:
+    """(name, arch) -> Nevra from a commit's ``rpmostree.rpmdb.pkglist`` (plain value or Variant)."""
+    if isinstance(value, Variant):
+        value = value.value
+    out = {}
+    for entry in value or ():
+        name, epoch, version, release, arch = entry
+        out[(name, arch)] = Nevra(name, int(epoch or 0), version, release, arch)
+    return out
+
+
+def pkgdiff(old: Mapping[tuple[str, str], Nevra], new: Mapping[tuple[str, str], Nevra]) -> list:
+    """rpm-ostree's compose JSON ``pkgdiff``: [name, type, {PreviousPackage, NewPackage}] sorted by name."""
+    from hybridos.packages.header import compare_evr
+
+    def triple(n: Nevra) -> list[str]:
+        return [n.name, n.evr, n.arch]
+
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a is None:
+            out.append([key[0], PKG_ADDED, {"NewPackage": triple(b)}])
+        elif b is None:
+            out.append([key[0], PKG_REMOVED, {"PreviousPackage": triple(a)}])
+        elif a != b:
+            cmp = compare_evr(f"{a.epoch}:{a.version}-{a.release}", f"{b.epoch}:{b.version}-{b.release}")
+            kind = PKG_DOWNGRADED if cmp > 0 else PKG_UPGRADED
+            out.append([key[0], kind, {"PreviousPackage": triple(a), "NewPackage": triple(b)}])
+    return out
+
+
+def metadata_value(value: Any, where: str) -> Any:
+    """A JSON/YAML value as commit metadata: strings, booleans, int64 (``x``), doubles, string lists, maps."""
+    if isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return Variant("x", value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, dict):
+        return {str(k): metadata_value(v, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"commit metadata {where}: unsupported value {value!r} (use strings, numbers, booleans, "
+                      "lists of strings or mappings)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------
+
+
+def foreign_scripts_runnable(arch: Architecture) -> bool:
+    """Whether programs of ``arch`` run on this machine: the host's own, or qemu-user registered in binfmt_misc."""
+    if arch is Architecture.host():
+        return True
+    entry = Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch.value}")
+    try:
+        return entry.read_text().startswith("enabled")
+    except OSError:
+        return False
+
+
+def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
+    """The treefile's ``repos`` from the ``*.repo`` files beside it, with their metadata loaded."""
+    from hybridos.packages.repofile import read_repo_dir, repo_variables
+    from hybridos.packages.repomd import load_repo
+
+    releasever = None if tf.releasever is None else str(tf.releasever)
+    configs = {r.id: r for r in read_repo_dir(tf.directory, repo_variables(tf.basearch, releasever),
+                                              enabled_only=False)}
+    if tf.repos:
+        missing = [r for r in tf.repos if r not in configs]
+        if missing:
+            files = ", ".join(sorted(p.name for p in tf.directory.glob("*.repo"))) or "none"
+            raise ConfigError(f"{tf.path}: repository '{missing[0]}' is not defined in any .repo file in "
+                              f"{tf.directory} (found: {files})")
+        chosen = [configs[r] for r in tf.repos]
+    else:
+        chosen = [c for c in configs.values() if c.enabled]
+        if not chosen:
+            raise ConfigError(f"{tf.path}: no 'repos' given and no enabled repository in {tf.directory}/*.repo")
+    return tuple(load_repo(c, cachedir / "repomd") for c in chosen)
+
+
+def solve(tf: Treefile, repos: tuple) -> Transaction:
+    if not tf.packages:
+        raise ConfigError(f"{tf.path}: 'packages' is empty: nothing to compose")
+    request = SolveRequest(arch=tf.basearch, repos=repos, install=tf.packages, excludes=tf.exclude_packages,
+                           weak_deps=tf.recommends)
+    result = get_registry().hook.hybridos_solve(request=request)
+    if result is None:
+        raise PluginError("no solve plugin handled the request (is hybridos installed correctly?)")
+    return result
+
+
+def remove_docs(tree: Path, rpms: Mapping[str, Path]) -> None:
+    """``documentation: false``: delete the files the packages mark %doc (the rpmdb still lists them)."""
+    from hybridos.packages.header import FileFlag, read_rpm
+
+    for path in rpms.values():
+        for entry in read_rpm(path).header.file_entries:
+            if entry.flags & FileFlag.DOC:
+                p = tree / entry.path.lstrip("/")
+                if p.is_file() or p.is_symlink():
+                    p.unlink()
+
+
+def _object_stats(repo, commit: str, before: set) -> dict[str, int]:
+    from hybridos.ostree.objects import ObjectType
+
+    reachable = repo.traverse_commit(commit)
+    meta_total = sum(1 for _, t in reachable if t is not ObjectType.FILE)
+    content = [(c, t) for c, t in reachable if t is ObjectType.FILE]
+    new = reachable - before
+    new_content = [(c, t) for c, t in new if t is ObjectType.FILE]
+    written_bytes = 0
+    for c, t in new_content:
+        with contextlib.suppress(OSError):
+            written_bytes += repo.object_path(c, t).stat().st_size
+    return {
+        "ostree-n-metadata-total": meta_total,
+        "ostree-n-metadata-written": len(new) - len(new_content),
+        "ostree-n-content-total": len(content),
+        "ostree-n-content-written": len(new_content),
+        "ostree-n-cache-hits": 0,
+        "ostree-content-bytes-written": written_bytes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------------------
+
+
+def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
+    """Compose ``tf`` into a commit in ``options.repo`` (see the module docstring)."""
+    step = options.on_step or (lambda _msg: None)
+    if options.arch is not tf.basearch:
+        raise UsageError(f"the treefile was loaded for {tf.basearch.value}, not {options.arch.value}")
+    if options.run_scripts and not options.dry_run and not foreign_scripts_runnable(tf.basearch):
+        raise UsageError(
+            f"composing for {tf.basearch.value} on this {Architecture.host().value} machine needs qemu-user "
+            f"registered in binfmt_misc to run the packages' scriptlets (none for qemu-{tf.basearch.value})",
+            hint="install qemu-user-static and binfmt-support with /proc/sys/fs/binfmt_misc mounted, "
+                 "or pass --no-scripts")
+    repo = None
+    if not options.dry_run:
+        from hybridos.ostree.repo import Repo
+
+        repo = Repo.open(options.repo)
+    with contextlib.ExitStack() as stack:
+        cachedir = options.cachedir
+        if cachedir is None:
+            cachedir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hybridos-compose-cache-")))
+        cachedir.mkdir(parents=True, exist_ok=True)
+
+        step("Loading repository metadata")
+        repos = load_repositories(tf, cachedir)
+        step(f"Resolving {len(tf.packages)} requested packages for {tf.basearch.value}")
+        transaction = solve(tf, repos)
+        installs = transaction.installs
+        nevras = tuple(sorted((i.nevra for i in installs), key=str))
+        if options.dry_run:
+            return ComposeResult(packages=nevras)
+
+        externals = read_externals(tf)
+        if not options.run_scripts:
+            externals.append(("no-scripts", b"1"))
+        input_hash = compute_input_hash(tf.canonical_json(), externals,
+                                        [(str(i.nevra), i.checksum) for i in installs])
+        previous = _previous_commit(repo, tf, options)
+        prev_commit = repo.load_commit(previous) if previous else None
+        if prev_commit is not None and not options.force_nocache \
+                and prev_commit.metadata.get(META_INPUTHASH) == input_hash:
+            return ComposeResult(packages=nevras, input_hash=input_hash, commit=None)
+
+        version = options.extra_metadata.get(META_VERSION)
+        if version is None and tf.automatic_version_prefix is not None:
+            version = next_version(tf.automatic_version_prefix, prev_commit.version if prev_commit else None,
+                                   suffix=tf.automatic_version_suffix)
+
+        (repo.path / "tmp").mkdir(exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="hybridos-compose-", dir=repo.path / "tmp"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        tree = workdir / "rootfs"
+        tree.mkdir(mode=0o755)
+
+        step(f"Downloading {len(installs)} packages")
+        rpms = _download(transaction, cachedir / "packages", options.progress)
+
+        step(f"Installing {len(installs)} packages (scriptlets {'on' if options.run_scripts else 'off'})")
+        layer_request = LayerRequest(tree=tree, transaction=transaction, rpms=rpms, arch=tf.basearch,
+                                     run_scripts=options.run_scripts)
+        layered = get_registry().hook.hybridos_layer(request=layer_request)
+        if layered is None:
+            raise PluginError("no layer plugin handled the request (is hybridos installed correctly?)")
+        if not tf.documentation:
+            remove_docs(tree, rpms)
+
+        kver = postprocess.place_kernel(tree)
+        if kver is not None:
+            step(f"Generating the initramfs for kernel {kver}")
+            req = InitramfsRequest(tree=tree, kernel_version=kver, arch=tf.basearch, args=tf.initramfs_args)
+            if get_registry().hook.hybridos_initramfs(request=req) is None:
+                raise PluginError("no initramfs plugin handled the request")
+
+        step("Postprocessing the tree")
+        postprocess.postprocess_tree(tree, tf, version=version, kver=kver,
+                                     runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts))
+
+        metadata: dict[str, Any] = {}
+        for k, v in tf.add_commit_metadata.items():
+            metadata[k] = metadata_value(v, k)
+        for k, v in options.extra_metadata.items():
+            metadata[k] = metadata_value(v, k)
+        metadata.update({
+            META_INPUTHASH: input_hash,
+            META_PKGLIST: pkglist_variant(nevras),
+            META_INITRAMFS_ARGS: list(tf.initramfs_args),
+            META_ARCH: tf.basearch.value,
+            META_BOOTABLE: kver is not None,
+        })
+        if kver is not None:
+            metadata[META_LINUX] = kver
+        if version is not None:
+            metadata[META_VERSION] = str(version)
+        move_ref = tf.ref if (tf.ref and options.write_commitid_to is None) else None
+        if tf.ref and not move_ref:
+            metadata["ostree.ref-binding"] = [tf.ref]
+
+        step("Committing")
+        before = set(repo.list_objects())
+        progress = Progress("Committing", enabled=options.progress)
+        timestamp = options.timestamp
+        if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH"):
+            timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
+        with progress:
+            commit = repo.commit_tree(tree, branch=move_ref, subject="", metadata=metadata,
+                                      parent=previous or "none", timestamp=timestamp, progress=progress)
+        loaded = repo.load_commit(commit)
+        compose_json: dict[str, Any] = {
+            "ostree-commit": commit,
+            "ostree-content-checksum": loaded.content_checksum,
+            "ostree-timestamp": loaded.timestamp,
+            "rpm-ostree-inputhash": input_hash,
+        }
+        if version is not None:
+            compose_json["ostree-version"] = str(version)
+        compose_json.update(_object_stats(repo, commit, before))
+        if move_ref:
+            compose_json["ref"] = move_ref
+        if prev_commit is not None:
+            compose_json["pkgdiff"] = pkgdiff(nevras_from_pkglist(prev_commit.metadata.get(META_PKGLIST)),
+                                              {(n.name, n.arch): n for n in nevras})
+        if options.write_commitid_to is not None:
+            atomic_write(options.write_commitid_to, commit.encode())
+        if options.write_composejson_to is not None:
+            atomic_write(options.write_composejson_to, json.dumps(compose_json, indent=2).encode() + b"\n")
+        return ComposeResult(packages=nevras, input_hash=input_hash, commit=commit, ref=move_ref,
+                             version=None if version is None else str(version), compose_json=compose_json)
+
+
+def _previous_commit(repo, tf: Treefile, options: ComposeOptions) -> str | None:
+    if options.no_parent:
+        return None
+    if options.parent:
+        return repo.resolve_rev(options.parent)
+    if tf.ref:
+        return repo.resolve_rev(tf.ref, allow_missing=True)
+    return None
+
+
+def _download(transaction: Transaction, cachedir: Path, show: bool) -> dict[str, Path]:
+    from hybridos.packages.download import download_packages
+
+    with Progress("Downloading", total_items=len(transaction.installs), enabled=show) as progress:
+        try:
+            rpms = download_packages(transaction, cachedir)
+        except HybridosError:
+            raise
+        except OSError as exc:
+            raise PackageError(f"downloading packages failed: {exc}") from None
+        progress.advance(len(rpms))
+    return rpms
+
+

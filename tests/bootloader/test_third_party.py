@@ -12,8 +12,9 @@ import textwrap
 
 import pytest
 
+from tests.bootloader import e2e
 from tests.bootloader.checks import current_bls
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, require_tool, run_cli
 
 EXAMPLE = ROOT / "docs/examples/bootloader_plugin"
 
@@ -22,17 +23,21 @@ CHILD = textwrap.dedent("""\
     from pathlib import Path
     from hybridos.arch import Architecture
     from hybridos.plugins import get_registry
-    from tests.bootloader.layout import Deployment, Sysroot, commit_id
+    from tests.bootloader import e2e
 
-    root = Path(sys.argv[1])
-    s = Sysroot(root, Architecture.X86_64)
+    root, work = Path(sys.argv[1]), Path(sys.argv[2])
+    e2e.make_sysroot(root)
     choice = get_registry().select_bootloader(root)
-    a, b = Deployment(commit_id(1), version="39.1"), Deployment(commit_id(2), version="39.2")
-    s.cycle(choice.bootloader, [a])
-    context = s.cycle(choice.bootloader, [b, a])
-    print(json.dumps({"plugin": choice.plugin, "name": choice.bootloader.name, "reason": choice.reason,
-                      "module": type(choice.bootloader).__module__,
-                      "entries": [e.id for e in context.entries]}))
+    calls = []
+    original = type(choice.bootloader).write_config
+    def spy(self, context):  # records what the core hands the plugin, then runs the plugin unchanged
+        calls.append([e.id for e in context.entries])
+        return original(self, context)
+    type(choice.bootloader).write_config = spy
+    for n in (1, 2):
+        e2e.deploy(root, e2e.commit(root, Architecture.X86_64, n, work))
+    print(json.dumps({"plugin": choice.plugin, "name": choice.bootloader.name,
+                      "module": type(choice.bootloader).__module__, "calls": calls}))
 """)
 
 
@@ -54,7 +59,7 @@ def _env(site):
 
 def _syslinux_sysroot(tmp_path):
     root = tmp_path / "sysroot"
-    (root / "boot/syslinux").mkdir(parents=True)
+    (root / "boot/syslinux").mkdir(parents=True, exist_ok=True)
     (root / "boot/syslinux/syslinux.cfg").write_text("DEFAULT installer\n")
     (root / "boot/grub2").mkdir(parents=True)
     (root / "boot/grub2/grub.cfg").write_text("# also here: the higher detection score decides\n")
@@ -78,19 +83,23 @@ def test_example_plugin_is_discovered_and_selected(site, tmp_path):
 
 @pytest.mark.slow
 def test_example_plugin_receives_the_entries_and_writes_its_config(site, tmp_path):
+    require_tool("ostree")
     root = _syslinux_sysroot(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(root)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(root), str(tmp_path)], capture_output=True, text=True,
                           env={**os.environ, **_env(site)}, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["plugin"] == "acme_syslinux" and result["module"] == "acme_bootloader_syslinux.backend"
-    assert result["entries"] == ["ostree-2-fedora", "ostree-1-fedora"]
+    assert result["calls"] == [["ostree-1-fedora"], ["ostree-2-fedora", "ostree-1-fedora"]]
     cfg = root / "boot/syslinux/syslinux.cfg"
     assert os.readlink(cfg) == "../loader/syslinux.cfg"
     text = cfg.read_text()
     bls = current_bls(root)
     labels = [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("LABEL ")]
     assert labels == [b["id"] for b in bls] and f"DEFAULT {bls[0]['id']}" in text
+    booted = [e2e.deployment_of(root, line.split(None, 1)[1]) for line in text.splitlines()
+              if line.startswith("\tAPPEND ")]
+    assert booted == e2e.ostree_status_order(root) and len(booted) == 2
     for b in bls:
         assert f"\tKERNEL {b['linux']}\n" in text and f"\tAPPEND {b['options']}\n" in text
         assert (root / "boot" / b["linux"].lstrip("/")).is_file()

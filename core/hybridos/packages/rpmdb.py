@@ -26,6 +26,7 @@ from hybridos.packages.header import (
     BIN,
     CHAR,
     INT32,
+    Dependency,
     RawEntry,
     RawHeader,
     RpmHeader,
@@ -34,6 +35,7 @@ from hybridos.packages.header import (
     Tag,
     header_from_raw,
     parse_raw_header,
+    parse_rich,
 )
 from hybridos.util.atomic import fsync_dir
 
@@ -117,8 +119,42 @@ def index_rows(raw: RawHeader) -> dict[str, list[tuple[object, int]]]:
                 if not v:
                     continue
                 rows.append((v, i))
+                if v.startswith("(") and tag in _DEP_TAGS:
+                    rows += [(leaf, i) for leaf in rich_leaves(v)]
         out[table] = rows
     return out
+
+
+_DEP_TAGS = {Tag.REQUIRENAME, Tag.CONFLICTNAME, Tag.OBSOLETENAME, Tag.RECOMMENDNAME, Tag.SUGGESTNAME,
+             Tag.SUPPLEMENTNAME, Tag.ENHANCENAME}
+
+
+def rich_leaves(text: str) -> list[str]:
+    """The names rpm indexes for a rich dependency: every name it mentions, and ``!name`` for the names in an
+    if/unless condition (observed from rpm 4.18: ``(a if b else c)`` -> a, b, c, !b; ``(a if b)`` -> a, !b)."""
+    try:
+        tree = parse_rich(text)
+    except FormatError:
+        return []
+    pos: list[str] = []
+    neg: list[str] = []
+
+    def walk(node, negated: bool) -> None:
+        if isinstance(node, Dependency):
+            (neg if negated else pos).append(("!" if negated else "") + node.name)
+            return
+        op, left, right, *other = node
+        walk(left, negated)
+        if op in ("if", "unless"):
+            if other:
+                walk(right, negated)
+                walk(other[0], negated)
+            walk(right, not negated)
+        else:
+            walk(right, negated)
+
+    walk(tree, False)
+    return list(dict.fromkeys(pos + neg))
 
 
 _SIG_TO_HEADER = (

@@ -1,10 +1,13 @@
 """Run RPM scriptlets inside a tree, in a sandbox, with rpm's arguments and environment.
 
-The sandbox is bubblewrap (``bwrap --bind TREE / --dev /dev --proc /proc --unshare-all --die-with-parent``) when it
-works, otherwise ``unshare -m --propagation private chroot TREE``. Like rpm, a scriptlet with a body is written to
+The sandbox is bubblewrap (``bwrap --bind TREE / --dev /dev --proc /proc --unshare-{ipc,pid,net,uts,cgroup-try}
+--die-with-parent``) when it works, otherwise ``unshare -m --propagation private chroot TREE``. Like rpm, a scriptlet with a body is written to
 a temporary file in the tree's /var/tmp and run as ``INTERPRETER [ARGS] FILE $1 [$2]``; one without a body
 (``%post -p /sbin/ldconfig``) runs its program with the arguments. Output (stdout and stderr) is captured; a
 failing scriptlet raises PackageError naming the package and the scriptlet, with the end of its output.
+
+Not ``--unshare-all``: that adds a user namespace mapping only uid 0, in which root loses its powers over files
+owned by other users (a %post writing into a 0750 directory owned by a service user fails with EACCES).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hybridos.util.run import which
 
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _OUTPUT_TAIL = 2000
+_UNSHARE = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def _bwrap_works() -> bool:
     if not bwrap:
         return False
     with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.run([bwrap, "--bind", d, "/", "--unshare-all", "--die-with-parent", "--", "/nonexistent"],
+        proc = subprocess.run([bwrap, "--bind", d, "/", *_UNSHARE, "--die-with-parent", "--", "/nonexistent"],
                               capture_output=True, text=True)
         # with working namespaces bwrap gets as far as exec, which fails for the missing program
         return "execvp" in proc.stderr or "No such file" in proc.stderr
@@ -53,7 +57,7 @@ def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: boo
         use_bwrap = _bwrap_works()
     if use_bwrap:
         return [which("bwrap") or "bwrap", "--bind", str(tree), "/", "--dev", "/dev", "--proc", "/proc",
-                "--unshare-all", "--die-with-parent", "--chdir", "/", "--", *argv]
+                *_UNSHARE, "--die-with-parent", "--chdir", "/", "--", *argv]
     unshare, chroot = which("unshare"), which("chroot")
     if not unshare or not chroot:
         raise PackageError("cannot run scriptlets: neither bwrap nor unshare+chroot is available",

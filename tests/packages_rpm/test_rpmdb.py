@@ -1,0 +1,161 @@
+"""The rpmdb we write, judged by Debian's rpm: queries, verification and its own --rebuilddb."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from hybridos.errors import PackageError
+from hybridos.packages.header import read_rpm
+from hybridos.packages.rpmdb import DBFILE, INDEXES, RpmDb, find_dbdir, read_installed, read_rpmdb
+from tests.helpers.rpms import File, Pkg, build_rpm
+
+from .conftest import layer, rpm_q
+
+APP = Pkg("app", "2.0", release="3", epoch=1, requires=("/bin/sh", "busybox >= 1.0"),
+          provides=("webserver", "libapp.so.2()(64bit)"), conflicts=("oldapp",), obsoletes=("app-legacy < 2",),
+          recommends=("app-docs",),
+          files=(
+              File("/usr/bin/app", b"#!/bin/sh\necho app\n", mode=0o4755, user="alice", group="staff"),
+              File("/usr/bin/pinger", b"p", mode=0o755, caps="cap_net_raw=ep"),
+              File("/usr/lib/app/h1", b"same", hardlink="L"), File("/usr/lib/app/h2", b"same", hardlink="L"),
+              File("/usr/bin/app-link", symlink="app"),
+              File("/etc/app.conf", b"a=1\n", noreplace=True),
+              File("/var/lib/app", dir=True, mode=0o750, user="alice", group="staff"),
+              File("/var/log/app.log", ghost=True),
+          ),
+          post="echo installed > /var/lib/app/state")
+LIB = Pkg("libextra", "0.9", files=(File("/usr/lib/libextra.so.0", b"ELF?"),), requires=("(app or busybox)",),
+          recommends=("((a if b) or (c unless d))", "(d unless e else f)", "(g if h else (i and j >= 2))"),
+          supplements=("(s1 if s2 else s3)",), conflicts=("(nothere1 and nothere2)",))
+
+
+@pytest.fixture
+def populated(tmp_path, base_tree):
+    rpms = [build_rpm(APP, tmp_path / "rpms"), build_rpm(LIB, tmp_path / "rpms")]
+    layer(base_tree, rpms)
+    return base_tree
+
+
+def test_populated_tree_answers_rpm_queries(populated):
+    qa = set(rpm_q(populated, "-qa").stdout.split())
+    assert qa == {"filesystem-3.18-1.x86_64", "busybox-1.35.0-1.x86_64", "app-2.0-3.x86_64",
+                  "libextra-0.9-1.x86_64"}
+    assert rpm_q(populated, "-q", "app").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-q", "--qf", "%{EPOCH}", "app").stdout == "1"
+    assert rpm_q(populated, "-qf", "/usr/bin/app").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-qf", "/bin/sh").stdout.strip() == "busybox-1.35.0-1.x86_64"
+    assert rpm_q(populated, "-q", "--whatprovides", "webserver").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-q", "--whatprovides", "/usr/lib/libextra.so.0").stdout.strip() == \
+        "libextra-0.9-1.x86_64"
+    # rpm indexes the names inside rich dependencies too: libextra requires "(app or busybox)"
+    assert rpm_q(populated, "-q", "--whatrequires", "busybox").stdout.split() == ["app-2.0-3.x86_64",
+                                                                                 "libextra-0.9-1.x86_64"]
+    assert rpm_q(populated, "-q", "--whatconflicts", "oldapp").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-q", "--whatobsoletes", "app-legacy").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-q", "--whatrecommends", "app-docs").stdout.strip() == "app-2.0-3.x86_64"
+    assert rpm_q(populated, "-q", "nothere", check=False).returncode == 1
+
+
+def test_populated_tree_passes_rpm_verify(populated):
+    # Nothing is ignored: modes (setuid), owners (from the tree's passwd), digests, sizes, symlink targets,
+    # capabilities, mtimes and dependencies all verify (rpm does not check directory mtimes or missing %ghosts).
+    for name in ("filesystem", "busybox", "app", "libextra"):
+        proc = rpm_q(populated, "-V", name, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), name
+    assert rpm_q(populated, "-Va", check=False).stdout == ""
+    # and rpm -V does notice a change, so the check above can fail
+    os.chmod(populated / "usr/bin/app", 0o755)
+    os.lchown(populated / "var/lib/app", 0, 2345)
+    out = rpm_q(populated, "-V", "app", check=False).stdout
+    assert ".M.......    /usr/bin/app" in out and ".....U...    /var/lib/app" in out
+
+
+def test_index_rows_equal_what_rpm_rebuilddb_makes(populated, tmp_path):
+    ours = _rows(find_dbdir(populated) / DBFILE)
+    copy = tmp_path / "copy"
+    shutil.copytree(populated / "usr/lib/sysimage/rpm", copy / "usr/lib/sysimage/rpm")
+    rpm_q(copy, "--rebuilddb")
+    theirs = _rows(copy / "usr/lib/sysimage/rpm" / DBFILE)
+    assert sum(len(v) for v in ours.values()) > 100
+    for table, _tag in INDEXES:
+        assert ours[table] == theirs[table], table
+    assert ours["Packages"] == theirs["Packages"]
+
+
+def _rows(db_path):
+    db = sqlite3.connect(db_path)
+    names = {}
+    for hnum, blob in db.execute("SELECT hnum, blob FROM Packages"):
+        from hybridos.packages.header import parse_header
+
+        names[hnum] = parse_header(bytes(blob)).name
+    out = {"Packages": sorted(names.values())}
+    for table, _tag in INDEXES:
+        out[table] = sorted((bytes(k) if isinstance(k, bytes) else k, names[h], i)
+                            for k, h, i in db.execute(f"SELECT key, hnum, idx FROM '{table}'"))
+    db.close()
+    return out
+
+
+def test_read_back(populated):
+    headers = {h.name: h for h in read_rpmdb(populated)}
+    assert set(headers) == {"filesystem", "busybox", "app", "libextra"}
+    app = headers["app"]
+    assert str(app.nevra) == "app-1:2.0-3.x86_64" and "/usr/bin/app" in app.files
+    assert any(d.name == "webserver" for d in app.provides)
+
+
+def test_erase_removes_files_and_db_entry(populated):
+    layer(populated, [], erase=("libextra-0.9-1.x86_64",))
+    assert "libextra" not in {h.name for h in read_rpmdb(populated)}
+    assert not (populated / "usr/lib/libextra.so.0").exists()
+    assert (populated / "usr/lib").is_dir()                        # still owned by filesystem
+    assert "libextra" not in rpm_q(populated, "-qa").stdout
+    assert rpm_q(populated, "-q", "--whatprovides", "/usr/lib/libextra.so.0", check=False).returncode == 1
+    assert rpm_q(populated, "-Va", check=False).stdout == ""
+
+
+def test_erase_of_a_missing_package_is_an_error(populated):
+    with pytest.raises(PackageError, match="not installed"):
+        layer(populated, [], erase=("ghostpkg-1-1.x86_64",))
+
+
+def test_rpm_ostree_layout(tmp_path, base_rpms):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with RpmDb(tree, ostree_layout=True) as db:
+        info = read_rpm(base_rpms["filesystem"])
+        db.add(info.header, info.signature)
+    assert os.readlink(tree / "usr/lib/sysimage/rpm") == "../../share/rpm"
+    assert (tree / "usr/share/rpm" / DBFILE).is_file()
+    assert [h.name for h in read_rpmdb(tree)] == ["filesystem"]
+    assert rpm_q(tree, "-qa").stdout.strip() == "filesystem-3.18-1.x86_64"
+    assert rpm_q(tree, "--dbpath", "/usr/share/rpm", "-q", "filesystem").returncode == 0
+    # a second transaction finds and keeps the same layout
+    with RpmDb(tree) as db:
+        info = read_rpm(base_rpms["busybox"])
+        db.add(info.header, info.signature)
+    assert os.path.islink(tree / "usr/lib/sysimage/rpm")
+    assert sorted(p.header.name for p in read_installed(tree)) == ["busybox", "filesystem"]
+
+
+def test_failed_transaction_leaves_the_db_unchanged(populated):
+    before = (find_dbdir(populated) / DBFILE).read_bytes()
+    db = RpmDb(populated)
+    db.erase(1)
+    db.abort()
+    assert (find_dbdir(populated) / DBFILE).read_bytes() == before
+    assert not [n for n in os.listdir(find_dbdir(populated)) if n.startswith(".")]
+
+
+def test_corrupt_rpmdb_is_a_clear_error(tmp_path):
+    d = tmp_path / "usr/lib/sysimage/rpm"
+    d.mkdir(parents=True)
+    (d / DBFILE).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(PackageError, match="cannot read the rpmdb"):
+        read_rpmdb(tmp_path)
+    assert read_rpmdb(tmp_path / "nothing") == []

@@ -213,3 +213,16 @@ def test_kernel_of_another_architecture_is_refused(tmp_path):
     with pytest.raises(BootloaderError, match="has a x86_64 kernel .* but the deployment is ppc64le"):
         GrubBootloader().write_config(wrong)
     assert snapshot(s.root) == before
+
+
+def test_absolute_config_symlink_is_read_inside_the_sysroot(tmp_path):
+    s = Sysroot(tmp_path / "sysroot", Architecture.X86_64)
+    (s.root / "boot/grub2").mkdir(parents=True)
+    (s.root / "boot/grub2/installer.cfg").write_text("# the installer's menu, inside the sysroot\n")
+    os.symlink("/boot/grub2/installer.cfg", s.root / "boot/grub2/grub.cfg")  # absolute: means the sysroot's /boot
+    s.cycle(None, [A])
+    context = s.stage([B, A])
+    GrubBootloader().write_config(context)
+    kept = s.root / f"boot/loader.{1 - context.bootversion}/grub.cfg"
+    assert kept.read_text() == "# the installer's menu, inside the sysroot\n"
+    assert os.readlink(s.root / "boot/grub2/grub.cfg") == "../loader/grub.cfg"

@@ -177,10 +177,11 @@ class GrubBootloader(Bootloader):
             return  # nothing to point at yet; post_swap links once boot/loader exists
         current_cfg = context.boot_dir / f"loader.{current}/grub.cfg"
         if not current_cfg.exists():
-            if not layout.config.exists():
+            now = _in_sysroot(context.sysroot, layout.config)
+            if not now.is_file():
                 return
             # keep booting exactly what boots now: the current config moves behind the current loader
-            atomic_write(current_cfg, layout.config.read_bytes())
+            atomic_write(current_cfg, now.read_bytes())
         atomic_symlink(link, layout.config)
 
     def post_swap(self, context: BootConfigContext) -> None:

@@ -113,3 +113,38 @@ def test_missing_esp_is_a_clear_error(tmp_path):
     context = s.stage([A])
     with pytest.raises(BootloaderError, match="no EFI system partition"):
         SystemdBootBootloader().write_config(context)
+
+
+def test_other_entries_on_the_esp_are_kept(tmp_path):
+    s, esp = make_sdboot_sysroot(tmp_path, Architecture.X86_64)
+    foreign = {
+        "windows.conf": "title Windows\nefi /EFI/Microsoft/Boot/bootmgfw.efi\n",
+        # our naming pattern, but not written by us (no marker): must survive too
+        "ostree-1-other-0123456789.conf": "title Other\nlinux /other/vmlinuz\n",
+    }
+    (esp / "loader/entries").mkdir()
+    for name, text in foreign.items():
+        (esp / "loader/entries" / name).write_text(text)
+    (esp / "other").mkdir()
+    (esp / "other/vmlinuz").write_bytes(b"x")
+    sdb = SystemdBootBootloader()
+    for deployments in ([A], [B, A], [C, B]):
+        s.cycle(sdb, deployments)
+    for name, text in foreign.items():
+        assert (esp / "loader/entries" / name).read_text() == text
+    assert (esp / "other/vmlinuz").exists()
+    ours = [p.name for p in (esp / "loader/entries").iterdir() if p.name not in foreign]
+    assert len(ours) == 2
+
+
+def test_entry_file_names_and_loader_conf_editing():
+    from hybridos_bootloader_systemd_boot.entries import parse_entry_filename, with_settings
+
+    assert parse_entry_filename("ostree-2-fedora-0123456789.conf") == ("ostree-2-fedora-0123456789", None, None)
+    assert parse_entry_filename("ostree-2-fedora-0123456789+3.conf") == ("ostree-2-fedora-0123456789", 3, None)
+    assert parse_entry_filename("ostree-2-fedora-0123456789+0-3.conf") == ("ostree-2-fedora-0123456789", 0, 3)
+    assert parse_entry_filename("fedora.conf") is None and parse_entry_filename("x-0123456789.txt") is None
+    conf = "# mine\ntimeout 3\ndefault old.conf\neditor no\ndefault older.conf\n"
+    assert with_settings(conf, "new.conf") == "# mine\ntimeout 3\ndefault new.conf\neditor no\n"
+    assert with_settings(conf, "new.conf", 9) == "# mine\ntimeout 9\ndefault new.conf\neditor no\n"
+    assert with_settings("", "new.conf") == "default new.conf\n"

@@ -7,7 +7,7 @@ compares it with the installed set plus our transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -18,7 +18,7 @@ from hybridos.packages.repomd import load_repo
 from hybridos.packages.rpmdb import read_rpmdb
 from hybridos.packages.solver import solve
 from tests.conftest import require_tool
-from tests.helpers.rpms import File, Pkg, make_repo
+from tests.helpers.rpms import File, Pkg, build_rpm, make_repo
 
 from .dnfpeer import dnf, installed_nevras
 
@@ -33,7 +33,7 @@ class Case:
     weak_deps: bool = False
     arch: str = "x86_64"
     fails: bool = False
-    extra: dict = field(default_factory=dict)
+    local_packages: tuple[Pkg, ...] = ()  #: built outside the repository, named as @NEVRA
 
 
 def _bin(path: str) -> File:
@@ -117,6 +117,19 @@ CASES = {
     "install-local-rpm": Case(
         (Pkg("tool", "3.0", requires=("libt",)), Pkg("libt")),
         ("install", "@tool-3.0-1.x86_64"), {"install": ("@tool-3.0-1.x86_64",)}),
+    "local-rpm-file-dep-only-in-filelists": Case(
+        (Pkg("qdata", files=(File("/usr/share/q/data.bin", b"q"),)), Pkg("unrelated")),
+        ("install", "@localapp-1.0-1.x86_64"), {"install": ("@localapp-1.0-1.x86_64",)},
+        local_packages=(Pkg("localapp", requires=("/usr/share/q/data.bin",)),)),
+    "install-by-file-path": Case(
+        (Pkg("libx", files=(File("/usr/lib/libx/plugin.so", b"so"),)), Pkg("other")),
+        ("install", "/usr/lib/libx/plugin.so"), {"install": ("/usr/lib/libx/plugin.so",)}),
+    "installed-file-dep-from-filelists": Case(
+        (Pkg("provider", "2.0", files=(File("/usr/share/p/v2", b"2"),)), Pkg("unrelated")),
+        ("upgrade",), {"upgrade_all": True},
+        setup=("consumer",), setup_packages=(
+            Pkg("provider", "1.0", files=(File("/usr/share/p/v1", b"1"), File("/usr/share/p/v2", b"2"))),
+            Pkg("consumer", "1.0", requires=("/usr/share/p/v2",)))),
     "replace-exact-upgrade": Case(
         (Pkg("a", "1.1"), Pkg("a", "1.2")),
         ("install", "a-1.1-1.x86_64"), {"replace": ("a-1.1-1.x86_64",)},
@@ -135,10 +148,10 @@ CASES = {
 }
 
 
-def _with_local_paths(case: Case, repo) -> Case:
+def _with_local_paths(case: Case, rpms: dict) -> Case:
     """``@NEVRA`` in a case stands for the path of that RPM file (a local package on the command line)."""
     def sub(values):
-        return tuple(str(repo.rpms[v[1:]]) if v.startswith("@") else v for v in values)
+        return tuple(str(rpms[v[1:]]) if v.startswith("@") else v for v in values)
     request = {k: sub(v) if isinstance(v, tuple) else v for k, v in case.request.items()}
     return replace(case, dnf_args=sub(case.dnf_args), request=request)
 
@@ -186,7 +199,8 @@ def test_same_set_as_dnf(tmp_path, name):
         assert {str(h.nevra) for h in installed} == installed_nevras(root)
         assert {h.name for h in installed} >= set(case.setup)
     repo = make_repo(tmp_path / "repo", case.packages)
-    case = _with_local_paths(case, repo)
+    local = {p.nevra: build_rpm(p, tmp_path / "local") for p in case.local_packages}
+    case = _with_local_paths(case, {**{k: v for k, v in repo.rpms.items()}, **local})
     arch = None if case.arch == "x86_64" else case.arch
     proc = dnf(root, [repo.url], *case.dnf_args, weak_deps=case.weak_deps, arch=arch)
     if case.fails:
@@ -222,3 +236,16 @@ def test_request_matching_nothing_is_an_error(tmp_path):
         with pytest.raises(HybridosError) as exc:
             solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), **request))
         assert "matches" in str(exc.value)
+
+
+def test_file_dependency_across_repositories_like_dnf(tmp_path):
+    require_tool("dnf", "rpm")
+    base = make_repo(tmp_path / "base", [Pkg("bprov", files=(File("/usr/share/b/file", b"b"),)), Pkg("x")])
+    updates = make_repo(tmp_path / "updates", [Pkg("app", requires=("/usr/share/b/file",))])
+    root = tmp_path / "root"
+    proc = dnf(root, [base.url, updates.url], "install", "app")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    repos = (load_repo(base.url, tmp_path / "cache"), load_repo(updates.url, tmp_path / "cache"))
+    trans = solve(SolveRequest(arch=Architecture.X86_64, repos=repos, install=("app",)))
+    assert {str(i.nevra) for i in trans.items} == installed_nevras(root) == {"app-1.0-1.x86_64",
+                                                                            "bprov-1.0-1.x86_64"}

@@ -12,8 +12,11 @@ import bz2
 import contextlib
 import gzip
 import hashlib
+import html
 import lzma
+import marshal
 import os
+import re
 import time
 import xml.etree.ElementTree as ET
 import zlib
@@ -31,7 +34,7 @@ from hybridos.util.atomic import atomic_write
 
 _REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 #: Bumped when what we write into .solv files changes, so old cache files are ignored.
-CACHE_FORMAT = "hybridos-solv-2"
+CACHE_FORMAT = "hybridos-solv-3"
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
            "sha512": "sha512", "md5": "md5"}
 
@@ -154,38 +157,72 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, source: str) -> None:
-    """Load primary (+ filelists) XML into libsolv and write the repository as a ``.solv`` file at ``dest``."""
-    pool = solv.Pool()
-    pool.setarch("x86_64")
-    repo = pool.add_repo("load")
-    fd = os.memfd_create("hybridos-primary")
+_FILELISTS_RE = re.compile(rb'<package\s[^>]*?pkgid="([^"]*)"|<file(?:\s+type="[a-z]*")?>([^<]*)</file>')
+
+
+def parse_filelists(filelists_xml: bytes, source: str) -> dict[str, list[bytes]]:
+    """filelists.xml -> {path: [pkgid, ...]} (a fast scan; paths are XML-unescaped)."""
+    index: dict[str, list[bytes]] = {}
+    pkgid = None
+    for m in _FILELISTS_RE.finditer(filelists_xml):
+        if m.group(1) is not None:
+            pkgid = m.group(1)
+            continue
+        if pkgid is None:
+            raise FormatError(f"{source}: corrupt filelists metadata (a file outside any package)")
+        raw = m.group(2)
+        path = html.unescape(raw.decode("utf-8", "replace")) if b"&" in raw else raw.decode("utf-8", "replace")
+        index.setdefault(path, []).append(pkgid)
+    if pkgid is None and b"<package" in filelists_xml:
+        raise FormatError(f"{source}: corrupt filelists metadata (no package ids)")
+    return index
+
+
+def _load_xml(repo: solv.Repo, xml: bytes, flags: int, what: str, source: str) -> None:
+    fd = os.memfd_create(f"hybridos-{what}")
     try:
-        _write_all(fd, primary_xml)
+        _write_all(fd, xml)
         os.lseek(fd, 0, os.SEEK_SET)
         fp = solv.xfopen_fd(None, fd)
-        ok = repo.add_rpmmd(fp, None, 0)   # internalized: filelists extend solvables found by pkgid
+        ok = repo.add_rpmmd(fp, None, flags)
         fp.close()
     finally:
         os.close(fd)
     if not ok:
-        raise FormatError(f"{source}: corrupt primary metadata ({pool.errstr})")
+        raise FormatError(f"{source}: corrupt {what} metadata ({repo.pool.errstr})")
+
+
+def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, source: str) -> None:
+    """Load primary XML into libsolv, add the file provides its own file dependencies need (from filelists),
+    and write the repository as ``dest`` (``.solv``) plus the full file index as ``dest`` + ``.files``.
+
+    libsolv's own filelists loader adds directories to a pool whose sibling lookup is linear, which takes
+    seconds on distribution-sized repositories; the index is read only when a file dependency from outside
+    the repository (installed set, local RPM, a path on the command line) needs it.
+    """
+    pool = solv.Pool()
+    pool.setarch("x86_64")
+    repo = pool.add_repo("load")
+    _load_xml(repo, primary_xml, 0, "primary", source)
+    by_pkgid: dict[bytes, list[int]] = {}
+    index: dict[str, list[bytes]] = {}
     if filelists_xml is not None:
-        fd = os.memfd_create("hybridos-filelists")
-        try:
-            _write_all(fd, filelists_xml)
-            os.lseek(fd, 0, os.SEEK_SET)
-            fp = solv.xfopen_fd(None, fd)
-            ok = repo.add_rpmmd(fp, None, solv.Repo.REPO_EXTEND_SOLVABLES)
-            fp.close()
-        finally:
-            os.close(fd)
-        if not ok:
-            raise FormatError(f"{source}: corrupt filelists metadata ({pool.errstr})")
-    repo.internalize()
-    # Store the file provides libsolv needs, so a reload does not have to search the file lists again.
-    pool.addfileprovides()
+        index = parse_filelists(filelists_xml, source)
+    solvables = list(repo.solvables)
+    if index:
+        for pos, s in enumerate(solvables):
+            chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+            if chk is not None:
+                by_pkgid.setdefault(chk.hex().encode(), []).append(pos)
+    # File dependencies of the repository itself, resolved now so the cache needs no file list at all.
+    for dep_id in pool.addfileprovides_queue():
+        path = pool.id2str(dep_id)
+        for pkgid in index.get(path, ()):
+            for pos in by_pkgid.get(pkgid, ()):
+                solvables[pos].add_provides(dep_id)
+    positions = {path: sorted({pos for k in ids for pos in by_pkgid.get(k, ())}) for path, ids in index.items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(_files_path(dest), marshal.dumps(positions))
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -200,6 +237,20 @@ def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, sour
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _files_path(solv_path: Path) -> Path:
+    return solv_path.with_name(solv_path.name + ".files")
+
+
+def read_file_index(repo: LoadedRepo) -> dict[str, list[int]]:
+    """path -> positions (in repository order) of the packages that contain it."""
+    path = _files_path(repo.solv_path)
+    try:
+        return marshal.loads(path.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        raise CorruptionError(f"repository [{repo.id}]: file index {path} is missing or corrupt "
+                              "(delete the cache directory and load the repo again)") from None
 
 
 # -- repositories ------------------------------------------------------------------------------------------
@@ -278,7 +329,7 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
     cached = _cached_repomd(cachedir, config)
     if cached is not None and (cache_only or (not refresh and _fresh(cachedir, config))):
         repo = loaded(*cached, from_cache=True)
-        if repo.solv_path.is_file():
+        if repo.solv_path.is_file() and _files_path(repo.solv_path).is_file():
             return repo
     if cache_only:
         raise NotFoundError(f"repository [{config.id}] has no cached metadata in {cachedir}",
@@ -294,7 +345,7 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
             continue
         repomd = parse_repomd(data, url)
         repo = loaded(repomd, baseurl, from_cache=False)
-        if not repo.solv_path.is_file():
+        if not (repo.solv_path.is_file() and _files_path(repo.solv_path).is_file()):
             primary, filelists = _fetch_metadata(repomd, baseurl, options)
             build_solv(primary, filelists, repo.solv_path, f"[{config.id}] {baseurl}")
         else:
@@ -329,6 +380,8 @@ def _prune(rdir: Path, keep: str) -> None:
     """Remove cache files of older revisions of this repository."""
     for p in rdir.glob("*.solv"):
         if p.name != keep:
+            with contextlib.suppress(OSError):
+                _files_path(p).unlink()
             with contextlib.suppress(OSError):
                 p.unlink()
 

@@ -20,7 +20,7 @@ import solv
 from hybridos.errors import NotFoundError, SolverError
 from hybridos.fetch import sha256_file
 from hybridos.packages.model import Action, Nevra, SolveRequest, Transaction, TransactionItem
-from hybridos.packages.repomd import LoadedRepo, open_solv
+from hybridos.packages.repomd import LoadedRepo, open_solv, read_file_index
 
 # rpm's RPMSENSE_* comparison bits
 SENSE_LESS, SENSE_GREATER, SENSE_EQUAL = 2, 4, 8
@@ -128,6 +128,17 @@ class _Context:
                     headers_by_id[s.id] = h
                 self.local[spec] = local_paths[path][0]
         self.local_path_of = {s.id: p for p, (s, _) in local_paths.items()}
+        # Build times make an installed package "identical" to the same build in a repository (as in dnf),
+        # so an unchanged package is never offered as its own update.
+        for repo in (self.system, self.cmdline):
+            data = None
+            for s in repo.solvables:
+                bt = _buildtime(headers_by_id[s.id])
+                if bt:
+                    data = data or repo.add_repodata(0)
+                    data.set_num(s.id, solv.SOLVABLE_BUILDTIME, bt)
+            if data is not None:
+                data.internalize()
         self.system.internalize()
         self.cmdline.internalize()
         pool.installed = self.system
@@ -142,6 +153,38 @@ class _Context:
                         s.add_provides(pool.str2id(path))
         self._apply_excludes()
         pool.createwhatprovides()
+        # Repository caches only carry the file provides the repository itself needs; the installed set and
+        # local RPMs may depend on other files (also ones an installed package provides today but a
+        # candidate update must provide too): look those up in the repositories' file indexes.
+        self._file_indexes: dict[str, dict[str, list[int]]] = {}
+        external = sorted({d.name for h in headers_by_id.values()
+                           for attr in ("requires", "conflicts", "obsoletes", "recommends", "supplements")
+                           for d in getattr(h, attr, ()) if d.name.startswith("/")})
+        if len(self.repos) > 1:   # a repository's file dependency may be met by another repository's files
+            external = sorted(wanted.union(external))
+        if external and self.provide_files(external):
+            pool.createwhatprovides()
+
+    def provide_files(self, paths: Iterable[str]) -> bool:
+        """Make the repository packages containing ``paths`` provide them; True when any did.
+
+        Call ``pool.createwhatprovides()`` afterwards.
+        """
+        pool, added = self.pool, False
+        paths = list(paths)
+        for srepo in self.repos:
+            repo: LoadedRepo = srepo.appdata
+            if repo.id not in self._file_indexes:
+                self._file_indexes[repo.id] = read_file_index(repo)
+            index = self._file_indexes[repo.id]
+            first = None
+            for path in paths:
+                for pos in index.get(path, ()):
+                    if first is None:
+                        first = next(iter(srepo.solvables)).id   # add_solv makes one contiguous block
+                    pool.id2solvable(first + pos).add_provides(pool.str2id(path))
+                    added = True
+        return added
 
     def _apply_excludes(self) -> None:
         """Hide excluded available packages (request excludes and each repository's excludepkgs)."""
@@ -158,6 +201,16 @@ class _Context:
             hidden_set = set(hidden)
             considered = [s.id for s in pool.solvables if s.id not in hidden_set]
             pool.set_considered_list(considered)
+
+
+def _buildtime(header) -> int:
+    bt = getattr(header, "buildtime", None)
+    raw = getattr(header, "raw", None)
+    if not bt and raw is not None:
+        bt = raw.get(1006)     # RPMTAG_BUILDTIME
+    if isinstance(bt, (list, tuple)):
+        bt = bt[0] if bt else 0
+    return int(bt or 0)
 
 
 def _is_local_rpm(spec: str) -> bool:
@@ -183,6 +236,9 @@ def _install_jobs(ctx: _Context, specs: Sequence[str], missing: list[str]) -> li
             jobs.append(pool.Job(solv.Job.SOLVER_INSTALL | solv.Job.SOLVER_SOLVABLE, ctx.local[spec].id))
             continue
         sel = _select(ctx, spec, _SELECT_AVAILABLE)
+        if sel.isempty() and spec.startswith("/") and ctx.provide_files([spec]):
+            pool.createwhatprovides()
+            sel = _select(ctx, spec, _SELECT_AVAILABLE)
         if sel.isempty():
             missing.append(spec)
             continue

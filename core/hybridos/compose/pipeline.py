@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class ComposeOptions:
     progress: bool = False
     on_step: Callable[[str], None] | None = None
     timestamp: int | None = None
+    background_cleanup: bool = True          #: remove the work tree in a detached process after returning
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
 
         (repo.path / "tmp").mkdir(exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="hybridos-compose-", dir=repo.path / "tmp"))
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        stack.callback(remove_workdir, workdir, background=options.background_cleanup)
         tree = workdir / "rootfs"
         tree.mkdir(mode=0o755)
 
@@ -345,6 +347,25 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             atomic_write(options.write_composejson_to, json.dumps(compose_json, indent=2).encode() + b"\n")
         return ComposeResult(packages=nevras, input_hash=input_hash, commit=commit, ref=move_ref,
                              version=None if version is None else str(version), compose_json=compose_json)
+
+
+def remove_workdir(workdir: Path, *, background: bool) -> None:
+    """Remove the work tree: renamed aside at once, then deleted by a detached ``rm -rf`` (unlinking
+    thousands of files can take seconds after the commit synced them) or right here."""
+    trash = workdir.with_name(".hybridos-trash-" + workdir.name)
+    try:
+        os.rename(workdir, trash)
+    except OSError:
+        trash = workdir
+    rm = shutil.which("rm") if background else None
+    if rm is not None:
+        try:
+            subprocess.Popen([rm, "-rf", "--one-file-system", str(trash)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            return
+        except OSError:
+            pass
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _previous_commit(repo, tf: Treefile, options: ComposeOptions) -> str | None:

@@ -135,6 +135,13 @@ def test_bootcount_environment_readable_by_fw_printenv(tmp_path):
         "bootcmd": "run distro_bootcmd", "bootdelay": "2", "upgrade_available": "1", "bootcount": "0",
         "bootlimit": "3", "altbootcmd": "setenv hybridos_fallback 1; run bootcmd"}
     assert env.stat().st_size == 0x4000
+    # userspace marks the boot good with fw_setenv; the next deployment keeps that tool's edits readable
+    subprocess.run(["fw_setenv", "-c", str(config), "upgrade_available", "0"], check=True, capture_output=True)
+    subprocess.run(["fw_setenv", "-c", str(config), "marked_by", "greenboot"], check=True, capture_output=True)
+    assert parse_env_image(env.read_bytes())["upgrade_available"] == "0"
+    s.cycle(uboot, [C, B])
+    after = parse_env_image(env.read_bytes())
+    assert after["marked_by"] == "greenboot" and after["upgrade_available"] == "1" and after["bootcount"] == "0"
 
 
 @pytest.mark.tool("mkenvimage")

@@ -98,6 +98,7 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         extra_metadata=metadata,
         run_scripts=not no_scripts,
         progress=sys.stderr.isatty(),
+        on_step=(lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None,
     )
     result = compose_tree(tf, options)
     if dry_run:

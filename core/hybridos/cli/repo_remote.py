@@ -1,0 +1,194 @@
+"""``hybridos repo remote|pull|sign``: remotes, pulls and commit signatures, with ostree's arguments.
+
+The store's ``repo`` group adds the commands listed in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hybridos.cli.main import global_options
+from hybridos.errors import UsageError
+from hybridos.fetch import FetchOptions
+from hybridos.util.progress import Progress, human_bytes
+
+repo_option = click.option(
+    "--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Path to the repository (default: SYSROOT/ostree/repo).")
+
+
+def _open_repo(ctx: click.Context, repo_path: Path | None):
+    from hybridos.ostree.repo import Repo
+    if repo_path is None:
+        repo_path = global_options(ctx).sysroot / "ostree/repo"
+    return Repo.open(repo_path)
+
+
+# ---------------------------------------------------------------------------------------------------- remote
+
+@click.group("remote")
+def remote() -> None:
+    """Manage remotes ([remote "NAME"] sections of the repository config)."""
+
+
+@remote.command("add")
+@repo_option
+@click.option("--set", "set_opts", multiple=True, metavar="KEY=VALUE", help="Set config option KEY=VALUE.")
+@click.option("--no-gpg-verify", is_flag=True, help="Disable GPG verification (gpg-verify=false).")
+@click.option("--no-sign-verify", is_flag=True, help="Disable signature verification.")
+@click.option("--sign-verify", "sign_specs", multiple=True, metavar="KEYTYPE=[inline|file]:PUBKEY",
+              help="Verify signatures with KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/keys.")
+@click.option("--if-not-exists", is_flag=True, help="Do nothing if the remote exists.")
+@click.option("--force", is_flag=True, help="Replace the remote if it exists.")
+@click.argument("name")
+@click.argument("url")
+@click.argument("branches", nargs=-1)
+@click.pass_context
+def remote_add(ctx, repo_path, set_opts, no_gpg_verify, no_sign_verify, sign_specs, if_not_exists, force,
+               name, url, branches) -> None:
+    """Add a remote NAME at URL, optionally limited to BRANCHES."""
+    from hybridos.ostree import remotes
+
+    if no_sign_verify and sign_specs:
+        raise UsageError("--sign-verify and --no-sign-verify contradict each other")
+    if if_not_exists and force:
+        raise UsageError("--if-not-exists and --force contradict each other")
+    options = remotes.parse_set_options(set_opts)
+    if no_gpg_verify or no_sign_verify:
+        options["gpg-verify"] = "false"
+    if no_sign_verify:
+        options["sign-verify"] = "false"
+    options.update(remotes.sign_verify_options(sign_specs))
+    repo = _open_repo(ctx, repo_path)
+    if remotes.add_remote(repo.config, name, url, branches=branches, options=options,
+                          if_not_exists=if_not_exists, force=force):
+        repo.write_config()
+
+
+@remote.command("delete")
+@repo_option
+@click.option("--if-exists", is_flag=True, help="Do nothing if the remote does not exist.")
+@click.argument("name")
+@click.pass_context
+def remote_delete(ctx, repo_path, if_exists, name) -> None:
+    """Delete the remote NAME."""
+    from hybridos.ostree import remotes
+
+    repo = _open_repo(ctx, repo_path)
+    if remotes.delete_remote(repo.config, name, if_exists=if_exists):
+        repo.write_config()
+
+
+@remote.command("list")
+@repo_option
+@click.option("-u", "--show-urls", is_flag=True, help="Show the remote URLs too.")
+@click.pass_context
+def remote_list(ctx, repo_path, show_urls) -> None:
+    """List remotes."""
+    from hybridos.ostree import remotes
+
+    repo = _open_repo(ctx, repo_path)
+    names = remotes.list_remotes(repo.config)
+    width = max((len(n) for n in names), default=0)
+    for n in names:
+        if show_urls:
+            click.echo(f"{n:<{width}}  {repo.config[repo.config.remote_section(n)].get('url', '')}")
+        else:
+            click.echo(n)
+
+
+@remote.command("show-url")
+@repo_option
+@click.argument("name")
+@click.pass_context
+def remote_show_url(ctx, repo_path, name) -> None:
+    """Print the URL of the remote NAME."""
+    from hybridos.ostree import remotes
+
+    click.echo(remotes.get_remote(_open_repo(ctx, repo_path).config, name).url)
+
+
+# ---------------------------------------------------------------------------------------------------- pull
+
+class PullProgress(Progress):
+    """``Receiving objects: 45% (123/270) 12.3 MiB (4.1 MiB/s) 3s left`` on a terminal; silent otherwise."""
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-6)
+        parts = [self.label]
+        total = self.total_items or 0
+        if total:
+            parts.append(f"{100 * self.items // max(total, 1)}% ({self.items}/{total})")
+        parts.append(f"{human_bytes(self.bytes)} ({human_bytes(self.bytes / elapsed)}/s)")
+        if total and self.items and elapsed > 1:
+            left = (total - self.items) * elapsed / self.items
+            parts.append(f"{left:.0f}s left")
+        return " ".join(parts)
+
+
+@click.command("pull")
+@repo_option
+@click.option("--depth", type=int, default=0, show_default=True, help="Traverse DEPTH parents (-1=infinite).")
+@click.option("--commit-metadata-only", is_flag=True, help="Fetch only the commit metadata.")
+@click.option("--mirror", is_flag=True, help="Write refs/heads (a mirror); all refs of the summary if none given.")
+@click.option("--url", default=None, help="Pull objects from this URL instead of the remote's.")
+@click.option("--network-retries", type=click.IntRange(0, 100), default=5, show_default=True,
+              help="How many times each download is retried upon a transient error.")
+@click.option("--max-parallel", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Downloads in flight at once.")
+@click.argument("remote_name", metavar="REMOTE")
+@click.argument("refs", nargs=-1, metavar="[REF...]")
+@click.pass_context
+def pull(ctx, repo_path, depth, commit_metadata_only, mirror, url, network_retries, max_parallel, remote_name,
+         refs) -> None:
+    """Download REFs (or commit checksums) from REMOTE into refs/remotes/REMOTE/REF."""
+    from hybridos.ostree.pull import pull as do_pull
+
+    repo = _open_repo(ctx, repo_path)
+    with PullProgress("Receiving objects:") as progress:
+        result = do_pull(repo, remote_name, refs, depth=depth, commit_metadata_only=commit_metadata_only,
+                         mirror=mirror, progress=progress, url=url,
+                         fetch_options=FetchOptions(retries=network_retries, max_parallel=max_parallel))
+    click.echo(result.describe())
+
+
+# ---------------------------------------------------------------------------------------------------- sign
+
+@click.command("sign")
+@repo_option
+@click.option("-s", "--sign-type", default="ed25519", show_default=True, help="Signature type.")
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read keys from this file, one base64 key per line.")
+@click.option("--verify", is_flag=True, help="Verify the signatures against public KEYs instead of signing.")
+@click.option("-d", "--delete", is_flag=True, help="Delete the signatures made by the public KEYs.")
+@click.argument("commit")
+@click.argument("keys", nargs=-1, metavar="[KEY...]")
+@click.pass_context
+def sign(ctx, repo_path, sign_type, keys_file, verify, delete, commit, keys) -> None:
+    """Sign COMMIT with secret KEYs (base64), or --verify / --delete with public KEYs."""
+    from hybridos.ostree import sign as _sign
+
+    _sign.check_sign_type(sign_type)
+    if verify and delete:
+        raise UsageError("--verify and --delete contradict each other")
+    all_keys = list(keys)
+    if keys_file is not None:
+        all_keys.extend(_sign.read_key_file(keys_file))
+    if not all_keys:
+        raise UsageError("no key given: pass KEY arguments or --keys-file")
+    repo = _open_repo(ctx, repo_path)
+    checksum = repo.resolve_rev(commit)
+    if verify:
+        key = _sign.verify_commit_in_repo(repo, checksum, all_keys)
+        click.echo(f"Signature verified successfully with key '{key}'")
+    elif delete:
+        n = _sign.delete_signatures(repo, checksum, all_keys)
+        click.echo(f"Deleted {n} signature(s) from {checksum}")
+    else:
+        for pub in _sign.sign_commit(repo, checksum, all_keys):
+            click.echo(f"Signed {checksum} with ed25519 key {pub}")
+
+
+COMMANDS = [remote, pull, sign]

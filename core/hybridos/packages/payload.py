@@ -10,6 +10,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,11 +45,15 @@ def open_decompressed(raw: BinaryIO, compressor: str) -> BinaryIO:
     if compressor == "identity":
         return raw
     peek = raw.read(8)
+    if raw.seekable():
+        raw.seek(-len(peek), os.SEEK_CUR)
+        stream = raw
+    else:
+        stream = _Prefixed(peek, raw)
     if compressor == "gzip" and peek.startswith(b"07070"):
-        return _Prefixed(peek, raw)   # no compressor tag and plain cpio: rpm's gzip reader passes it through
+        return stream   # no compressor tag and plain cpio: rpm's gzip reader passes it through
     if not any(peek.startswith(m) for m in _MAGICS[compressor]):
         raise FormatError(f"RPM payload is not {compressor} data as its header claims (or it is truncated)")
-    stream = _Prefixed(peek, raw)
     if compressor == "gzip":
         return gzip.GzipFile(fileobj=stream, mode="rb")
     if compressor == "bzip2":

@@ -408,12 +408,15 @@ class _Unpacker:
     def make_file(self, e: FileEntry, reader) -> None:
         pdir, name = self.locate(e)
         hostp = os.path.join(pdir, name)
-        real = os.path.relpath(hostp, self.tree)
-        self._check_protected(e.path, tuple(real.split("/")))
-        tmp = os.path.join(pdir, self._tmpname(name))
-        _unlink_quiet(tmp)
+        if self.protected:
+            self._check_protected(e.path, tuple(os.path.relpath(hostp, self.tree).split("/")))
+        # a new path is written in place; an existing one is replaced by rename (atomic, never followed)
+        fresh = _lstat(hostp) is None
+        target = hostp if fresh else os.path.join(pdir, self._tmpname(name))
+        if not fresh:
+            _unlink_quiet(target)
         h = hashlib.new(self.hash_name) if (self.verify and e.digest and self.hash_name) else None
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             written = 0
             while reader is not None and reader.remaining:
@@ -437,10 +440,13 @@ class _Unpacker:
             os.utime(fd, (e.mtime, e.mtime))
         except BaseException:
             os.close(fd)
-            _unlink_quiet(tmp)
+            _unlink_quiet(target)
             raise
         os.close(fd)
-        self._place_config_aware(tmp, hostp, e)
+        if fresh:
+            self.written.append(e.path)
+        else:
+            self._place_config_aware(target, hostp, e)
 
     def _place_config_aware(self, tmp: str, hostp: str, e: FileEntry) -> None:
         st = _lstat(hostp)
@@ -505,8 +511,8 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
     u = _Unpacker(header, tree, owners if owners is not None else load_owners(tree), protected, force,
                   verify_digests)
     u.check_all()
-    if verify_digests:
-        _verify_payload_digest(rpm, info.payload_offset, header)
+    if verify_digests and _verify_payload_digest(rpm, info.payload_offset, header):
+        u.verify = False   # the payload is what was signed: no need to hash every file again
     by_index = header.file_entries
     seen: set[str] = set()
     with open(rpm, "rb") as f:
@@ -549,13 +555,15 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
     )
 
 
-def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> None:
-    """Check the compressed payload against the header's PAYLOADDIGEST before a byte is unpacked."""
+def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> bool:
+    """Check the compressed payload against the header's PAYLOADDIGEST before a byte is unpacked.
+
+    Returns whether there was a digest to check (older packages have only per-file digests)."""
     digests = header.raw.get(5092) if header.raw else None
     algo = header.raw.get(5093) if header.raw else None
     name = _DIGEST_ALGOS.get(algo[0] if algo else 8)
     if not digests or not name:
-        return
+        return False
     h = hashlib.new(name)
     with open(rpm, "rb") as f:
         f.seek(offset)
@@ -563,6 +571,7 @@ def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> None:
             h.update(chunk)
     if h.hexdigest() != digests[0]:
         raise PackageError(f"{header.nevra}: the payload does not match its digest: the package is corrupt")
+    return True
 
 
 def _hardlink_member(u: _Unpacker, entry: FileEntry, member, reader) -> None:

@@ -226,3 +226,36 @@ def test_absolute_config_symlink_is_read_inside_the_sysroot(tmp_path):
     kept = s.root / f"boot/loader.{1 - context.bootversion}/grub.cfg"
     assert kept.read_text() == "# the installer's menu, inside the sysroot\n"
     assert os.readlink(s.root / "boot/grub2/grub.cfg") == "../loader/grub.cfg"
+
+
+@pytest.mark.tool("grub-script-check")
+def test_esp_config_pending_after_a_crash_past_the_swap_is_installed_by_the_next_run(tmp_path):
+    s = make_grub_sysroot(tmp_path, Architecture.X86_64, "esp")
+    grub = GrubBootloader()
+    cfg = s.root / "boot/efi/EFI/fedora/grub.cfg"
+    s.cycle(grub, [A])
+    context = s.stage([B, A])
+    grub.write_config(context)
+    s.swap(context)  # crash here: swapped, but post_swap never ran
+    assert parse_menu(cfg.read_text())[0]["title"] == "Fedora Linux 39.1 (ostree:0)"
+    upgrade = s.stage([C, B, A])
+    grub.write_config(upgrade)  # the next transaction first installs the config that became current at the swap
+    assert parse_menu(cfg.read_text())[0]["title"] == "Fedora Linux 39.2 (ostree:0)"
+    grub_script_check(cfg)
+    s.swap(upgrade)
+    grub.post_swap(upgrade)
+    assert parse_menu(cfg.read_text())[0]["title"] == "Fedora Linux 39.3 (ostree:0)"
+    assert not cfg.with_name("grub.cfg.new").exists()
+
+
+def test_stale_esp_config_from_an_attempt_before_the_swap_is_dropped(tmp_path):
+    s = make_grub_sysroot(tmp_path, Architecture.X86_64, "esp")
+    grub = GrubBootloader()
+    cfg = s.root / "boot/efi/EFI/fedora/grub.cfg"
+    s.cycle(grub, [A])
+    before = cfg.read_bytes()
+    grub.write_config(s.stage([B, A]))  # crash before the swap
+    current = s.stage([A])  # what the sysroot still is; a later post_swap for it must not install B's config
+    current = type(current)(current.sysroot, 1 - current.bootversion, current.entries, current.arch)
+    grub.post_swap(current)
+    assert cfg.read_bytes() == before and not cfg.with_name("grub.cfg.new").exists()

@@ -161,6 +161,10 @@ class GrubBootloader(Bootloader):
         if text is None:
             return
         if layout.on_esp:
+            current = context.current_bootversion
+            if current is not None:
+                # a transaction that swapped but died before post_swap left the now-current config pending
+                self._install_pending(layout, current)
             atomic_write(layout.config.with_name("grub.cfg.new"), text)
             return
         context.loader_dir.mkdir(parents=True, exist_ok=True)
@@ -186,15 +190,27 @@ class GrubBootloader(Bootloader):
 
     def post_swap(self, context: BootConfigContext) -> None:
         layout = self._layout(context)
-        new = layout.config.with_name("grub.cfg.new")
-        if layout.on_esp and new.exists():
-            os.rename(new, layout.config)
-            fsync_dir(layout.config.parent)
+        if layout.on_esp:
+            self._install_pending(layout, context.bootversion)
         elif not layout.on_esp and (context.loader_dir / "grub.cfg").exists():
             self._link_config(context, layout)
         settings = settings_for(context, layout)
         if settings.boot_counting and len(context.entries) > 1:
             self._arm_counting(context, layout, settings.boot_counting)
+
+    @staticmethod
+    def _install_pending(layout: GrubLayout, bootversion: int) -> None:
+        """Rename ``grub.cfg.new`` over ``grub.cfg`` if it was written for ``bootversion``; drop a stale one."""
+        new = layout.config.with_name("grub.cfg.new")
+        if not new.is_file():
+            return
+        with open(new, "rb") as f:
+            first = f.readline().decode(errors="replace")
+        if f"for boot version {bootversion}:" in first:
+            os.rename(new, layout.config)
+        else:
+            new.unlink()  # from an attempt that never reached the swap
+        fsync_dir(layout.config.parent)
 
     def _arm_counting(self, context: BootConfigContext, layout: GrubLayout, tries: int) -> None:
         env_path = _in_sysroot(context.sysroot, layout.env)

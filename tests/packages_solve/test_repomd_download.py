@@ -13,7 +13,7 @@ from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundEr
 from hybridos.packages.download import download_packages
 from hybridos.packages.model import SolveRequest
 from hybridos.packages.repofile import RepoConfig
-from hybridos.packages.repomd import decompress, load_repo, parse_repomd
+from hybridos.packages.repomd import decompress, load_repo, parse_filelists, parse_repomd
 from hybridos.packages.solver import solve
 from tests.helpers.httpserver import serve
 from tests.helpers.rpms import File, Pkg, make_repo
@@ -189,3 +189,23 @@ def test_download_over_file_url_and_local_rpm(tmp_path):
     repo.rpms["libz"].write_bytes(repo.rpms["libz"].read_bytes() + b"junk")
     with pytest.raises(CorruptionError):
         download_packages(trans, tmp_path / "pkgs2")
+
+
+def test_filelists_index_scan():
+    xml = (b'<?xml version="1.0"?><filelists packages="2">'
+           b'<package pkgid="AA" name="a" arch="x86_64"><version epoch="0" ver="1" rel="1"/>'
+           b'<file>/usr/share/a&amp;b/x</file><file type="dir">/usr/share/a&amp;b</file></package>'
+           b'<package pkgid="bb" name="b" arch="noarch"><version epoch="0" ver="1" rel="1"/>'
+           b'<file>/usr/share/a&amp;b/x</file></package></filelists>')
+    index = parse_filelists(xml, {b"aa": [0], b"bb": [1, 2]}, "f.xml")
+    assert index == {b"/usr/share/a&b/x": [0, 1, 2], b"/usr/share/a&b": [0]}
+    with pytest.raises(FormatError, match="file outside any package"):
+        parse_filelists(b"<filelists><file>/x</file></filelists>", {}, "f.xml")
+
+
+def test_file_dependency_with_escaped_path(tmp_path):
+    repo = make_repo(tmp_path / "repo", [Pkg("amp", files=(File("/usr/share/a&b/data", b"x"),)),
+                                         Pkg("user", requires=("/usr/share/a&b/data",))])
+    loaded = load_repo(repo.url, tmp_path / "cache")
+    assert _names(loaded, install=("user",)) == {"amp-1.0-1.x86_64", "user-1.0-1.x86_64"}
+    assert _names(loaded, install=("/usr/share/a&b/data",)) == {"amp-1.0-1.x86_64"}

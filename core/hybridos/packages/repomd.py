@@ -34,7 +34,7 @@ from hybridos.util.atomic import atomic_write
 
 _REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 #: Bumped when what we write into .solv files changes, so old cache files are ignored.
-CACHE_FORMAT = "hybridos-solv-3"
+CACHE_FORMAT = "hybridos-solv-4"
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
            "sha512": "sha512", "md5": "md5"}
 
@@ -158,24 +158,45 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 _FILELISTS_RE = re.compile(rb'<package\s[^>]*?pkgid="([^"]*)"|<file(?:\s+type="[a-z]*")?>([^<]*)</file>')
+_PRIMARY_PKGID_RE = re.compile(rb'<checksum type="[^"]*" pkgid="YES">([^<]*)</checksum>')
 
 
-def parse_filelists(filelists_xml: bytes, source: str) -> dict[str, list[bytes]]:
-    """filelists.xml -> {path: [pkgid, ...]} (a fast scan; paths are XML-unescaped)."""
-    index: dict[str, list[bytes]] = {}
-    pkgid = None
-    for m in _FILELISTS_RE.finditer(filelists_xml):
-        if m.group(1) is not None:
-            pkgid = m.group(1)
+def parse_filelists(filelists_xml: bytes, positions: Mapping[bytes, list[int]],
+                    source: str) -> dict[bytes, list[int]]:
+    """filelists.xml -> {path: [position of each package holding it]} (a fast scan; keys are UTF-8 bytes).
+
+    ``positions`` maps a package id (its checksum) to the package's positions in the repository.
+    """
+    index: dict[bytes, list[int]] = {}
+    current: list[int] | None = None
+    for pkgid, path in _FILELISTS_RE.findall(filelists_xml):
+        if pkgid:
+            current = positions.get(pkgid.lower(), [])
             continue
-        if pkgid is None:
+        if current is None:
             raise FormatError(f"{source}: corrupt filelists metadata (a file outside any package)")
-        raw = m.group(2)
-        path = html.unescape(raw.decode("utf-8", "replace")) if b"&" in raw else raw.decode("utf-8", "replace")
-        index.setdefault(path, []).append(pkgid)
-    if pkgid is None and b"<package" in filelists_xml:
-        raise FormatError(f"{source}: corrupt filelists metadata (no package ids)")
+        if b"&" in path:
+            path = html.unescape(path.decode("utf-8", "replace")).encode()
+        entry = index.get(path)
+        if entry is None:
+            index[path] = list(current)
+        else:
+            entry.extend(current)
     return index
+
+
+def _positions(repo: solv.Repo, primary_xml: bytes) -> dict[bytes, list[int]]:
+    """Package id -> positions in the repository (document order, as libsolv adds them)."""
+    ids = _PRIMARY_PKGID_RE.findall(primary_xml)
+    if len(ids) != repo.nsolvables:       # unusual primary.xml: ask libsolv (slower)
+        ids = []
+        for s in repo.solvables:
+            chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+            ids.append(chk.hex().encode() if chk is not None else b"")
+    out: dict[bytes, list[int]] = {}
+    for pos, pkgid in enumerate(ids):
+        out.setdefault(pkgid.lower(), []).append(pos)
+    return out
 
 
 def _load_xml(repo: solv.Repo, xml: bytes, flags: int, what: str, source: str) -> None:
@@ -204,25 +225,18 @@ def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, sour
     pool.setarch("x86_64")
     repo = pool.add_repo("load")
     _load_xml(repo, primary_xml, 0, "primary", source)
-    by_pkgid: dict[bytes, list[int]] = {}
-    index: dict[str, list[bytes]] = {}
+    index: dict[bytes, list[int]] = {}
     if filelists_xml is not None:
-        index = parse_filelists(filelists_xml, source)
-    solvables = list(repo.solvables)
-    if index:
-        for pos, s in enumerate(solvables):
-            chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
-            if chk is not None:
-                by_pkgid.setdefault(chk.hex().encode(), []).append(pos)
+        index = parse_filelists(filelists_xml, _positions(repo, primary_xml), source)
     # File dependencies of the repository itself, resolved now so the cache needs no file list at all.
-    for dep_id in pool.addfileprovides_queue():
-        path = pool.id2str(dep_id)
-        for pkgid in index.get(path, ()):
-            for pos in by_pkgid.get(pkgid, ()):
-                solvables[pos].add_provides(dep_id)
-    positions = {path: sorted({pos for k in ids for pos in by_pkgid.get(k, ())}) for path, ids in index.items()}
+    needed = [(dep_id, pool.id2str(dep_id)) for dep_id in pool.addfileprovides_queue()]
+    if needed and index:
+        first = next(iter(repo.solvables)).id      # a fresh repository is one contiguous block
+        for dep_id, path in needed:
+            for pos in index.get(path.encode(), ()):
+                pool.id2solvable(first + pos).add_provides(dep_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(_files_path(dest), marshal.dumps(positions))
+    atomic_write(_files_path(dest), marshal.dumps(index))
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -243,8 +257,8 @@ def _files_path(solv_path: Path) -> Path:
     return solv_path.with_name(solv_path.name + ".files")
 
 
-def read_file_index(repo: LoadedRepo) -> dict[str, list[int]]:
-    """path -> positions (in repository order) of the packages that contain it."""
+def read_file_index(repo: LoadedRepo) -> dict[bytes, list[int]]:
+    """path (UTF-8 bytes) -> positions (in repository order) of the packages that contain it."""
     path = _files_path(repo.solv_path)
     try:
         return marshal.loads(path.read_bytes())

@@ -156,7 +156,7 @@ class _Context:
         # Repository caches only carry the file provides the repository itself needs; the installed set and
         # local RPMs may depend on other files (also ones an installed package provides today but a
         # candidate update must provide too): look those up in the repositories' file indexes.
-        self._file_indexes: dict[str, dict[str, list[int]]] = {}
+        self._file_indexes: dict[str, dict[bytes, list[int]]] = {}
         external = sorted({d.name for h in headers_by_id.values()
                            for attr in ("requires", "conflicts", "obsoletes", "recommends", "supplements")
                            for d in getattr(h, attr, ()) if d.name.startswith("/")})
@@ -179,7 +179,7 @@ class _Context:
             index = self._file_indexes[repo.id]
             first = None
             for path in paths:
-                for pos in index.get(path, ()):
+                for pos in index.get(path.encode(), ()):
                     if first is None:
                         first = next(iter(srepo.solvables)).id   # add_solv makes one contiguous block
                     pool.id2solvable(first + pos).add_provides(pool.str2id(path))

@@ -22,6 +22,7 @@ from hybridos.errors import PackageError
 from hybridos.packages.header import (
     FileFlag,
     RawHeader,
+    RpmFileInfo,
     RpmHeader,
     Trigger,
     dependency_matches,
@@ -41,6 +42,7 @@ class _Pkg:
     signature: RawHeader | None = None
     rpm: Path | None = None
     hnum: int | None = None      #: rpmdb record while installed
+    info: RpmFileInfo | None = None
 
 
 @dataclass
@@ -110,7 +112,7 @@ def _load(request: LayerRequest, item: TransactionItem) -> _Pkg:
         raise PackageError(f"{Path(path).name} holds {h.nevra}, not {item.nevra} as the transaction says")
     if h.is_source:
         raise PackageError(f"{Path(path).name} is a source package")
-    return _Pkg(h, info.signature, Path(path))
+    return _Pkg(h, info.signature, Path(path), info=info)
 
 
 def _find_installed(state: _State, nevra: Nevra) -> _Pkg | None:
@@ -140,7 +142,7 @@ def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
     _scriptlet(state, h, "pre", count)
     owners = load_owners(state.tree)   # after %pre, which may have added users
     result = unpack_rpm(pkg.rpm, state.tree, owners=owners, protected=state.request.protected_paths,
-                        force=state.request.force_replacefiles)
+                        force=state.request.force_replacefiles, info=pkg.info)
     state.new_files += [e.path for e in h.file_entries if not e.is_ghost]
     pkg.hnum = state.db.add(h, pkg.signature, tid=tid, install_time=tid)
     state.installed.append(pkg)

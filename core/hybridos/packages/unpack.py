@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridos.errors import FormatError, PackageError
-from hybridos.packages.header import FileEntry, FileFlag, RpmHeader, read_rpm
+from hybridos.packages.header import FileEntry, FileFlag, RpmFileInfo, RpmHeader, read_rpm
 from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed
 
 _MAX_LINKS = 40
@@ -496,12 +496,15 @@ def _same_content(a: str, b: str) -> bool:
 
 def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owners | None = None,
                protected: frozenset[str] = frozenset(), force: bool = False,
-               verify_digests: bool = True) -> UnpackResult:
-    """Unpack the RPM file ``rpm`` onto ``tree``; raise PackageError (tree untouched) for unsafe packages."""
+               verify_digests: bool = True, info: RpmFileInfo | None = None) -> UnpackResult:
+    """Unpack the RPM file ``rpm`` onto ``tree``; raise PackageError (tree untouched) for unsafe packages.
+
+    ``info`` is the already read :func:`read_rpm` result of the same file, to avoid parsing it twice."""
     tree = Path(tree)
     if not tree.is_dir():
         raise PackageError(f"cannot unpack into {tree}: not a directory")
-    info = read_rpm(rpm)
+    if info is None:
+        info = read_rpm(rpm)
     header = info.header
     if header.payload_format not in ("cpio", ""):
         raise PackageError(f"{header.nevra}: unsupported payload format {header.payload_format!r}")

@@ -1,0 +1,116 @@
+"""apply_transaction as the layer hook runs it: interplay with rpm's own database, conflicts, users, bad requests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hybridos.errors import HybridosError, PackageError
+from hybridos.packages.header import read_rpm_header
+from hybridos.packages.layer import apply_transaction
+from hybridos.packages.model import Action, LayerRequest, Nevra, Transaction, TransactionItem
+from hybridos.packages.rpmdb import read_rpmdb
+from hybridos.plugins import get_registry
+from tests.helpers.rpms import File, Pkg, build_rpm
+
+from .conftest import layer, rpm_q
+
+
+def test_layering_onto_a_database_rpm_wrote(tmp_path, base_rpms):
+    """rpm installs the base (sqlite in WAL mode, with -wal/-shm); we add to it; rpm still reads everything."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    rpm_q(tree, "--initdb")
+    rpm_q(tree, "-i", "--nodeps", "--noscripts", str(base_rpms["filesystem"]), str(base_rpms["busybox"]))
+    assert sorted(h.name for h in read_rpmdb(tree)) == ["busybox", "filesystem"]
+    extra = build_rpm(Pkg("extra", requires=("busybox",), files=(File("/usr/bin/extra", b"e", mode=0o755),)),
+                      tmp_path)
+    layer(tree, [extra])
+    assert set(rpm_q(tree, "-qa").stdout.split()) == {"filesystem-3.18-1.x86_64", "busybox-1.35.0-1.x86_64",
+                                                      "extra-1.0-1.x86_64"}
+    assert rpm_q(tree, "-Va", check=False).stdout == ""
+    # and rpm can erase what we installed, keeping the database consistent for us
+    rpm_q(tree, "-e", "--nodeps", "--noscripts", "extra")
+    assert sorted(h.name for h in read_rpmdb(tree)) == ["busybox", "filesystem"]
+    assert not (tree / "usr/bin/extra").exists()
+
+
+def test_the_layer_hook_reaches_apply_transaction(tmp_path, base_tree):
+    rpm = build_rpm(Pkg("hooked", files=(File("/usr/share/hooked", b"h"),)), tmp_path)
+    h = read_rpm_header(rpm)
+    req = LayerRequest(tree=base_tree, transaction=Transaction((TransactionItem(Action.INSTALL, h.nevra),)),
+                       rpms={str(h.nevra): rpm})
+    result = get_registry().hook.hybridos_layer(request=req)
+    assert result.installed == (h.nevra,)
+    assert "hooked-1.0-1.x86_64" in rpm_q(base_tree, "-qa").stdout
+
+
+def test_file_conflicts_are_refused(tmp_path, base_tree):
+    a = build_rpm(Pkg("a", files=(File("/usr/share/common/file", b"from a"), File("/usr/share/same", b"equal"))),
+                  tmp_path / "a")
+    b = build_rpm(Pkg("b", files=(File("/usr/share/common/file", b"from b"),)), tmp_path / "b")
+    c = build_rpm(Pkg("c", files=(File("/usr/share/same", b"equal"),)), tmp_path / "c")
+    with pytest.raises(PackageError, match="file /usr/share/common/file from install of b-1.0-1.x86_64 conflicts "
+                                           "with file from package a-1.0-1.x86_64"):
+        layer(base_tree, [a, b])
+    assert not (base_tree / "usr/share/common").exists()       # checked before anything was written
+    layer(base_tree, [a, c])                                   # identical files may be shared, as in rpm
+    layer(base_tree, [], erase=("a-1.0-1.x86_64",))
+    assert (base_tree / "usr/share/same").read_bytes() == b"equal"   # still owned by c
+    with pytest.raises(PackageError, match="conflicts"):
+        layer(base_tree, [b, build_rpm(Pkg("d", files=(File("/usr/share/same", b"other"),)), tmp_path / "d")])
+    layer(base_tree, [b, build_rpm(Pkg("d", files=(File("/usr/share/same", b"other"),)), tmp_path / "d")],
+          force_replacefiles=True)
+    assert (base_tree / "usr/share/same").read_bytes() == b"other"
+
+
+def test_protected_base_files(tmp_path, base_tree):
+    (base_tree / "usr/lib/os-release").write_text("ID=hybrid\n")       # a base file no package owns
+    rpm = build_rpm(Pkg("shadow", files=(File("/usr/lib/os-release", b"ID=other\n"),)), tmp_path)
+    with pytest.raises(PackageError, match="refusing to overwrite /usr/lib/os-release"):
+        layer(base_tree, [rpm], protected_paths=frozenset({"/usr/lib/os-release"}))
+    assert (base_tree / "usr/lib/os-release").read_text() == "ID=hybrid\n"
+    assert "shadow" not in rpm_q(base_tree, "-qa").stdout
+
+
+def test_users_created_by_pre_own_the_files(tmp_path, base_tree):
+    rpm = build_rpm(Pkg("daemon", requires=("/bin/sh",),
+                        pre="echo 'svc:x:777:778::/:/bin/false' >> /etc/passwd; echo 'svc:x:778:' >> /etc/group",
+                        files=(File("/var/lib/daemon", dir=True, mode=0o750, user="svc", group="svc"),
+                               File("/var/lib/daemon/state", b"s", user="svc", group="svc"))), tmp_path)
+    layer(base_tree, [rpm])
+    st = os.stat(base_tree / "var/lib/daemon/state")
+    assert (st.st_uid, st.st_gid) == (777, 778)
+    assert rpm_q(base_tree, "-V", "daemon", check=False).stdout == ""
+
+
+def test_changed_config_is_saved_on_erase(tmp_path, base_tree):
+    rpm = build_rpm(Pkg("conf", files=(File("/etc/conf.d/x.conf", b"default\n", config=True),
+                                       File("/etc/conf.d/y.conf", b"untouched\n", config=True))), tmp_path)
+    layer(base_tree, [rpm])
+    (base_tree / "etc/conf.d/x.conf").write_text("edited\n")
+    layer(base_tree, [], erase=("conf-1.0-1.x86_64",))
+    assert (base_tree / "etc/conf.d/x.conf.rpmsave").read_text() == "edited\n"
+    assert not (base_tree / "etc/conf.d/y.conf").exists()
+
+
+def test_bad_requests(tmp_path, base_tree):
+    rpm = build_rpm(Pkg("real", files=(File("/usr/share/real", b"r"),)), tmp_path)
+    wrong = Nevra("other", 0, "1", "1", "x86_64")
+    with pytest.raises(PackageError, match="holds real-1.0-1.x86_64, not other-1-1.x86_64"):
+        apply_transaction(LayerRequest(tree=base_tree, transaction=Transaction(
+            (TransactionItem(Action.INSTALL, wrong),)), rpms={str(wrong): rpm}))
+    with pytest.raises(PackageError, match="no downloaded RPM for other-1-1.x86_64"):
+        apply_transaction(LayerRequest(tree=base_tree, transaction=Transaction(
+            (TransactionItem(Action.INSTALL, wrong),)), rpms={}))
+    with pytest.raises(PackageError, match="is not a directory"):
+        apply_transaction(LayerRequest(tree=tmp_path / "missing", transaction=Transaction(())))
+    truncated = tmp_path / "trunc.rpm"
+    truncated.write_bytes(rpm.read_bytes()[:-100])
+    h = read_rpm_header(rpm)
+    with pytest.raises(HybridosError, match="truncated") as e:
+        apply_transaction(LayerRequest(tree=base_tree, transaction=Transaction(
+            (TransactionItem(Action.INSTALL, h.nevra),)), rpms={str(h.nevra): truncated}))
+    assert "trunc.rpm" in str(e.value)
+    assert "real" not in {x.name for x in read_rpmdb(base_tree)} and not (base_tree / "usr/share/real").exists()

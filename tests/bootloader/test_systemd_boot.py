@@ -148,3 +148,23 @@ def test_entry_file_names_and_loader_conf_editing():
     assert with_settings(conf, "new.conf") == "# mine\ntimeout 3\ndefault new.conf\neditor no\n"
     assert with_settings(conf, "new.conf", 9) == "# mine\ntimeout 9\ndefault new.conf\neditor no\n"
     assert with_settings("", "new.conf") == "default new.conf\n"
+
+
+def test_set_pending_after_a_crash_past_the_swap_is_committed_by_the_next_run(tmp_path):
+    s, esp = make_sdboot_sysroot(tmp_path, Architecture.X86_64)
+    sdb = SystemdBootBootloader()
+    s.cycle(sdb, [A])
+    context = s.stage([B, A])
+    sdb.write_config(context)
+    s.swap(context)  # crash here: swapped, post_swap never ran; the ESP still boots A
+    view = bootctl_list(s.root, esp)
+    assert [e["title"] for e in view.entries] == ["Fedora Linux 39.1 (ostree:0)"]
+    upgrade = s.stage([C, B, A])
+    sdb.write_config(upgrade)  # first commits the set that became current at the swap
+    view = bootctl_list(s.root, esp)
+    default = next(e for e in view.entries if e["id"] == view.default_id)
+    assert default["title"] == "Fedora Linux 39.2 (ostree:0)" and len(view.entries) == 2
+    s.swap(upgrade)
+    sdb.post_swap(upgrade)
+    s.cleanup(upgrade)
+    assert_esp_matches_deployments(s, esp, Architecture.X86_64, devicetree=False)

@@ -5,7 +5,9 @@ temp name and is renamed. Before the swap, ``write_config`` only adds kernel cop
 bootcsum) and stages the new entries in ``loader/hybridos-staged/``, where systemd-boot does not look: a crash
 before the swap leaves the menu and its default exactly as they were. ``post_swap`` moves the staged entries
 into ``loader/entries`` (their names carry a digest of their content, so they never replace a current one),
-switches ``loader/loader.conf`` ``default``, and only then removes the old entries and kernels.
+switches ``loader/loader.conf`` ``default``, and only then removes the old entries and kernels. The staged set's
+``manifest`` (written last) names its boot version: if a transaction died after the swap but before post_swap,
+the next ``write_config`` finds a manifest for the current version and completes it first.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from hybridos.bootloader import BootConfigContext, Bootloader, Detection
 from hybridos.errors import BootloaderError
 from hybridos.util.atomic import atomic_open, atomic_write, fsync_dir
 from hybridos_bootloader_systemd_boot.entries import (
+    MANIFEST,
     EspEntry,
+    Manifest,
     entry_files,
+    format_manifest,
     parse_entry_filename,
+    parse_manifest,
     render_entry,
     with_settings,
 )
@@ -49,6 +55,13 @@ def _int_option(opts: dict[str, str], key: str) -> int | None:
     if value < 0:
         raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
     return value
+
+
+def read_manifest(staging: Path) -> Manifest | None:
+    try:
+        return parse_manifest((staging / MANIFEST).read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -87,21 +100,27 @@ class SystemdBootBootloader(Bootloader):
         self.validate(context)
         esp = self._esp(context)
         tries = _int_option(context.options, "boot-counting") or 0
-        _int_option(context.options, "timeout")
+        timeout = _int_option(context.options, "timeout")
         new = self.esp_entries(context)
+        staging = esp / STAGING
+        pending = read_manifest(staging)
+        if pending is not None and pending.bootversion == context.current_bootversion:
+            # the last transaction swapped but died before post_swap: its entries are the current ones
+            self._commit(esp, pending, timeout)
+        elif staging.exists():
+            shutil.rmtree(staging)  # left by an attempt that never reached the swap
         for entry in new:
             for path in entry.files:
                 _copy(context.boot_file(path), esp / path.lstrip("/"))
-        staging = esp / STAGING
-        if staging.exists():
-            shutil.rmtree(staging)  # left by an attempt that never reached the swap
         staging.mkdir(parents=True)
         existing = self._ours(esp / "loader/entries")
         for i, entry in enumerate(new):
             if entry.name in existing:
                 continue  # same content already there (with whatever boot-counting state it has reached)
             atomic_write(staging / entry.filename(tries if i == 0 else 0), entry.text)
-        fsync_dir(staging)
+        # written last: a manifest means the staged set is complete
+        atomic_write(staging / MANIFEST, format_manifest(Manifest(context.bootversion, new[0].name,
+                                                                  tuple(e.name for e in new))))
 
     @staticmethod
     def _ours(entries_dir: Path) -> dict[str, Path]:
@@ -115,21 +134,30 @@ class SystemdBootBootloader(Bootloader):
 
     def post_swap(self, context: BootConfigContext) -> None:
         esp = self._esp(context)
-        new = self.esp_entries(context)
+        staging = esp / STAGING
+        manifest = read_manifest(staging)
+        if manifest is None or manifest.bootversion != context.bootversion:
+            if staging.exists():
+                shutil.rmtree(staging)
+            new = self.esp_entries(context)
+            manifest = Manifest(context.bootversion, new[0].name, tuple(e.name for e in new))
+        self._commit(esp, manifest, _int_option(context.options, "timeout"))
+
+    def _commit(self, esp: Path, manifest: Manifest, timeout: int | None) -> None:
+        """Make a staged set current: move it in, switch the default, then remove what it does not use."""
         entries_dir = esp / "loader/entries"
         entries_dir.mkdir(parents=True, exist_ok=True)
         staging = esp / STAGING
         if staging.is_dir():
-            for f in sorted(staging.iterdir()):
+            for f in sorted(staging.glob("*.conf")):
                 os.rename(f, entries_dir / f.name)
             fsync_dir(entries_dir)
-            staging.rmdir()
+            shutil.rmtree(staging)
         conf = esp / "loader/loader.conf"
         current = conf.read_text() if conf.exists() else ""
-        atomic_write(conf, with_settings(current, f"{new[0].name}.conf", _int_option(context.options, "timeout")))
-        keep = {e.name for e in new}
+        atomic_write(conf, with_settings(current, f"{manifest.default}.conf", timeout))
         for name, path in self._ours(entries_dir).items():
-            if name not in keep:
+            if name not in manifest.keep:
                 path.unlink()
         fsync_dir(entries_dir)
         used = {p.lstrip("/") for f in entries_dir.glob("*.conf") for p in entry_files(f.read_text(errors="replace"))}

@@ -28,6 +28,33 @@ class EspEntry:
         return f"{self.name}+{tries}.conf" if tries else f"{self.name}.conf"
 
 
+MANIFEST = "manifest"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a staged set is for: its boot version, its default entry and every entry name it keeps."""
+
+    bootversion: int
+    default: str
+    keep: tuple[str, ...]
+
+
+def format_manifest(m: Manifest) -> str:
+    return f"bootversion {m.bootversion}\ndefault {m.default}\n" + "".join(f"keep {k}\n" for k in m.keep)
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Inverse of format_manifest; ValueError when incomplete (a torn write never has its last line)."""
+    fields: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        fields.setdefault(key, []).append(value)
+    if "bootversion" not in fields or "default" not in fields or fields["default"][0] not in fields.get("keep", []):
+        raise ValueError("incomplete staging manifest")
+    return Manifest(int(fields["bootversion"][0]), fields["default"][0], tuple(fields["keep"]))
+
+
 def render_entry(entry: BootEntry, arch: Architecture, bootversion: int, fdt_file: str | None = None) -> EspEntry:
     """The ESP copy of a core BLS entry; its name carries a digest of its text so it never overwrites another."""
     devicetree = entry.devicetree

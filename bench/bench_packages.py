@@ -1,0 +1,193 @@
+"""Package system benchmarks, ours and dnf side by side on the same repositories.
+
+Cases:
+- ``repodata-cold``: load 20,000-package repodata (synthetic, written from createrepo_c Package objects) with an
+  empty cache until the solver is ready (goal: <= 1 s) vs ``dnf makecache`` with an empty cache.
+- ``repodata-cached``: the same from the cache (goal: <= 100 ms) vs ``dnf -C repoquery`` on a warm cache.
+- ``install-200``: resolve, download and install a 200-package set of real RPMs into an empty root, as a fresh
+  process each (goal: <= 0.6x) vs ``dnf --installroot install``.
+
+Usage: python bench/bench_packages.py [--small] [--packages N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.common import case, drop_caches_if_root, timed_command  # noqa: E402
+
+REPO_COUNT = 20_000
+INSTALL_COUNT = 200
+
+
+def _dnf(root: Path, repo_url: str, *args: str) -> list[str]:
+    return ["dnf", "-y", "-q", f"--installroot={root}", "--releasever=1", "--setopt=reposdir=/dev/null",
+            "--setopt=cachedir=/var/cache/dnf-bench", "--setopt=install_weak_deps=False", "--disableplugin=*",
+            f"--repofrompath=r,{repo_url}", "--setopt=r.gpgcheck=0", *args]
+
+
+def _ready(repo) -> float:
+    """Time to make a loaded repository solver-ready (pool, whatprovides)."""
+    import solv
+
+    from hybridos.packages.repomd import open_solv
+
+    pool = solv.Pool()
+    pool.setarch("x86_64")
+    open_solv(pool, repo)
+    pool.addfileprovides()
+    pool.createwhatprovides()
+    return pool.nsolvables if hasattr(pool, "nsolvables") else 0
+
+
+def bench_repodata(work: Path, count: int) -> list[dict]:
+    from tests.helpers.rpms import synthetic_specs, write_synthetic_repo
+
+    from hybridos.packages.repofile import RepoConfig
+    from hybridos.packages.repomd import load_repo
+
+    repo_dir = work / "synthetic"
+    t0 = time.perf_counter()
+    write_synthetic_repo(repo_dir, synthetic_specs(count))
+    print(f"  (wrote {count}-package synthetic repodata in {time.perf_counter() - t0:.1f}s)", flush=True)
+    url = repo_dir.as_uri()
+    cfg = RepoConfig(id="synthetic", name="synthetic", baseurls=(url,), metadata_expire=3600)
+    cache = work / "cache"
+
+    colds, warms = [], []
+    for _ in range(3):
+        shutil.rmtree(cache, ignore_errors=True)
+        drop_caches_if_root()
+        t0 = time.perf_counter()
+        repo = load_repo(cfg, cache)
+        _ready(repo)
+        colds.append(time.perf_counter() - t0)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            repo = load_repo(cfg, cache)
+            _ready(repo)
+            warms.append(time.perf_counter() - t0)
+    ours_cold, ours_warm = min(colds), min(warms)
+
+    root = work / "dnfroot"
+    ref_cold = []
+    for _ in range(2):
+        shutil.rmtree(root, ignore_errors=True)
+        drop_caches_if_root()
+        ref_cold.append(timed_command(_dnf(root, url, "makecache"))[0])
+    ref_warm = min(timed_command(_dnf(root, url, "-C", "repoquery", "pkg1"))[0] for _ in range(3))
+    return [
+        case(f"repodata-cold ({count} pkgs)", ours_cold, min(ref_cold), None,
+             limit_seconds=1.0, met=ours_cold <= 1.0),
+        case(f"repodata-cached ({count} pkgs)", ours_warm, ref_warm, None,
+             limit_seconds=0.1, met=ours_warm <= 0.1),
+    ]
+
+
+def _install_specs(count: int):
+    """``count`` real packages: a meta package requiring them all, a web of library deps, ~10 files each."""
+    from tests.helpers.rpms import File, Pkg
+
+    specs = []
+    for i in range(count - 1):
+        deps = (f"lib{(i * 7 + 3) % (count - 1)}-data", f"/usr/lib/pkg{(i * 11 + 5) % (count - 1)}/mod0.so")
+        files = tuple(File(f"/usr/lib/pkg{i}/mod{j}.so", (f"pkg{i} mod{j} ".encode() * 400)[: 2000 + 900 * j],
+                           mode=0o755) for j in range(6))
+        files += (File(f"/usr/bin/pkg{i}", b"#!/bin/sh\necho pkg\n", mode=0o755),
+                  File(f"/usr/share/doc/pkg{i}/README", b"readme\n" * 50),
+                  File(f"/etc/pkg{i}.conf", b"key=value\n", config=True),
+                  File(f"/usr/lib/pkg{i}/current", symlink="mod0.so"))
+        specs.append(Pkg(f"pkg{i}", "1.0", requires=deps, provides=(f"lib{i}-data",), files=files))
+    specs.append(Pkg("meta", "1.0", arch="noarch", requires=tuple(f"pkg{i}" for i in range(count - 1))))
+    return specs
+
+
+def ours_install(repo_url: str, root: str, cache: str) -> None:
+    """One fresh-process install of ``meta`` into ``root`` (what the install case times)."""
+    from hybridos.arch import Architecture
+    from hybridos.packages.download import download_packages
+    from hybridos.packages.model import LayerRequest, SolveRequest
+    from hybridos.packages.repomd import load_repo
+    from hybridos.plugins import get_registry
+
+    hook = get_registry().hook
+    repo = load_repo(repo_url, Path(cache) / "md")
+    trans = hook.hybridos_solve(request=SolveRequest(arch=Architecture.X86_64, repos=(repo,), install=("meta",),
+                                                     weak_deps=False))
+    rpms = download_packages(trans, Path(cache) / "packages")
+    hook.hybridos_layer(request=LayerRequest(tree=Path(root), transaction=trans, rpms=rpms,
+                                             arch=Architecture.X86_64))
+
+
+def bench_install(work: Path, count: int) -> list[dict]:
+    from tests.helpers.rpms import make_repo
+
+    t0 = time.perf_counter()
+    repo = make_repo(work / "install-repo", _install_specs(count))
+    print(f"  (built {count} RPMs and repodata in {time.perf_counter() - t0:.1f}s)", flush=True)
+    ours, ref = [], []
+    ours_rss = ref_rss = 0.0
+    for i in range(3):
+        root, cache = work / f"ours-root{i}", work / f"ours-cache{i}"
+        root.mkdir()
+        drop_caches_if_root()
+        wall, rss = timed_command([sys.executable, str(Path(__file__).resolve()), "--ours-install", repo.url,
+                                   str(root), str(cache)])
+        ours.append(wall)
+        ours_rss = max(ours_rss, rss)
+        droot = work / f"dnf-root{i}"
+        drop_caches_if_root()
+        wall, rss = timed_command(_dnf(droot, repo.url, "install", "meta"))
+        ref.append(wall)
+        ref_rss = max(ref_rss, rss)
+    ours_files = sum(1 for _ in (work / "ours-root0").rglob("*"))
+    dnf_files = sum(1 for p in (work / "dnf-root0").rglob("*") if "var" not in p.parts and "root" not in p.parts)
+    return [case(f"install-{count} (solve+download+unpack+rpmdb)", min(ours), min(ref), 0.6,
+                 ours_peak_rss_mb=round(ours_rss, 1), reference_peak_rss_mb=round(ref_rss, 1),
+                 ours_paths=ours_files, dnf_paths=dnf_files)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true", help="2,000-package repodata and a 40-package install")
+    ap.add_argument("--packages", type=int, help="repodata size (default 20000, --small 2000)")
+    ap.add_argument("--install", type=int, help="install set size (default 200, --small 40)")
+    ap.add_argument("--only", choices=("repodata", "install"), help="run one part")
+    ap.add_argument("--keep", help="work in this directory and keep it")
+    ap.add_argument("--ours-install", nargs=3, metavar=("REPO_URL", "ROOT", "CACHE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.ours_install:
+        ours_install(*args.ours_install)
+        return {}
+    count = args.packages or (2000 if args.small else REPO_COUNT)
+    install = args.install or (40 if args.small else INSTALL_COUNT)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-packages-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        cases = []
+        if args.only in (None, "repodata"):
+            cases += bench_repodata(work, count)
+        if args.only in (None, "install"):
+            cases += bench_install(work, install)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result = {"name": "packages", "input": f"{count}-package synthetic repodata; {install} real RPMs",
+              "cases": cases}
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "packages.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

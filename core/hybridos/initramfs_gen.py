@@ -399,12 +399,12 @@ def builtin_entries(tree: Path, *, mtime: int = 0) -> list[CpioEntry]:
 def build_builtin_initramfs(request: InitramfsRequest) -> Path:
     """Write the built-in busybox initramfs to ``request.output``; gzip unless args ask for zstd."""
     tree = Path(request.tree)
-    moddir = tree / "usr/lib/modules" / request.kernel_version
-    if not moddir.is_dir():
+    moddir = resolve_in_tree(tree, f"usr/lib/modules/{request.kernel_version}")
+    if moddir is None or not moddir.is_dir():
         raise PackageError(f"the tree has no usr/lib/modules/{request.kernel_version} (no kernel of that version)")
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
     image = compress(newc_archive(builtin_entries(tree, mtime=mtime)), _compression_from_args(request.args))
-    atomic_write(request.output, image, 0o644)
+    atomic_write(moddir / "initramfs.img", image, 0o644)   # rename replaces a symlink, never follows it
     return request.output
 
 

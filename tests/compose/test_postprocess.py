@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from hybridos.compose.pipeline import pkgdiff
 from hybridos.compose.postprocess import (
     id_names,
@@ -165,3 +167,42 @@ def test_parent_and_no_parent(tmp_path, treedir):
     assert r.load_commit(third).parent == first
     p = run_cli("compose", "tree", str(tf), "--repo", str(repo), "--parent", first, "--no-parent", check=False)
     assert p.returncode == 2 and "exclude each other" in p.stderr
+
+
+def test_symlinks_planted_in_the_tree_never_lead_outside(tmp_path):
+    """Absolute symlinks from packages are read and written as the tree sees them, never on the host."""
+    from hybridos.arch import Architecture
+    from hybridos.compose.postprocess import ScriptRunner, place_kernel, postprocess_tree
+    from hybridos.compose.treefile import load_treefile
+    from hybridos.errors import PackageError
+
+    host = tmp_path / "host"
+    (host / "boot").mkdir(parents=True)
+    for name in ("os-release", "passwd", "motd"):
+        (host / name).write_text(f"host {name}\n")
+    (host / "boot/vmlinuz-9.9").write_text("host kernel\n")
+    tree = tmp_path / "tree"
+    for d in ("etc", "usr/lib", "var", "boot"):
+        (tree / d).mkdir(parents=True)
+    (tree / "etc/os-release").symlink_to(host / "os-release")
+    (tree / "etc/passwd").symlink_to(host / "passwd")
+    (tree / "etc/motd").symlink_to(host / "motd")
+    (tree / "usr/lib/modules").symlink_to(host / "boot")
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "motd").write_text("image motd\n")
+    tf_path = write_treefile(cfg, "packages: [x]\nadd-files: [[motd, /etc/motd]]\nmutate-os-release: '1'\n")
+    tf = load_treefile(tf_path, Architecture.X86_64)
+    assert place_kernel(tree) is None                      # /usr/lib/modules -> host dir is not followed
+    postprocess_tree(tree, tf, version="1.2", kver=None, runner=ScriptRunner(Architecture.X86_64, False))
+    for name in ("os-release", "passwd", "motd"):
+        assert (host / name).read_text() == f"host {name}\n"
+    assert (host / "boot/vmlinuz-9.9").read_text() == "host kernel\n"
+    assert (tree / "usr/etc/motd").read_text() == "image motd\n"
+    tree2 = tmp_path / "tree2"
+    (tree2 / "usr").mkdir(parents=True)
+    (tree2 / "boot").symlink_to(host / "boot")
+    assert place_kernel(tree2) is None
+    with pytest.raises(PackageError, match="/boot in the tree is not a directory"):
+        postprocess_tree(tree2, tf, version=None, kver=None, runner=ScriptRunner(Architecture.X86_64, False))
+    assert (host / "boot/vmlinuz-9.9").read_text() == "host kernel\n"

@@ -141,35 +141,82 @@ def var_tmpfiles_line(path: str, st: os.stat_result, target: str | None, users: 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _inside(tree: Path, rel: str) -> Path:
-    p = tree / rel.lstrip("/")
-    real_tree = os.path.realpath(tree)
-    if not os.path.realpath(p.parent).startswith(real_tree):
-        raise ConfigError(f"path {rel!r} leaves the tree")
-    return p
+def _p(tree: Path, rel: str, *, parents: bool = False) -> Path:
+    """``rel`` inside ``tree`` with its directories resolved as in a chroot (an absolute symlink planted by a
+    package stays inside the tree); the last component is not followed. ``parents`` creates missing ones."""
+    from hybridos.initramfs_gen import resolve_in_tree
+
+    parts = [x for x in rel.strip("/").split("/") if x not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ConfigError(f"{rel!r} is not a path inside the tree")
+    cur = tree
+    for i, part in enumerate(parts[:-1]):
+        nxt = resolve_in_tree(tree, os.path.relpath(cur / part, tree))
+        if nxt is None:
+            if not parents:
+                return cur.joinpath(*parts[i:])
+            (cur / part).mkdir(mode=0o755)
+            nxt = cur / part
+        elif not nxt.is_dir():
+            raise PackageError(f"/{'/'.join(parts[:i + 1])} in the tree is not a directory")
+        cur = nxt
+    return cur / parts[-1]
+
+
+def _dir(tree: Path, rel: str) -> Path | None:
+    """The in-tree directory ``rel`` (all symlinks resolved inside the tree), or None."""
+    from hybridos.initramfs_gen import resolve_in_tree
+
+    d = resolve_in_tree(tree, rel)
+    return d if d is not None and d.is_dir() else None
+
+
+def _regular(tree: Path, rel: str) -> Path | None:
+    """The in-tree regular file ``rel`` (symlinks resolved inside the tree), or None."""
+    from hybridos.initramfs_gen import resolve_in_tree
+
+    f = resolve_in_tree(tree, rel)
+    return f if f is not None and f.is_file() and not f.is_symlink() else None
+
+
+def _replace_with_file(path: Path, data: bytes, mode: int) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        raise PackageError(f"{path} exists and is not a file")
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _replace_with_symlink(path: Path, target: str) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    os.symlink(target, path)
 
 
 def place_kernel(tree: Path) -> str | None:
     """Find the tree's kernel; move ``/boot/vmlinuz-<kver>`` (and System.map, config) to
     ``usr/lib/modules/<kver>/``; drop package-shipped initramfs images. Returns the kernel version or None."""
-    modules = tree / "usr/lib/modules"
-    boot = tree / "boot"
+    modules = _dir(tree, "usr/lib/modules")
+    boot = _dir(tree, "boot")
     kvers = set()
-    if modules.is_dir():
-        kvers.update(d.name for d in modules.iterdir() if (d / "vmlinuz").is_file())
-    if boot.is_dir():
-        for f in boot.iterdir():
-            if f.name.startswith("vmlinuz-") and f.is_file() and not f.name.startswith("vmlinuz-0-rescue"):
+    if modules is not None:
+        kvers.update(d.name for d in modules.iterdir()
+                     if not d.is_symlink() and d.is_dir() and _regular(tree, f"usr/lib/modules/{d.name}/vmlinuz"))
+    if boot is not None:
+        for f in sorted(boot.iterdir()):
+            if f.name.startswith("vmlinuz-") and not f.is_symlink() and f.is_file() \
+                    and not f.name.startswith("vmlinuz-0-rescue"):
                 kver = f.name[len("vmlinuz-"):]
-                dest = modules / kver
-                dest.mkdir(parents=True, exist_ok=True)
-                if not (dest / "vmlinuz").exists():
-                    os.rename(f, dest / "vmlinuz")
+                dest = _p(tree, f"usr/lib/modules/{kver}/vmlinuz", parents=True)
+                dest.parent.mkdir(exist_ok=True)
+                if not dest.exists():
+                    os.rename(f, dest)
                 else:
                     f.unlink()
                 for extra, name in ((f"System.map-{kver}", "System.map"), (f"config-{kver}", "config")):
-                    if (boot / extra).is_file():
-                        os.replace(boot / extra, dest / name)
+                    if (boot / extra).is_file() and not (boot / extra).is_symlink():
+                        os.replace(boot / extra, dest.parent / name)
                 kvers.add(kver)
         for f in boot.glob("initramfs-*.img"):
             f.unlink()
@@ -180,47 +227,37 @@ def place_kernel(tree: Path) -> str | None:
 
 def add_files(tree: Path, tf: Treefile) -> None:
     for af in tf.add_files:
-        dest = _inside(tree, af.dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(af.source, dest)
-        os.chmod(dest, stat.S_IMODE(af.source.stat().st_mode))
+        dest = _p(tree, af.dest, parents=True)
+        _replace_with_file(dest, af.source.read_bytes(), stat.S_IMODE(af.source.stat().st_mode))
 
 
 def enable_units(tree: Path, tf: Treefile) -> None:
     if tf.units and not tf.machineid_compat:
         raise ConfigError("'units' cannot be used with 'machineid-compat: false' (use a systemd preset instead)")
-    wants = tree / "etc/systemd/system/multi-user.target.wants"
     for unit in tf.units:
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / unit
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
-        os.symlink(f"/usr/lib/systemd/system/{unit}", link)
+        link = _p(tree, f"etc/systemd/system/multi-user.target.wants/{unit}", parents=True)
+        _replace_with_symlink(link, f"/usr/lib/systemd/system/{unit}")
     if tf.default_target:
-        d = tree / "etc/systemd/system"
-        d.mkdir(parents=True, exist_ok=True)
-        link = d / "default.target"
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
-        os.symlink(f"/usr/lib/systemd/system/{tf.default_target}", link)
+        link = _p(tree, "etc/systemd/system/default.target", parents=True)
+        _replace_with_symlink(link, f"/usr/lib/systemd/system/{tf.default_target}")
 
 
 def machine_id(tree: Path, tf: Treefile) -> None:
-    path = tree / "etc/machine-id"
-    with contextlib.suppress(FileNotFoundError):
+    path = _p(tree, "etc/machine-id", parents=tf.machineid_compat)
+    if path.is_symlink() or path.is_file():
         path.unlink()
     if tf.machineid_compat:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-        path.chmod(0o444)
+        _replace_with_file(path, b"", 0o444)
 
 
 def os_release(tree: Path, tf: Treefile, version: str | None) -> None:
     if not version:
         return
+    seen = set()
     for rel in ("usr/lib/os-release", "etc/os-release"):
-        p = tree / rel
-        if p.is_file() and not p.is_symlink():
+        p = _regular(tree, rel)
+        if p is not None and p not in seen:
+            seen.add(p)
             p.write_text(mutate_os_release(p.read_text(), version, tf.mutate_os_release))
 
 
@@ -237,8 +274,7 @@ def run_postprocess_scripts(tree: Path, tf: Treefile, runner: ScriptRunner) -> N
     for what, body in scripts:
         name = ".hybridos-postprocess"
         path = tree / name
-        path.write_bytes(body)
-        path.chmod(0o755)
+        _replace_with_file(path, body, 0o755)
         try:
             argv = [f"/{name}"] if body.startswith(b"#!") else ["/bin/sh", f"/{name}"]
             runner.run(tree, argv, what)
@@ -249,7 +285,7 @@ def run_postprocess_scripts(tree: Path, tf: Treefile, runner: ScriptRunner) -> N
 
 def remove_files(tree: Path, tf: Treefile) -> None:
     for rel in tf.remove_files:
-        p = _inside(tree, rel)
+        p = _p(tree, rel)
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
@@ -259,9 +295,9 @@ def remove_files(tree: Path, tf: Treefile) -> None:
 
 def has_nss_altfiles(tree: Path) -> bool:
     """Whether the tree can read users and groups from /usr/lib (the nss-altfiles module)."""
-    return any(any((tree / d).glob("libnss_altfiles.so*")) for d in
-               ("usr/lib64", "usr/lib", "lib64", "lib", "usr/lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu",
-                "usr/lib/powerpc64le-linux-gnu") if (tree / d).is_dir())
+    dirs = ("usr/lib64", "usr/lib", "usr/lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu",
+            "usr/lib/powerpc64le-linux-gnu")
+    return any(any(d.glob("libnss_altfiles.so*")) for d in (_dir(tree, x) for x in dirs) if d is not None)
 
 
 def split_passwd_files(tree: Path, tf: Treefile) -> None:
@@ -270,20 +306,20 @@ def split_passwd_files(tree: Path, tf: Treefile) -> None:
     As in rpm-ostree this needs nss-altfiles in the tree; without it the files stay whole in /etc.
     """
     if not has_nss_altfiles(tree):
-        if (tree / "etc/passwd").is_file():
+        if _regular(tree, "etc/passwd"):
             log.warning("the tree has no nss-altfiles: /etc/passwd and /etc/group stay whole")
         return
     for name, keep in (("passwd", {"root"}), ("group", {"root", *tf.etc_group_members})):
-        etc = tree / "etc" / name
-        if not etc.is_file():
+        etc = _regular(tree, f"etc/{name}")
+        if etc is None:
             continue
         stay, move = split_passwd(etc.read_text(), keep)
-        usr = tree / "usr/lib" / name
-        usr.parent.mkdir(parents=True, exist_ok=True)
-        usr.write_text(merge_passwd(usr.read_text() if usr.exists() else "", move))
+        usr = _p(tree, f"usr/lib/{name}", parents=True)
+        existing = usr.read_text() if _regular(tree, f"usr/lib/{name}") else ""
+        _replace_with_file(usr, merge_passwd(existing, move).encode(), 0o644)
         etc.write_text(stay)
-    nss = tree / "etc/nsswitch.conf"
-    if nss.is_file():
+    nss = _regular(tree, "etc/nsswitch.conf")
+    if nss is not None:
         lines = []
         for line in nss.read_text().splitlines():
             key = line.split(":", 1)[0].strip()
@@ -293,22 +329,31 @@ def split_passwd_files(tree: Path, tf: Treefile) -> None:
         nss.write_text("\n".join(lines) + "\n")
 
 
+def require_real_dirs(tree: Path) -> None:
+    """/usr, /etc, /var and /boot must be directories of the tree itself (not symlinks) for the layout steps."""
+    for d in ("usr", "etc", "var", "boot"):
+        p = tree / d
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise PackageError(f"/{d} in the tree is not a directory; an OSTree image needs a real /{d}")
+
+
 def move_rpmdb(tree: Path) -> None:
     """The rpmdb lives at usr/share/rpm; usr/lib/sysimage/rpm points to it; /var/lib/rpm via tmpfiles."""
-    dest = tree / "usr/share/rpm"
+    dest = _p(tree, "usr/share/rpm", parents=True)
+    if dest.is_symlink():
+        dest.unlink()
     for rel in ("usr/lib/sysimage/rpm", "var/lib/rpm"):
-        src = tree / rel
+        src = _p(tree, rel)
         if src.is_symlink() or not src.is_dir():
             continue
         if any(src.iterdir()) and not (dest.is_dir() and any(dest.iterdir())):
             wal = src / "rpmdb.sqlite-wal"
-            if wal.exists():
+            if wal.exists() and not wal.is_symlink():
                 with contextlib.closing(sqlite3.connect(src / "rpmdb.sqlite")) as db:
                     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             if dest.exists():
                 dest.rmdir()
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(src, dest)
+            os.rename(src, dest)
         else:
             shutil.rmtree(src)
     if not dest.is_dir():
@@ -316,53 +361,59 @@ def move_rpmdb(tree: Path) -> None:
     for junk in list(dest.glob("__db.*")) + list(dest.glob(".rpm.lock")) + list(dest.glob("*-shm")) + \
             list(dest.glob("*-wal")):
         junk.unlink()
-    link = tree / "usr/lib/sysimage/rpm"
-    link.parent.mkdir(parents=True, exist_ok=True)
+    link = _p(tree, "usr/lib/sysimage/rpm", parents=True)
     if not link.is_symlink():
         os.symlink("../../share/rpm", link)
-    if (tree / "var/lib/rpm").is_symlink():
-        (tree / "var/lib/rpm").unlink()
 
 
 def toplevel_layout(tree: Path) -> None:
     """The root directories and symlinks an OSTree deployment has (``/ostree``, ``/home`` -> var/home...)."""
     for d in TOPLEVEL_DIRS:
-        (tree / d).mkdir(exist_ok=True)
+        p = tree / d
+        if p.is_symlink():
+            p.unlink()
+        p.mkdir(exist_ok=True)
     os.chmod(tree / "tmp", 0o1777)
     for rel, target in TOPLEVEL_LINKS:
-        path = tree / rel
+        path = _p(tree, rel)
         if path.is_symlink():
             continue
         if target.startswith("var/") or target.startswith("../var/"):
-            var_dir = tree / "var" / target.rsplit("var/", 1)[1]
+            var_dir = _p(tree, "var/" + target.rsplit("var/", 1)[1], parents=True)
             if path.is_dir():
-                if var_dir.exists():
+                if var_dir.is_dir() and not var_dir.is_symlink():
                     for child in path.iterdir():
-                        shutil.move(child, var_dir / child.name)
+                        os.rename(child, var_dir / child.name)
                     path.rmdir()
                 else:
-                    var_dir.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(path, var_dir)
             else:
-                var_dir.mkdir(parents=True, exist_ok=True)
+                if path.exists():
+                    path.unlink()
+                var_dir.mkdir(exist_ok=True)
                 if rel == "root":
                     var_dir.chmod(0o700)
         elif path.is_dir():
             shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
         os.symlink(target, path)
 
 
 def var_to_tmpfiles(tree: Path) -> None:
     """Replace the content of /var by tmpfiles.d lines (directories and symlinks); files are dropped."""
     var = tree / "var"
-    if not var.is_dir():
+    if var.is_symlink() or not var.is_dir():
         return
-    confd = tree / "usr/lib/tmpfiles.d"
-    known = tmpfiles_paths(p.read_text(errors="replace") for p in sorted(confd.glob("*.conf"))) \
-        if confd.is_dir() else set()
-    texts = [(tree / rel).read_text() for rel in ("etc/passwd", "usr/lib/passwd") if (tree / rel).is_file()]
-    users = id_names(texts)
-    groups = id_names((tree / rel).read_text() for rel in ("etc/group", "usr/lib/group") if (tree / rel).is_file())
+    confd = _dir(tree, "usr/lib/tmpfiles.d")
+    known = tmpfiles_paths(p.read_text(errors="replace") for p in sorted(confd.glob("*.conf"))
+                           if p.is_file()) if confd else set()
+
+    def texts(*rels: str) -> list[str]:
+        return [f.read_text() for f in (_regular(tree, r) for r in rels) if f is not None]
+
+    users = id_names(texts("etc/passwd", "usr/lib/passwd"))
+    groups = id_names(texts("etc/group", "usr/lib/group"))
     lines = []
     for dirpath, dirnames, filenames in os.walk(var):
         dirnames.sort()
@@ -379,9 +430,9 @@ def var_to_tmpfiles(tree: Path) -> None:
             else:
                 lines.append(line)
     lines.append("L /var/lib/rpm - - - - ../../usr/share/rpm")
-    confd.mkdir(parents=True, exist_ok=True)
-    (tree / AUTOVAR_CONF).write_text("# Generated by hybridos compose from the packages' /var content\n"
-                                     + "\n".join(lines) + "\n")
+    conf = _p(tree, AUTOVAR_CONF, parents=True)
+    _replace_with_file(conf, ("# Generated by hybridos compose from the packages' /var content\n"
+                              + "\n".join(lines) + "\n").encode(), 0o644)
     for child in var.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -393,26 +444,27 @@ def etc_to_usr_etc(tree: Path) -> None:
     etc, usr_etc = tree / "etc", tree / "usr/etc"
     if usr_etc.exists() or usr_etc.is_symlink():
         raise PackageError("the tree already has /usr/etc; a package or script must not create it")
-    if etc.is_dir():
+    if etc.is_dir() and not etc.is_symlink():
         os.rename(etc, usr_etc)
     else:
-        usr_etc.mkdir(parents=True)
+        usr_etc.mkdir()
 
 
 def boot_files(tree: Path, tf: Treefile, kver: str | None) -> None:
     """Empty /boot: what packages put there moves to usr/lib/ostree-boot; kernel copies for ``new``."""
     boot = tree / "boot"
-    ostree_boot = tree / "usr/lib/ostree-boot"
-    if boot.is_dir():
-        for child in list(boot.iterdir()):
-            ostree_boot.mkdir(parents=True, exist_ok=True)
-            shutil.move(child, ostree_boot / child.name)
+    children = list(boot.iterdir()) if boot.is_dir() and not boot.is_symlink() else []
+    if not children and not (kver and tf.boot_location == "new"):
+        return
+    ostree_boot = _p(tree, "usr/lib/ostree-boot", parents=True)
+    ostree_boot.mkdir(exist_ok=True)
+    for child in children:
+        os.rename(child, ostree_boot / child.name)
     if kver and tf.boot_location == "new":
-        ostree_boot.mkdir(parents=True, exist_ok=True)
-        mod = tree / "usr/lib/modules" / kver
-        shutil.copy2(mod / "vmlinuz", ostree_boot / f"vmlinuz-{kver}")
-        if (mod / "initramfs.img").exists():
-            shutil.copy2(mod / "initramfs.img", ostree_boot / f"initramfs-{kver}.img")
+        mod = _dir(tree, f"usr/lib/modules/{kver}")
+        shutil.copyfile(mod / "vmlinuz", ostree_boot / f"vmlinuz-{kver}")
+        if _regular(tree, f"usr/lib/modules/{kver}/initramfs.img"):
+            shutil.copyfile(mod / "initramfs.img", ostree_boot / f"initramfs-{kver}.img")
 
 
 def drop_special_files(tree: Path) -> None:
@@ -429,20 +481,21 @@ def drop_special_files(tree: Path) -> None:
 
 
 def write_treefile_json(tree: Path, tf: Treefile) -> None:
-    p = tree / TREEFILE_JSON
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(tf.to_json(), indent=2) + "\n")
+    _replace_with_file(_p(tree, TREEFILE_JSON, parents=True), json.dumps(tf.to_json(), indent=2).encode() + b"\n",
+                       0o644)
 
 
 def postprocess_tree(tree: Path, tf: Treefile, *, version: str | None, kver: str | None,
                      runner: ScriptRunner) -> None:
     """Every postprocessing step, in order (scripts see /etc where packages put it)."""
+    require_real_dirs(tree)
     add_files(tree, tf)
     enable_units(tree, tf)
     machine_id(tree, tf)
     os_release(tree, tf, version)
     run_postprocess_scripts(tree, tf, runner)
     remove_files(tree, tf)
+    require_real_dirs(tree)
     split_passwd_files(tree, tf)
     move_rpmdb(tree)
     boot_files(tree, tf, kver)

@@ -125,16 +125,14 @@ def merge_base_commit(sysroot: Sysroot, dep: Deployment) -> str:
 
 def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, origin: Origin,
             merge: Deployment) -> Sysroot:
-    """Deploy a base commit. Layering (another module) hooks in here through ``hybridos.sysroot.layering``."""
+    """Deploy a base commit; with layering requests in the origin, the requests are re-applied on it first
+    (``hybridos.layering.assemble_deployment_tree``)."""
     from hybridos.sysroot.deploy import deploy_commit
 
     if origin.is_layered:
-        try:
-            from hybridos.sysroot.layering import assemble  # provided by the layering issue
-        except ImportError:
-            raise SysrootError("this deployment has layered packages, which this installation cannot rebuild "
-                               "yet") from None
-        commit = assemble(sysroot, commit, origin, tx=tx)
+        from hybridos.layering import assemble_deployment_tree
+
+        commit = assemble_deployment_tree(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
     return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
 
 

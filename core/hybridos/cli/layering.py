@@ -1,0 +1,238 @@
+"""Layering commands with rpm-ostree's names and options: install, uninstall, override, reset, initramfs,
+refresh-md. Each change is a new deployment; the previous one stays for rollback."""
+
+from __future__ import annotations
+
+import click
+
+from hybridos.cli._sysroot_cli import event_printer, finish_unchanged, os_option, sysroot_option, sysroot_path
+from hybridos.errors import Unchanged
+
+
+def _common(f):
+    """Options every changing verb shares (as rpm-ostree's)."""
+    for opt in reversed([
+        sysroot_option,
+        os_option,
+        click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing."),
+        click.option("-y", "--assumeyes", is_flag=True, help="Do not ask for confirmation (never asked)."),
+        click.option("-C", "--cache-only", is_flag=True, help="Do not download metadata or packages."),
+        click.option("--download-only", is_flag=True, help="Download the packages, do not deploy."),
+        click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
+                     help="Exit 77 when there is nothing to do."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _run(ctx, sysroot_opt, osname, title: str, make_change, *, dry_run=False, cache_only=False,
+         download_only=False, force_replacefiles=False, allow_inactive=False, unchanged_exit_77=False) -> None:
+    """Take the lock, build the change (``make_change(repo)`` may import local RPMs), apply it, report."""
+    from hybridos.layering.assemble import AssembleOptions
+    from hybridos.layering.operation import apply_change
+    from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.sysroot.transaction import Transaction
+
+    path = sysroot_path(ctx, sysroot_opt)
+    options = AssembleOptions(force_replacefiles=force_replacefiles, cache_only=cache_only,
+                              download_only=download_only, allow_inactive=allow_inactive)
+    try:
+        with Transaction(path, title, on_event=event_printer()) as tx:
+            sysroot = Sysroot.load(path)
+            change = make_change(sysroot.repo)
+            result = apply_change(sysroot, tx, change, stateroot=osname, options=options, dry_run=dry_run)
+    except Unchanged as exc:
+        finish_unchanged(exc, unchanged_exit_77)
+        return
+    if result.plan is not None:
+        for line in result.plan.lines():
+            click.echo(line)
+    if dry_run:
+        click.echo("Exiting because of '--dry-run' option")
+        return
+    if download_only:
+        click.echo("Downloaded the packages; not deployed (--download-only)")
+        return
+    click.echo(f"Deployed {result.commit}")
+    click.echo("Run \"systemctl reboot\" to start a reboot")
+
+
+def _split(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Names vs RPM files (``*.rpm`` that exist, or contain a slash)."""
+    import os
+
+    names, files = [], []
+    for s in specs:
+        if s.endswith(".rpm") and (os.sep in s or os.path.isfile(s)):
+            files.append(s)
+        else:
+            names.append(s)
+    return names, files
+
+
+@click.command("install")
+@_common
+@click.option("--idempotent", is_flag=True, help="Do nothing if a package request is already present.")
+@click.option("--allow-inactive", is_flag=True, help="Allow requesting packages the base already provides.")
+@click.option("--force-replacefiles", is_flag=True, help="Allow layered files to overwrite base files.")
+@click.argument("packages", nargs=-1, required=True)
+@click.pass_context
+def install(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+            idempotent, allow_inactive, force_replacefiles, packages):
+    """Overlay additional packages (names or local RPM files)."""
+    from hybridos.layering.assemble import import_local_rpm
+    from hybridos.layering.requests import Change
+
+    names, files = _split(packages)
+
+    def make(repo):
+        return Change(install=tuple(names), install_local=tuple(import_local_rpm(repo, f) for f in files),
+                      idempotent=idempotent)
+
+    _run(ctx, sysroot_opt, osname, "install", make, dry_run=dry_run, cache_only=cache_only,
+         download_only=download_only, force_replacefiles=force_replacefiles, allow_inactive=allow_inactive,
+         unchanged_exit_77=unchanged_exit_77)
+
+
+@click.command("uninstall")
+@_common
+@click.option("--idempotent", is_flag=True, help="Do nothing if a package is not requested.")
+@click.option("--all", "all_", is_flag=True, help="Remove all layered packages.")
+@click.argument("packages", nargs=-1)
+@click.pass_context
+def uninstall(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+              idempotent, all_, packages):
+    """Remove overlayed packages."""
+    from hybridos.layering.requests import Change
+
+    if not packages and not all_:
+        raise click.UsageError("name at least one package, or use --all")
+    _run(ctx, sysroot_opt, osname, "uninstall",
+         lambda _repo: Change(uninstall=tuple(packages), uninstall_all=all_, idempotent=idempotent),
+         dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+
+
+@click.group("override")
+def override():
+    """Remove, replace or reset base packages."""
+
+
+@override.command("remove")
+@_common
+@click.option("--idempotent", is_flag=True, help="Do nothing if the package is already removed.")
+@click.argument("packages", nargs=-1, required=True)
+@click.pass_context
+def override_remove(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+                    idempotent, packages):
+    """Remove packages from the base image."""
+    from hybridos.layering.requests import Change
+
+    _run(ctx, sysroot_opt, osname, "override remove",
+         lambda _repo: Change(remove=tuple(packages), idempotent=idempotent),
+         dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+
+
+@override.command("replace")
+@_common
+@click.option("--force-replacefiles", is_flag=True, help="Allow the new files to overwrite other base files.")
+@click.argument("packages", nargs=-1, required=True)
+@click.pass_context
+def override_replace(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+                     force_replacefiles, packages):
+    """Replace base packages with local RPM files."""
+    from hybridos.layering.assemble import import_local_rpm
+    from hybridos.layering.requests import Change
+
+    names, files = _split(packages)
+    if names:
+        raise click.UsageError(f"override replace takes RPM files; {names[0]!r} is not one")
+    _run(ctx, sysroot_opt, osname, "override replace",
+         lambda repo: Change(replace_local=tuple(import_local_rpm(repo, f) for f in files)),
+         dry_run=dry_run, cache_only=cache_only, download_only=download_only,
+         force_replacefiles=force_replacefiles, unchanged_exit_77=unchanged_exit_77)
+
+
+@override.command("reset")
+@_common
+@click.option("-a", "--all", "all_", is_flag=True, help="Reset all overrides.")
+@click.argument("packages", nargs=-1)
+@click.pass_context
+def override_reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+                   all_, packages):
+    """Undo overrides of base packages (by name or NEVRA)."""
+    from hybridos.layering.requests import Change
+
+    if not packages and not all_:
+        raise click.UsageError("name at least one package, or use --all")
+    _run(ctx, sysroot_opt, osname, "override reset",
+         lambda _repo: Change(reset_overrides=tuple(packages), reset_all_overrides=all_),
+         dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+
+
+@click.command("reset")
+@_common
+@click.pass_context
+def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77):
+    """Remove all local changes: layered packages, overrides and initramfs regeneration."""
+    from hybridos.layering.requests import Change
+
+    _run(ctx, sysroot_opt, osname, "reset", lambda _repo: Change(reset_all=True), dry_run=dry_run,
+         cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+
+
+@click.command("initramfs")
+@_common
+@click.option("--enable", is_flag=True, help="Regenerate the initramfs on the host.")
+@click.option("--disable", is_flag=True, help="Use the base image's initramfs again.")
+@click.option("--arg", "args", multiple=True, metavar="ARG", help="An argument for the generator (dracut).")
+@click.pass_context
+def initramfs(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
+              enable, disable, args):
+    """Enable or disable client-side initramfs regeneration (no option: show the state)."""
+    from hybridos.layering.requests import Change
+
+    if enable and disable:
+        raise click.UsageError("--enable and --disable exclude each other")
+    if args and not enable:
+        raise click.UsageError("--arg needs --enable")
+    if not enable and not disable:
+        from hybridos.sysroot.sysroot import Sysroot
+
+        sysroot = Sysroot.load(sysroot_path(ctx, sysroot_opt))
+        merge = sysroot.merge_deployment(osname or sysroot.default_stateroot())
+        if merge is None or merge.origin is None:
+            raise click.ClickException("no deployment to show")
+        o = merge.origin
+        click.echo(f"Initramfs regeneration: {'enabled' if o.regenerate_initramfs else 'disabled'}")
+        if o.initramfs_args:
+            click.echo("Initramfs args: " + " ".join(o.initramfs_args))
+        return
+    _run(ctx, sysroot_opt, osname, "initramfs",
+         lambda _repo: Change(initramfs=bool(enable), initramfs_args=tuple(args)), dry_run=dry_run,
+         cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+
+
+@click.command("refresh-md")
+@sysroot_option
+@os_option
+@click.option("-f", "--force", is_flag=True, help="Download the metadata even if it is not expired.")
+@click.pass_context
+def refresh_md(ctx, sysroot_opt, osname, force):
+    """Download the repositories' metadata into the cache."""
+    from hybridos.layering.assemble import commit_arch
+    from hybridos.layering.repos import load_host_repos
+    from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.sysroot.transaction import Transaction
+
+    path = sysroot_path(ctx, sysroot_opt)
+    with Transaction(path, "refresh-md", on_event=event_printer()):
+        sysroot = Sysroot.load(path)
+        stateroot = osname or sysroot.default_stateroot()
+        merge = sysroot.merge_deployment(stateroot)
+        if merge is None:
+            raise click.ClickException(f"no deployment of stateroot {stateroot!r}")
+        repos = load_host_repos(path, stateroot, path / merge.relpath, commit_arch(sysroot.repo, merge.checksum),
+                                refresh=force)
+    for r in repos:
+        click.echo(f"Updating metadata for '{r.id}': {'cached' if r.from_cache else 'downloaded'}"
+                   f" (revision {r.revision or '?'})")

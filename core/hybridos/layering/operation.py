@@ -1,0 +1,88 @@
+"""One layering command as a sysroot transaction: change the requests, assemble, deploy.
+
+Every change is a new deployment (the previous one stays as the rollback); nothing is written to the sysroot
+before the new tree is committed, so a failing scriptlet or an unsolvable request leaves the sysroot as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hybridos.errors import SysrootError, Unchanged
+from hybridos.layering.assemble import (
+    AssembleOptions,
+    Plan,
+    assemble_deployment_tree,
+    download,
+    plan_layering,
+    prune_local_store,
+)
+from hybridos.layering.repos import PACKAGE_CACHE, stateroot_dir
+from hybridos.layering.requests import Change, LocalPackage, Requests, apply
+from hybridos.sysroot.origin import Origin
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    sysroot: object                 #: the reloaded Sysroot (the old one when nothing was deployed)
+    origin: Origin                  #: the new origin
+    plan: Plan | None
+    commit: str | None = None       #: the deployed commit (None for --dry-run / --download-only)
+    deployed: bool = False
+
+
+def _merge(sysroot, stateroot: str | None):
+    stateroot = stateroot or sysroot.default_stateroot()
+    if stateroot is None:
+        raise SysrootError(f"no deployment in {sysroot.path}", hint="deploy one first with `hybridos admin deploy`")
+    merge = sysroot.merge_deployment(stateroot)
+    if merge is None:
+        raise SysrootError(f"stateroot {stateroot!r} has no deployment in {sysroot.path}")
+    if merge.origin is None:
+        raise SysrootError(merge.origin_error or f"deployment {merge.id} has no origin",
+                           hint="repair the origin file ([origin] refspec=REMOTE:REF) or redeploy")
+    return stateroot, merge
+
+
+def _all_local(sysroot) -> list[LocalPackage]:
+    out = []
+    for d in sysroot.deployments:
+        if d.origin is not None:
+            with_reqs = Requests.from_origin(d.origin)
+            out += [*with_reqs.local_packages, *with_reqs.local_replacements]
+    return out
+
+
+def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
+                 options: AssembleOptions = AssembleOptions(), dry_run: bool = False) -> ChangeResult:
+    """Apply ``change`` to the merge deployment's requests and deploy the result (see the module docstring).
+
+    Raises Unchanged when the requests stay the same.
+    """
+    from hybridos.sysroot.deploy import deploy_commit
+    from hybridos.sysroot.upgrade import merge_base_commit
+
+    stateroot, merge = _merge(sysroot, stateroot)
+    old = Requests.from_origin(merge.origin)
+    new = apply(old, change)
+    origin = new.to_origin(merge.origin)
+    if new == old or origin == merge.origin:
+        raise Unchanged("No change.")
+    base = merge_base_commit(sysroot, merge)
+    deploy_dir = sysroot.path / merge.relpath
+    options = AssembleOptions(**{**options.__dict__, "explicit": tuple(change.install)})
+    plan = None
+    if not new.empty:
+        plan = plan_layering(sysroot, base, new, stateroot=stateroot, deploy_dir=deploy_dir, options=options, tx=tx)
+    if dry_run:
+        return ChangeResult(sysroot, origin, plan)
+    if options.download_only:
+        if plan is not None:
+            with tx.step("download"):
+                download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=options.cache_only)
+        return ChangeResult(sysroot, origin, plan)
+    commit = assemble_deployment_tree(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot,
+                                      options=options, plan=plan)
+    new_sysroot = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
+    prune_local_store(new_sysroot.repo, _all_local(new_sysroot))
+    return ChangeResult(new_sysroot, origin, plan, commit, True)

@@ -249,6 +249,11 @@ class RawHeader:
         e = self.entry(tag)
         return default if e is None else _decode(e, self.data)
 
+    def value_bytes(self, tag: int) -> bytes:
+        """The raw data bytes of a tag (for copying it into another header)."""
+        e = self.entry(tag)
+        return b"" if e is None else self.data[e.offset:e.offset + _data_length(e, self.data)]
+
     def as_dict(self) -> dict[int, object]:
         return {e.tag: _decode(e, self.data) for e in self.entries}
 
@@ -536,10 +541,6 @@ def _deps(h: RawHeader, name_tag: int, flags_tag: int, version_tag: int) -> tupl
                  for i, n in enumerate(names))
 
 
-def _interp(h: RawHeader, tag: int) -> tuple[str, ...]:
-    return _strs(h, tag)
-
-
 def _file_entries(h: RawHeader) -> tuple[FileEntry, ...]:
     basenames = _strs(h, Tag.BASENAMES)
     if basenames:
@@ -587,7 +588,7 @@ def _scriptlets(h: RawHeader) -> tuple[Scriptlet, ...]:
     out = []
     for kind, (body_tag, prog_tag, flags_tag) in SCRIPTLET_TAGS.items():
         body = h.get(body_tag)
-        prog = _interp(h, prog_tag)
+        prog = _strs(h, prog_tag)
         if body is None and not prog:
             continue
         fl = _ints(h, flags_tag)

@@ -5,6 +5,10 @@ Order, as rpm runs it: %pretrans of every package to install; then each erase (%
 %post, %triggerin, %filetriggerin; for an upgrade the old package's %preun/%postun with $1=1 and the removal of
 its files the new one no longer has); finally %posttrans and %transfiletriggerin. The rpmdb is written to a copy
 that replaces the tree's database only when everything succeeded.
+
+Triggers run: %triggerprein/in/un/postun, %filetriggerin/un/postun and %transfiletriggerin (file triggers get the
+matching paths on stdin). Not run: %transfiletriggerun/postun and %verify. ``LayerResult.script_output`` holds each
+scriptlet's output under a ``[NEVRA %scriptlet]`` line, then ``warning:`` lines (unknown owners, .rpmnew/.rpmsave).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from hybridos.packages.header import (
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
 from hybridos.packages.scriptlets import ScriptResult, run_scriptlet, run_trigger
-from hybridos.packages.unpack import _Resolver, load_owners, split_path, unpack_rpm
+from hybridos.packages.unpack import TreeResolver, load_owners, split_path, unpack_rpm
 
 _DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
 
@@ -53,6 +57,7 @@ class _State:
     installed: list[_Pkg]
     run_scripts: bool
     outputs: list[ScriptResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     new_files: list[str] = field(default_factory=list)
 
     def count(self, name: str) -> int:
@@ -90,12 +95,13 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
             installed_nevras.append(pkg.header.nevra)
         for _item, pkg in installs:
             _scriptlet(state, pkg.header, "posttrans", 0)
-        _trans_file_triggers(state, "transfiletriggerin", state.new_files)
+        _file_triggers(state, "transfiletriggerin", state.new_files)
         db.commit()
     except BaseException:
         db.abort()
         raise
     output = "".join(f"[{r.package} %{r.scriptlet}]\n{r.output}" for r in state.outputs if r.output)
+    output += "".join(f"warning: {w}\n" for w in state.warnings)
     return LayerResult(installed=tuple(installed_nevras), erased=tuple(i.nevra for i in erases), script_output=output)
 
 
@@ -151,7 +157,7 @@ def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
     _file_triggers(state, "filetriggerin", [e.path for e in h.file_entries if not e.is_ghost])
     if old is not None:
         _erase(state, old, upgrade=True, keep=set(h.files))
-    del result
+    state.warnings += result.warnings
 
 
 def _erase(state: _State, pkg: _Pkg, *, upgrade: bool, keep: set[str] | None = None) -> None:
@@ -172,7 +178,7 @@ def _erase(state: _State, pkg: _Pkg, *, upgrade: bool, keep: set[str] | None = N
 
 
 def _remove_files(state: _State, h: RpmHeader, owned: set[str]) -> None:
-    resolver = _Resolver(state.tree)
+    resolver = TreeResolver(state.tree)
     algo = h.raw.get(5011) if h.raw else None
     hash_name = _DIGESTS.get(algo[0] if algo else 1, "md5")
     for e in sorted(h.file_entries, key=lambda e: e.path, reverse=True):
@@ -289,10 +295,6 @@ def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
             if matched:
                 state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
                                          stdin="".join(f + "\n" for f in matched).encode()))
-
-
-def _trans_file_triggers(state: _State, kind: str, files: list[str]) -> None:
-    _file_triggers(state, kind, files)
 
 
 def _by_priority(state: _State, kind: str) -> list[_Pkg]:

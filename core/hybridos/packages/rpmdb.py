@@ -27,7 +27,6 @@ from hybridos.packages.header import (
     CHAR,
     INT32,
     Dependency,
-    RawEntry,
     RawHeader,
     RpmHeader,
     Sense,
@@ -180,7 +179,7 @@ def installed_blob(header: RawHeader, signature: RawHeader | None, *, install_ti
             e = signature.entry(stag)
             if e is None or htag in present:
                 continue
-            extra.append((htag, e.type, e.count, _raw_value(e, signature.data)))
+            extra.append((htag, e.type, e.count, signature.value_bytes(stag)))
     if Tag.INSTALLTIME not in present:
         extra.append((Tag.INSTALLTIME, INT32, 1, struct.pack(">I", install_time)))
     n_files = len(header.get(Tag.BASENAMES) or header.get(Tag.OLDFILENAMES) or ())
@@ -191,12 +190,6 @@ def installed_blob(header: RawHeader, signature: RawHeader | None, *, install_ti
     if Tag.INSTALLTID not in present:
         extra.append((Tag.INSTALLTID, INT32, 1, struct.pack(">I", tid)))
     return append_tags(header, sorted(extra))
-
-
-def _raw_value(e: RawEntry, data: bytes) -> bytes:
-    from hybridos.packages.header import _data_length
-
-    return data[e.offset:e.offset + _data_length(e, data)]
 
 
 _ALIGN = {3: 2, 4: 4, 5: 8}

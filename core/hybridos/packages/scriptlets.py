@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hybridos.errors import PackageError
 from hybridos.packages.header import RpmHeader, Scriptlet, Trigger
-from hybridos.packages.unpack import _Resolver
+from hybridos.packages.unpack import TreeResolver
 from hybridos.util.run import which
 
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -104,7 +104,7 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
     argv = list(interpreter)
     script_host = None
     if body:
-        tmpdir = _Resolver(tree).resolve_dir(("var", "tmp"), what, create=True)
+        tmpdir = TreeResolver(tree).resolve_dir(("var", "tmp"), what, create=True)
         host_dir = tree.joinpath(*tmpdir)
         fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=host_dir)
         with os.fdopen(fd, "w") as f:

@@ -156,7 +156,7 @@ def caps_to_xattr(text: str) -> bytes:
 # ---------------------------------------------------------------------------------------------- path resolution
 
 
-class _Resolver:
+class TreeResolver:
     """Resolve directory paths inside ``tree`` with chroot semantics, refusing every escape.
 
     ``overlay`` describes entries the package is about to create: {"/a/b": ("link", target) | ("dir",) | ("file",)}.
@@ -166,6 +166,10 @@ class _Resolver:
         self.tree = tree
         self.overlay = overlay or {}
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
+
+    def reset(self) -> None:
+        """Forget resolved directories (after a dry run that created nothing)."""
+        self._cache = {(): ()}
 
     def host(self, parts: Iterable[str]) -> str:
         return os.path.join(self.tree, *parts)
@@ -285,7 +289,7 @@ class _Unpacker:
                 overlay[e.path] = ("dir",)
             else:
                 overlay[e.path] = ("file",)
-        self.resolver = _Resolver(tree, overlay)
+        self.resolver = TreeResolver(tree, overlay)
         algo = header.raw.get(5011) if header.raw else None
         self.hash_name = _DIGEST_ALGOS.get(algo[0] if algo else 1, "")
         self.written: list[str] = []
@@ -304,7 +308,7 @@ class _Unpacker:
             parent = self.resolver.resolve_dir(parts[:-1], self.what, create=False)
             if not stat.S_ISDIR(e.mode):
                 self._check_protected(e.path, parent + parts[-1:])
-        self.resolver._cache = {(): ()}
+        self.resolver.reset()
 
     def _check_protected(self, path: str, real: tuple[str, ...]) -> None:
         if self.force or not self.protected:

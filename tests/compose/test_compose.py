@@ -233,6 +233,7 @@ def test_failing_scriptlet_fails_with_its_output_and_leaves_the_ref(tmp_path, tr
     ("packages: [a]\nfrobnicate: yes\n", "unknown treefile key 'frobnicate'"),
     ("packages: [a]\nrepos: [nosuchrepo]\n", "repository 'nosuchrepo' is not defined in any .repo file"),
     ("include: treefile.yaml\n", "include loop detected"),
+    ("ref: 'bad ref with spaces'\npackages: [a]\n", "invalid ref name"),
 ])
 def test_malformed_treefiles_give_clear_errors(tmp_path, treedir, body, needle):
     tf = write_treefile(treedir, body)

@@ -232,6 +232,13 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             f"registered in binfmt_misc to run the packages' scriptlets (none for qemu-{tf.basearch.value})",
             hint="install qemu-user-static and binfmt-support with /proc/sys/fs/binfmt_misc mounted, "
                  "or pass --no-scripts")
+    if tf.ref:
+        from hybridos.ostree.refs import validate_ref
+
+        try:
+            validate_ref(tf.ref)
+        except UsageError as exc:
+            raise ConfigError(f"{tf.path}: 'ref': {exc}") from None
     repo = None
     if not options.dry_run:
         from hybridos.ostree.repo import Repo

@@ -259,3 +259,12 @@ def test_stale_esp_config_from_an_attempt_before_the_swap_is_dropped(tmp_path):
     current = type(current)(current.sysroot, 1 - current.bootversion, current.entries, current.arch)
     grub.post_swap(current)
     assert cfg.read_bytes() == before and not cfg.with_name("grub.cfg.new").exists()
+
+
+def test_configured_but_absent_grub_is_a_clear_error_before_writing(tmp_path):
+    s = Sysroot(tmp_path / "sysroot", Architecture.X86_64)  # e.g. [sysroot] bootloader=grub2 on a bare sysroot
+    context = s.stage([A])
+    before = snapshot(s.root)
+    with pytest.raises(BootloaderError, match=r"grub2: no grub.cfg in .* \(looked for boot/grub2/grub.cfg"):
+        GrubBootloader().write_config(context)
+    assert snapshot(s.root) == before

@@ -252,3 +252,24 @@ def test_print_only_prints_the_flattened_treefile(treedir):
     assert flat["units"] == ["a.service", "b.service"]
     assert "include" not in flat and flat["ref"].startswith("testos/39/")
     assert flat["packages"] == sorted({"busybox", "filesystem", "testos-release", "kernel", "hello"})
+
+
+def test_compatibility_options(tmp_path, treedir):
+    require_root()
+    tf = write_treefile(treedir, BASE_TREEFILE)
+    repo = init_repo(tmp_path / "repo")
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"testos.release-notes": "https://example.invalid/notes", "testos.candidate": True}))
+    stamp = tmp_path / "stamp"
+    stamp.write_text("")
+    os.utime(stamp, (1, 1))
+    compose(tf, repo, "--unified-core", "--touch-if-changed", str(stamp), "--add-metadata-from-json", str(meta),
+            "--add-metadata-string", "version=39.custom")
+    assert stamp.stat().st_mtime > 1
+    commit = Repo.open(repo).load_commit(Repo.open(repo).resolve_rev("testos/39/x86_64/base"))
+    assert commit.metadata["testos.candidate"] is True and commit.version == "39.custom"
+    os.utime(stamp, (1, 1))
+    p = compose(tf, repo, "--touch-if-changed", str(stamp), "--add-metadata-from-json", str(meta))
+    assert "No apparent changes" in p.stdout and stamp.stat().st_mtime == 1
+    bad = compose(tf, repo, "--add-metadata-string", "novalue", check=False)
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 
 import pytest
@@ -10,7 +11,7 @@ import rpm_rs
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import read_rpm
 from hybridos.packages.payload import iter_cpio, open_decompressed
-from hybridos.packages.unpack import unpack_rpm
+from hybridos.packages.unpack import hardlink_sets, stripped_sizes, unpack_rpm
 from tests.conftest import require_tool
 from tests.helpers.rpms import File, Pkg, build_with_rpmbuild
 
@@ -129,3 +130,48 @@ def test_corrupt_payload_is_a_clear_error(tmp_path):
     assert "pay-1-1.x86_64" in str(e.value) or "payload" in str(e.value)
     assert "\n" not in str(e.value)
     assert not any((tmp_path / "tree").iterdir())
+
+
+def _stripped_archive(header, contents: dict[str, bytes]) -> bytes:
+    """A stripped (07070X) cpio archive as rpm writes it for packages with files over 4 GiB."""
+    sets = hardlink_sets(header)
+    out = bytearray()
+
+    def pad():
+        out.extend(b"\0" * ((-len(out)) % 4))
+
+    for i, e in enumerate(header.file_entries):
+        if e.is_ghost:
+            continue
+        pad()
+        out += b"07070X" + b"%08x" % i
+        pad()
+        if e.linkto:
+            out += e.linkto.encode()
+        elif e.path in sets and e.path != sets[e.path][-1]:
+            pass
+        else:
+            out += contents.get(e.path, b"")
+    pad()
+    name = b"TRAILER!!!\0"
+    out += b"070701" + b"00000000" * 11 + b"%08x" % len(name) + b"00000000" + name
+    pad()
+    return bytes(out)
+
+
+def test_stripped_cpio_members_come_by_header_index(tmp_path):
+    path = build(tmp_path, rpm_rs.CompressionType.Zstd)
+    header = read_rpm(path).header
+    contents = {f.path: f.content for f in SPEC.files if not f.symlink}
+    archive = _stripped_archive(header, contents)
+    sets = hardlink_sets(header)
+    assert sets["/usr/share/pay/h1"] == sets["/usr/share/pay/h2"]
+    got = {}
+    for member, reader in iter_cpio(io.BytesIO(archive), size_of=stripped_sizes(header, sets)):
+        got[header.file_entries[member.index].path] = reader.read()
+    assert got["/usr/share/pay/big"] == contents["/usr/share/pay/big"]
+    assert got["/usr/share/pay/l"] == b"small"
+    assert {got["/usr/share/pay/h1"], got["/usr/share/pay/h2"]} == {b"", b"link"}   # data on the last only
+    assert len(got) == len(header.file_entries)
+    with pytest.raises(FormatError, match="needs the header"):
+        list(iter_cpio(io.BytesIO(archive)))

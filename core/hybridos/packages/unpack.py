@@ -297,7 +297,7 @@ class _Unpacker:
         self.rpmsave: list[str] = []
         self.warnings: list[str] = []
         self.dirs: list[tuple[str, FileEntry]] = []
-        self.links: dict[int, list[tuple[str, FileEntry]]] = {}
+        self.links: dict[str, list[tuple[str, FileEntry]]] = {}
 
     # -- checks before anything is written
     def check_all(self) -> None:
@@ -526,7 +526,8 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
         f.seek(info.payload_offset)
         stream = open_decompressed(f, header.payload_compressor)
         try:
-            for member, reader in iter_cpio(stream, size_of=lambda i: by_index[i].size if i < len(by_index) else 0):
+            sets = hardlink_sets(header)
+            for member, reader in iter_cpio(stream, size_of=stripped_sizes(header, sets)):
                 if member.index >= 0:
                     if member.index >= len(by_index):
                         raise PackageError(f"{u.what}: payload member {member.index} is not in the header")
@@ -539,8 +540,8 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
                 if entry.is_ghost:
                     continue
                 seen.add(entry.path)
-                if stat.S_ISREG(entry.mode) and member.nlink > 1:
-                    _hardlink_member(u, entry, member, reader)
+                if entry.path in sets:
+                    _hardlink_member(u, entry, sets[entry.path], member, reader)
                 else:
                     u.write_member(entry, reader)
         except FormatError as e:
@@ -581,11 +582,36 @@ def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> bool:
     return True
 
 
-def _hardlink_member(u: _Unpacker, entry: FileEntry, member, reader) -> None:
+def hardlink_sets(header: RpmHeader) -> dict[str, tuple[str, ...]]:
+    """path -> all paths of its hardlink set (regular files sharing an inode number in the header)."""
+    by_inode: dict[int, list[str]] = {}
+    for e in header.file_entries:
+        if stat.S_ISREG(e.mode) and not e.is_ghost and e.inode:
+            by_inode.setdefault(e.inode, []).append(e.path)
+    return {p: tuple(paths) for paths in by_inode.values() if len(paths) > 1 for p in paths}
+
+
+def stripped_sizes(header: RpmHeader, sets: dict[str, tuple[str, ...]]):
+    """Data size of each member of a stripped (07070X) archive: hardlink sets carry it on their last member."""
+    entries = header.file_entries
+
+    def size_of(index: int) -> int:
+        if index >= len(entries):
+            raise PackageError(f"{header.nevra}: payload member {index} is not in the header")
+        e = entries[index]
+        if not stat.S_ISREG(e.mode):
+            return e.size if stat.S_ISLNK(e.mode) else 0
+        group = sets.get(e.path)
+        return 0 if group and e.path != group[-1] else e.size
+
+    return size_of
+
+
+def _hardlink_member(u: _Unpacker, entry: FileEntry, group: tuple[str, ...], member, reader) -> None:
     """rpm writes a hardlink set's data with its last member only: hold the others back until it comes."""
-    pending = u.links.setdefault(member.ino, [])
+    pending = u.links.setdefault(group[0], [])
     pending.append((entry.path, entry))
-    if member.size == 0 and len(pending) < member.nlink:
+    if member.size == 0 and len(pending) < len(group):
         return
     u.write_member(entry, reader)
     pdir, name = u.locate(entry)
@@ -599,4 +625,4 @@ def _hardlink_member(u: _Unpacker, entry: FileEntry, member, reader) -> None:
         os.link(source, tmp, follow_symlinks=False)
         os.rename(tmp, os.path.join(d, n))
         u.written.append(path)
-    del u.links[member.ino]
+    del u.links[group[0]]

@@ -209,3 +209,24 @@ def test_file_dependency_with_escaped_path(tmp_path):
     loaded = load_repo(repo.url, tmp_path / "cache")
     assert _names(loaded, install=("user",)) == {"amp-1.0-1.x86_64", "user-1.0-1.x86_64"}
     assert _names(loaded, install=("/usr/share/a&b/data",)) == {"amp-1.0-1.x86_64"}
+
+
+def test_local_repository_is_always_revalidated(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    cfg = _config(repo.url, metadata_expire=-1)
+    first = load_repo(cfg, tmp_path / "cache")
+    make_repo(tmp_path / "repo", [*PKGS, Pkg("new")])
+    second = load_repo(cfg, tmp_path / "cache")
+    assert second.solv_path != first.solv_path and "new-1.0-1.x86_64" in _names(second, install=("new",))
+
+
+def test_corrupt_cache_file_is_a_clear_error(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    loaded = load_repo(repo.url, tmp_path / "cache")
+    loaded.solv_path.write_bytes(b"SOLV garbage")
+    with pytest.raises(CorruptionError, match=r"cache file .*\.solv is corrupt"):
+        _names(loaded, install=("app",))
+    loaded.solv_path.unlink()
+    with pytest.raises(NotFoundError, match="is missing"):
+        _names(loaded, install=("app",))
+    assert _names(load_repo(repo.url, tmp_path / "cache"), install=("extra",)) == {"extra-0.1-1.noarch"}

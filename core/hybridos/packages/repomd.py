@@ -313,6 +313,9 @@ def _cached_repomd(cachedir: Path, config: RepoConfig) -> tuple[Repomd, str] | N
 
 
 def _fresh(cachedir: Path, config: RepoConfig) -> bool:
+    """True when the cached repomd.xml may be used without asking the repository (metadata_expire)."""
+    if all(url.startswith("file:") or "://" not in url for url in config.baseurls):
+        return False        # local repositories are always re-read: reading repomd.xml costs nothing
     if config.metadata_expire < 0:
         return True
     try:

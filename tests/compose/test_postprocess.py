@@ -206,3 +206,12 @@ def test_symlinks_planted_in_the_tree_never_lead_outside(tmp_path):
     with pytest.raises(PackageError, match="/boot in the tree is not a directory"):
         postprocess_tree(tree2, tf, version=None, kver=None, runner=ScriptRunner(Architecture.X86_64, False))
     assert (host / "boot/vmlinuz-9.9").read_text() == "host kernel\n"
+
+
+def test_binfmt_entries_are_read_as_the_kernel_writes_them():
+    from hybridos.compose.pipeline import parse_binfmt_entry
+
+    text = ("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\n"
+            "magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n")
+    assert parse_binfmt_entry(text) == (True, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "POCF")
+    assert parse_binfmt_entry(text.replace("enabled", "disabled"))[0] is False

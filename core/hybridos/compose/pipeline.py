@@ -138,15 +138,48 @@ def metadata_value(value: Any, where: str) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def parse_binfmt_entry(text: str) -> tuple[bool, str | None, str]:
+    """A /proc/sys/fs/binfmt_misc entry -> (enabled, interpreter, flags)."""
+    enabled, interpreter, flags = False, None, ""
+    for line in text.splitlines():
+        if line.strip() == "enabled":
+            enabled = True
+        elif line.startswith("interpreter "):
+            interpreter = line.split(" ", 1)[1].strip()
+        elif line.startswith("flags:"):
+            flags = line.split(":", 1)[1].strip()
+    return enabled, interpreter, flags
+
+
+def binfmt_entry(arch: Architecture) -> tuple[bool, str | None, str]:
+    try:
+        return parse_binfmt_entry(Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch.value}").read_text())
+    except OSError:
+        return False, None, ""
+
+
 def foreign_scripts_runnable(arch: Architecture) -> bool:
     """Whether programs of ``arch`` run on this machine: the host's own, or qemu-user registered in binfmt_misc."""
     if arch is Architecture.host():
         return True
-    entry = Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch.value}")
-    try:
-        return entry.read_text().startswith("enabled")
-    except OSError:
-        return False
+    enabled, interpreter, _flags = binfmt_entry(arch)
+    return enabled and interpreter is not None
+
+
+def provide_binfmt_interpreter(tree: Path, arch: Architecture) -> Path | None:
+    """Without binfmt's F flag the kernel looks the qemu interpreter up inside the sandbox: copy it into the
+    tree for the scriptlets (removed again before the commit). Returns the copy, or None when not needed."""
+    if arch is Architecture.host():
+        return None
+    enabled, interpreter, flags = binfmt_entry(arch)
+    if not enabled or interpreter is None or "F" in flags:
+        return None
+    dest = tree / interpreter.lstrip("/")
+    if dest.exists():
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(interpreter, dest)
+    return dest
 
 
 def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
@@ -284,6 +317,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         step(f"Downloading {len(installs)} packages")
         rpms = _download(transaction, cachedir / "packages", options.progress)
 
+        qemu = provide_binfmt_interpreter(tree, tf.basearch) if options.run_scripts else None
         step(f"Installing {len(installs)} packages (scriptlets {'on' if options.run_scripts else 'off'})")
         layer_request = LayerRequest(tree=tree, transaction=transaction, rpms=rpms, arch=tf.basearch,
                                      run_scripts=options.run_scripts)
@@ -304,6 +338,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         postprocess.postprocess_tree(tree, tf, version=version, kver=kver,
                                      runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts))
 
+        if qemu is not None:
+            qemu.unlink()
         metadata: dict[str, Any] = {}
         for k, v in tf.add_commit_metadata.items():
             metadata[k] = metadata_value(v, k)

@@ -436,7 +436,7 @@ def run_dracut(request: InitramfsRequest) -> Path:
     if request.arch is not Architecture.host():
         # dracut is a shell script that execs many of the tree's programs: qemu-user without binfmt_misc
         # cannot follow those, so a foreign tree gets the built-in image.
-        log.warning("dracut of a %s tree cannot run on this %s machine; writing the built-in initramfs",
+        log.warning("warning: dracut of a %s tree cannot run on this %s machine; writing the built-in initramfs",
                     request.arch.value, Architecture.host().value)
         return build_builtin_initramfs(request)
     rel, _ = found

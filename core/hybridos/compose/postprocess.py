@@ -269,7 +269,7 @@ def run_postprocess_scripts(tree: Path, tf: Treefile, runner: ScriptRunner) -> N
     if not scripts:
         return
     if not runner.enabled:
-        log.warning("--no-scripts: skipping %d postprocess script(s)", len(scripts))
+        log.warning("warning: --no-scripts: skipping %d postprocess script(s)", len(scripts))
         return
     for what, body in scripts:
         name = ".hybridos-postprocess"
@@ -307,7 +307,7 @@ def split_passwd_files(tree: Path, tf: Treefile) -> None:
     """
     if not has_nss_altfiles(tree):
         if _regular(tree, "etc/passwd"):
-            log.warning("the tree has no nss-altfiles: /etc/passwd and /etc/group stay whole")
+            log.warning("warning: the tree has no nss-altfiles: /etc/passwd and /etc/group stay whole")
         return
     for name, keep in (("passwd", {"root"}), ("group", {"root", *tf.etc_group_members})):
         etc = _regular(tree, f"etc/{name}")

@@ -7,11 +7,12 @@ import textwrap
 
 import pytest
 
+from hybridos.arch import Architecture
 from hybridos.errors import PackageError
 from hybridos.packages.header import read_rpm_header
 from hybridos.packages.model import Action
 from hybridos.packages.rpmdb import read_rpmdb
-from hybridos.packages.scriptlets import run_script, script_env
+from hybridos.packages.scriptlets import arch_runnable, run_script, script_env
 from tests.helpers.rpms import File, Pkg, build_rpm, build_with_rpmbuild
 
 from .conftest import layer, rpm_q
@@ -198,3 +199,15 @@ def test_install_prefix_environment(tmp_path, base_tree, rpmbuild_dir):
     assert script_env(h)["RPM_INSTALL_PREFIX"] == "/opt"
     layer(base_tree, [rpm])
     assert (base_tree / "var/tmp/prefix").read_text() == "/opt /opt\n"
+
+
+def test_foreign_architecture_scriptlets_are_a_clear_error(tmp_path, base_tree):
+    if arch_runnable("aarch64"):
+        pytest.skip("qemu-aarch64 is registered in binfmt_misc here: aarch64 scriptlets would run")
+    rpm = build_rpm(Pkg("armpkg", arch="aarch64", files=(File("/usr/share/armpkg", b"a"),), post="true"),
+                    tmp_path)
+    with pytest.raises(PackageError, match=r"armpkg-1.0-1.aarch64: cannot run its %post scriptlet: the tree is "
+                                           r"aarch64 and this \w+ machine has no qemu-aarch64"):
+        layer(base_tree, [rpm], arch=Architecture.AARCH64)
+    layer(base_tree, [rpm], arch=Architecture.AARCH64, run_scripts=False)
+    assert "armpkg-1.0-1.aarch64" in rpm_q(base_tree, "-qa").stdout

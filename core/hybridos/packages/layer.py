@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 import stat
 import time
 from collections import Counter
@@ -34,7 +35,7 @@ from hybridos.packages.header import (
 )
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
-from hybridos.packages.scriptlets import ScriptResult, run_scriptlet, run_trigger
+from hybridos.packages.scriptlets import ScriptResult, arch_runnable, run_scriptlet, run_trigger
 from hybridos.packages.unpack import TreeResolver, load_owners, split_path, unpack_rpm
 
 _DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
@@ -250,7 +251,16 @@ def _scriptlet(state: _State, h: RpmHeader, kind: str, count: int) -> None:
     s = h.scriptlet(kind)
     if s is None or (not s.body and len(s.interpreter) == 1 and s.interpreter[0] == "/bin/sh"):
         return
+    _check_arch(state, h, kind)
     state.script(run_scriptlet(state.tree, h, s, count))
+
+
+def _check_arch(state: _State, h: RpmHeader, what: str) -> None:
+    arch = str(state.request.arch)
+    if not arch_runnable(arch):
+        raise PackageError(f"{h.nevra}: cannot run its %{what} scriptlet: the tree is {arch} and this "
+                           f"{platform.machine()} machine has no qemu-{arch} registered in binfmt_misc",
+                           hint="register qemu-user-static with binfmt_misc, or layer without scripts")
 
 
 def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, include_own: bool) -> None:
@@ -266,6 +276,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
             if key in done:
                 continue
             done.add(key)
+            _check_arch(state, p.header, t.kind)
             state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count))
     if not include_own:
         return
@@ -276,6 +287,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
                    and dependency_matches(t.condition, p.header.name, p.header.evr)]
         if targets:
             done.add((str(h.nevra), t.index))
+            _check_arch(state, h, t.kind)
             state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name)))
 
 
@@ -293,6 +305,7 @@ def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
                 continue
             matched = _matching(t, files)
             if matched:
+                _check_arch(state, p.header, t.kind)
                 state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
                                          stdin="".join(f + "\n" for f in matched).encode()))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,17 @@ def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: boo
         raise PackageError("cannot run scriptlets: neither bwrap nor unshare+chroot is available",
                            hint="install bubblewrap")
     return [unshare, "-m", "--propagation", "private", chroot, str(tree), *argv]
+
+
+def arch_runnable(arch: str) -> bool:
+    """Whether programs built for ``arch`` run here: the host's own, or qemu-user registered in binfmt_misc."""
+    if arch == platform.machine():
+        return True
+    try:
+        status = Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch}").read_text()
+    except OSError:
+        return False
+    return status.startswith("enabled")
 
 
 def script_env(header: RpmHeader, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""End-to-end helpers: real commits (made by the real ``ostree``) deployed by hybridos' own sysroot code."""
+"""End-to-end helpers: real commits (made by the real ``ostree``) deployed with the ``hybridos`` command line."""
 
 from __future__ import annotations
 
@@ -8,20 +8,16 @@ import subprocess
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.sysroot.deploy import deploy_commit, write_deployments
-from hybridos.sysroot.initfs import init_fs, os_init
-from hybridos.sysroot.origin import Origin
-from hybridos.sysroot.sysroot import Sysroot
-from hybridos.sysroot.transaction import null_transaction
 from tests.bootloader.fixtures import dtb, kernel_for
+from tests.conftest import run_cli
 
 STATEROOT = "fedora"
 SYSTEM_UENV = "board_name=rockpro64\n"
 
 
-def make_sysroot(root: Path, options: dict[str, str] | None = None) -> Path:
-    init_fs(root)
-    os_init(root, STATEROOT)
+def make_sysroot(root: Path, options: dict[str, str] | None = None, env: dict | None = None) -> Path:
+    run_cli("admin", "init-fs", str(root), env=env)
+    run_cli("admin", "os-init", "--sysroot", str(root), STATEROOT, env=env)
     if options:
         with open(root / "ostree/repo/config", "a") as f:
             f.write("\n[sysroot]\n" + "".join(f"{k}={v}\n" for k, v in options.items()))
@@ -50,16 +46,14 @@ def commit(root: Path, arch: Architecture, n: int, work: Path) -> str:
         capture_output=True, text=True, check=True).stdout.strip()
 
 
-def deploy(root: Path, checksum: str) -> None:
-    deploy_commit(Sysroot.load(root), checksum, stateroot=STATEROOT, origin=Origin("os/stable"),
-                  tx=null_transaction(root))
+def deploy(root: Path, checksum: str, env: dict | None = None, check: bool = True):
+    """``hybridos admin deploy``; with ``check=False`` the completed process is returned as it ended."""
+    return run_cli("admin", "deploy", "--sysroot", str(root), "--os", STATEROOT, "--karg", "rw", checksum,
+                   env=env, check=check)
 
 
-def rollback(root: Path) -> None:
-    """Put the second deployment first, as ``rpm-ostree rollback`` does."""
-    s = Sysroot.load(root)
-    deps = list(s.deployments)
-    write_deployments(s, [deps[1], deps[0], *deps[2:]], null_transaction(root))
+def rollback(root: Path, env: dict | None = None) -> None:
+    run_cli("--sysroot", str(root), "rollback", env=env)
 
 
 def ostree_status_order(root: Path) -> list[str]:

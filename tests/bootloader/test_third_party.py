@@ -18,6 +18,7 @@ from tests.conftest import ROOT, require_tool, run_cli
 
 EXAMPLE = ROOT / "docs/examples/bootloader_plugin"
 
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The example distribution installed with pip into a private directory (as a user would, offline)."""

@@ -13,7 +13,7 @@ import pytest
 from hybridos.packages.header import read_rpm_header
 from hybridos.packages.layer import apply_transaction
 from hybridos.packages.model import Action, LayerRequest, Transaction, TransactionItem
-from tests.conftest import require_tool
+from tests.conftest import require_root, require_tool
 from tests.helpers.rpms import File, Pkg, build_rpm
 
 BUSYBOX = Path("/bin/busybox")
@@ -38,6 +38,16 @@ def busybox_pkg() -> Pkg:
     files = [File("/bin/busybox", BUSYBOX.read_bytes(), mode=0o755)]
     files += [File(f"/bin/{a}", symlink="busybox") for a in APPLETS]
     return Pkg("busybox", "1.35.0", requires=("filesystem",), files=tuple(files))
+
+
+_NEEDS_ROOT = {"test_unpack", "test_rpmdb", "test_scriptlets", "test_layer"}
+
+
+@pytest.fixture(autouse=True)
+def _root_for_trees(request):
+    """Unpacking sets owners, setuid bits and security.capability; the sandbox needs namespaces: root only."""
+    if request.module.__name__.rsplit(".", 1)[-1] in _NEEDS_ROOT:
+        require_root()
 
 
 @pytest.fixture(scope="session")

@@ -540,10 +540,13 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
                 if entry.is_ghost:
                     continue
                 seen.add(entry.path)
-                if entry.path in sets:
-                    _hardlink_member(u, entry, sets[entry.path], member, reader)
-                else:
-                    u.write_member(entry, reader)
+                try:
+                    if entry.path in sets:
+                        _hardlink_member(u, entry, sets[entry.path], member, reader)
+                    else:
+                        u.write_member(entry, reader)
+                except OSError as e:
+                    raise PackageError(f"{u.what}: cannot write {entry.path}: {e.strerror}") from None
         except FormatError as e:
             raise PackageError(f"{u.what}: {e}") from None
     for members in u.links.values():   # an incomplete hardlink set: its data never came

@@ -142,6 +142,11 @@ CASES = {
         (Pkg("a", "1.0"), Pkg("b", "2.0")),
         ("distro-sync",), {"distupgrade": True},
         setup=("a", "b"), setup_packages=(Pkg("a", "2.0"), Pkg("b", "1.0"))),
+    "exclude-forms": Case(
+        (Pkg("app", requires=("mta", "lib")), Pkg("postfix", provides=("mta",)), Pkg("exim", provides=("mta",)),
+         Pkg("lib", "1.0"), Pkg("lib", "2.0")),
+        ("install", "app", "--exclude=exim.x86_64", "--exclude=lib-2.0-1.x86_64"),
+        {"install": ("app",), "excludes": ("exim.x86_64", "lib-2.0-1.x86_64")}),
     "exclude": Case(
         (Pkg("app", requires=("mta",)), Pkg("postfix", provides=("mta",)), Pkg("exim", provides=("mta",))),
         ("install", "app", "--exclude=exim"), {"install": ("app",), "excludes": ("exim",)}),

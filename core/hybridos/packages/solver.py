@@ -8,7 +8,6 @@ in ``install``/``replace`` become a ``@commandline`` repository. Solver flags fo
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,8 @@ _SELECT_INSTALLED = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_CA
                      | solv.Selection.SELECTION_DOTARCH | solv.Selection.SELECTION_GLOB
                      | solv.Selection.SELECTION_PROVIDES | solv.Selection.SELECTION_FILELIST
                      | solv.Selection.SELECTION_INSTALLED_ONLY)
+_SELECT_EXCLUDE = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_GLOB | solv.Selection.SELECTION_CANON
+                   | solv.Selection.SELECTION_DOTARCH)
 _SELECT_LOCKED = (solv.Selection.SELECTION_NAME | solv.Selection.SELECTION_GLOB
                   | solv.Selection.SELECTION_INSTALLED_ONLY)
 _TT = solv.Transaction
@@ -151,8 +152,8 @@ class _Context:
                 for path in h.files:
                     if path in wanted:
                         s.add_provides(pool.str2id(path))
-        self._apply_excludes()
         pool.createwhatprovides()
+        self._apply_excludes()
         # Repository caches only carry the file provides the repository itself needs; the installed set and
         # local RPMs may depend on other files (also ones an installed package provides today but a
         # candidate update must provide too): look those up in the repositories' file indexes.
@@ -187,20 +188,22 @@ class _Context:
         return added
 
     def _apply_excludes(self) -> None:
-        """Hide excluded available packages (request excludes and each repository's excludepkgs)."""
+        """Hide excluded available packages (request excludes and each repository's excludepkgs).
+
+        A pattern matches like dnf's ``--exclude``: a name glob, ``name.arch`` or a (glob) NEVRA.
+        """
         request, pool = self.request, self.pool
-        hidden = []
+        hidden: set[int] = set()
+        selections: dict[str, set[tuple[int, int]]] = {}
         for srepo in self.repos:
-            patterns = tuple(request.excludes) + tuple(srepo.appdata.excludepkgs)
-            if not patterns:
-                continue
-            for s in srepo.solvables:
-                if _excluded(s, patterns):
-                    hidden.append(s.id)
+            for pattern in (*request.excludes, *srepo.appdata.excludepkgs):
+                if pattern not in selections:
+                    sel = pool.select(pattern, _SELECT_EXCLUDE)
+                    selections[pattern] = {(s.repo.id, s.id) for s in sel.solvables()}
+                hidden.update(sid for rid, sid in selections[pattern] if rid == srepo.id)
         if hidden:
-            hidden_set = set(hidden)
-            considered = [s.id for s in pool.solvables if s.id not in hidden_set]
-            pool.set_considered_list(considered)
+            pool.set_disabled_list(sorted(hidden))
+            pool.createwhatprovides()      # so that selections and dependencies no longer see them
 
 
 def _buildtime(header) -> int:
@@ -215,11 +218,6 @@ def _buildtime(header) -> int:
 
 def _is_local_rpm(spec: str) -> bool:
     return spec.endswith(".rpm") and (os.sep in spec or os.path.isfile(spec))
-
-
-def _excluded(s: solv.XSolvable, patterns: Iterable[str]) -> bool:
-    names = (s.name, f"{s.name}.{s.arch}", str(s), f"{s.name}-{s.evr}")
-    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
 
 # -- jobs --------------------------------------------------------------------------------------------------

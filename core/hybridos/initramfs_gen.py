@@ -4,11 +4,13 @@ The built-in image is a compressed newc cpio holding the tree's busybox (plus it
 is not static), applet links and an ``/init`` script that does what ``ostree-prepare-root`` does: read
 ``root=`` and ``ostree=`` from ``/proc/cmdline``, mount the physical root at ``/sysroot``, bind-mount the
 deployment as the new root with ``/sysroot`` and the stateroot's ``/var`` inside it and ``/usr`` read-only,
-create ``/run/ostree-booted``, and ``switch_root``. It carries no kernel modules: the root filesystem's driver
-must be built into the kernel (use dracut for anything else).
+create ``/run/ostree-booted``, and ``switch_root``. Kernel modules: the common storage and filesystem drivers
+(:data:`DEFAULT_DRIVERS`) plus dracut-style ``--add-drivers``, with their modules.dep dependencies, are
+loaded by ``/init`` before it waits for the root device; a driver the kernel has built in needs nothing.
 
 Pure parts: :func:`newc_archive` (entries -> bytes), :func:`elf_dependencies` (ELF bytes -> interpreter and
-DT_NEEDED), :data:`INIT_SCRIPT`. The rest reads the tree and writes the image atomically.
+DT_NEEDED), :func:`parse_modules_dep`, :func:`module_closure`, :data:`INIT_SCRIPT`. The rest reads the tree
+and writes the image atomically.
 """
 
 from __future__ import annotations
@@ -239,6 +241,11 @@ main() {
     mount -t sysfs sysfs /sys
     mount -t devtmpfs devtmpfs /dev 2>/dev/null
     mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+    if [ -f /etc/hybridos-modules ]; then
+        while read -r module; do
+            [ -n "$module" ] && modprobe "$module" 2>/dev/null
+        done < /etc/hybridos-modules
+    fi
     cmdline=$(cat /proc/cmdline)
     root=$(cmdline_value root "$cmdline")
     ostree=$(cmdline_value ostree "$cmdline")
@@ -352,6 +359,63 @@ def _library_closure(tree: Path, binary: bytes) -> list[tuple[str, bytes]]:
     return sorted(out.items())
 
 
+#: storage and filesystem drivers the built-in image carries by default, when the kernel has them as modules
+DEFAULT_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_mmio", "nvme", "ahci", "sd_mod", "sr_mod",
+                   "mmc_block", "sdhci_pci", "sdhci_of_arasan", "usb_storage", "uas", "ext4", "xfs", "btrfs", "vfat")
+MODULE_INDEXES = ("modules.dep", "modules.alias", "modules.builtin", "modules.order", "modules.softdep",
+                  "modules.builtin.modinfo")
+
+
+def module_name(path: str) -> str:
+    """``kernel/fs/ext4/ext4.ko.xz`` -> ``ext4`` (dashes normalized to underscores, as modprobe does)."""
+    base = path.rsplit("/", 1)[-1]
+    return base.split(".ko", 1)[0].replace("-", "_")
+
+
+def parse_modules_dep(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """modules.dep -> {module name: (its path, the paths it depends on)}."""
+    out = {}
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        path, _, deps = line.partition(":")
+        path = path.strip()
+        out[module_name(path)] = (path, tuple(deps.split()))
+    return out
+
+
+def module_closure(dep: dict[str, tuple[str, tuple[str, ...]]], names: Iterable[str]) -> list[str]:
+    """Paths of the named modules and everything they depend on (unknown names are skipped), sorted."""
+    by_path = {path: deps for path, deps in dep.values()}
+    out: set[str] = set()
+    queue = [dep[n.replace("-", "_")][0] for n in names if n.replace("-", "_") in dep]
+    while queue:
+        path = queue.pop()
+        if path in out:
+            continue
+        out.add(path)
+        queue.extend(by_path.get(path, ()))
+    return sorted(out)
+
+
+def drivers_from_args(args: Iterable[str]) -> tuple[str, ...] | None:
+    """Driver names from dracut-style ``--add-drivers``/``--drivers`` (space or comma separated); None if absent."""
+    args = list(args)
+    names: list[str] = []
+    given = False
+    for i, a in enumerate(args):
+        value = None
+        for opt in ("--add-drivers", "--drivers", "--force-drivers"):
+            if a == opt and i + 1 < len(args):
+                value = args[i + 1]
+            elif a.startswith(opt + "="):
+                value = a.split("=", 1)[1]
+        if value is not None:
+            given = True
+            names.extend(x for x in value.replace(",", " ").split() if x)
+    return tuple(names) if given else None
+
+
 def _compression_from_args(args: Iterable[str]) -> str:
     method = "gzip"
     args = list(args)
@@ -365,8 +429,41 @@ def _compression_from_args(args: Iterable[str]) -> str:
     return {"gz": "gzip", "zst": "zstd"}.get(method, method)
 
 
-def builtin_entries(tree: Path, *, mtime: int = 0) -> list[CpioEntry]:
-    """The members of the built-in initramfs for ``tree`` (reads busybox and its libraries from the tree)."""
+def _module_entries(tree: Path, kver: str, drivers: Iterable[str], mtime: int) -> list[CpioEntry]:
+    """lib/modules/<kver>/... for ``drivers`` and their dependencies, the module indexes, etc/hybridos-modules."""
+    moddir = resolve_in_tree(tree, f"usr/lib/modules/{kver}")
+    depfile = moddir / "modules.dep" if moddir is not None else None
+    if depfile is None or not depfile.is_file():
+        return []
+    dep = parse_modules_dep(depfile.read_text(errors="replace"))
+    wanted = [d for d in drivers if d.replace("-", "_") in dep]
+    paths = module_closure(dep, wanted)
+    if not paths:
+        return []
+    files: dict[str, bytes] = {}
+    for rel in [*paths, *MODULE_INDEXES]:
+        src = resolve_in_tree(tree, f"usr/lib/modules/{kver}/{rel}")
+        if src is not None and src.is_file():
+            files[f"lib/modules/{kver}/{rel}"] = src.read_bytes()
+        elif rel in paths:
+            raise PackageError(f"module {rel} is listed in modules.dep but missing from the tree")
+    dirs = set()
+    for path in files:
+        parent = os.path.dirname(path)
+        while parent and parent != "lib":
+            dirs.add(parent)
+            parent = os.path.dirname(parent)
+    entries = [CpioEntry(d, stat.S_IFDIR | 0o755, mtime=mtime) for d in sorted(dirs)]
+    entries += [CpioEntry(p, stat.S_IFREG | 0o644, data, mtime=mtime) for p, data in sorted(files.items())]
+    names = "".join(f"{d.replace('-', '_')}\n" for d in wanted)
+    entries.append(CpioEntry("etc/hybridos-modules", stat.S_IFREG | 0o644, names.encode(), mtime=mtime))
+    return entries
+
+
+def builtin_entries(tree: Path, *, mtime: int = 0, kver: str | None = None,
+                    drivers: Iterable[str] = DEFAULT_DRIVERS) -> list[CpioEntry]:
+    """The members of the built-in initramfs for ``tree`` (reads busybox and its libraries from the tree, and
+    with ``kver`` the kernel modules for ``drivers`` that the kernel has as modules)."""
     found = _find(tree, BUSYBOX_PATHS)
     if found is None:
         raise PackageError("the tree has neither dracut nor busybox, so no initramfs can be built",
@@ -392,6 +489,8 @@ def builtin_entries(tree: Path, *, mtime: int = 0) -> list[CpioEntry]:
         if "/" in name:
             continue
         entries.append(CpioEntry(f"bin/{name}", stat.S_IFLNK | 0o777, b"busybox", mtime=mtime))
+    if kver is not None:
+        entries.extend(_module_entries(tree, kver, drivers, mtime))
     entries.append(CpioEntry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.encode(), mtime=mtime))
     return entries
 
@@ -403,7 +502,10 @@ def build_builtin_initramfs(request: InitramfsRequest) -> Path:
     if moddir is None or not moddir.is_dir():
         raise PackageError(f"the tree has no usr/lib/modules/{request.kernel_version} (no kernel of that version)")
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
-    image = compress(newc_archive(builtin_entries(tree, mtime=mtime)), _compression_from_args(request.args))
+    drivers = drivers_from_args(request.args)
+    entries = builtin_entries(tree, mtime=mtime, kver=request.kernel_version,
+                              drivers=DEFAULT_DRIVERS + (drivers or ()))
+    image = compress(newc_archive(entries), _compression_from_args(request.args))
     atomic_write(moddir / "initramfs.img", image, 0o644)   # rename replaces a symlink, never follows it
     return request.output
 

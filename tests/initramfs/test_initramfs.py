@@ -274,3 +274,46 @@ def test_foreign_tree_with_dracut_gets_the_builtin_image(tmp_path):
     foreign = next(a for a in Architecture if a is not HOST)
     out = run_dracut(InitramfsRequest(tree, KVER, foreign))
     assert "init" in cpio_list(gzip.decompress(out.read_bytes()))
+
+
+def test_modules_dep_closure():
+    from hybridos.initramfs_gen import drivers_from_args, module_closure, parse_modules_dep
+
+    dep = parse_modules_dep("kernel/fs/ext4/ext4.ko.xz: kernel/fs/jbd2/jbd2.ko.xz kernel/lib/crc16.ko.xz\n"
+                            "kernel/fs/jbd2/jbd2.ko.xz:\nkernel/lib/crc16.ko.xz:\n"
+                            "kernel/drivers/block/virtio_blk.ko.xz: kernel/drivers/virtio/virtio-ring.ko.xz\n"
+                            "kernel/drivers/virtio/virtio-ring.ko.xz:\n")
+    assert module_closure(dep, ["ext4"]) == ["kernel/fs/ext4/ext4.ko.xz", "kernel/fs/jbd2/jbd2.ko.xz",
+                                             "kernel/lib/crc16.ko.xz"]
+    assert module_closure(dep, ["virtio-blk", "nosuch"]) == ["kernel/drivers/block/virtio_blk.ko.xz",
+                                                             "kernel/drivers/virtio/virtio-ring.ko.xz"]
+    assert drivers_from_args(["--no-hostonly", "--add-drivers", "ext4 xfs", "--drivers=nvme,ahci"]) == \
+        ("ext4", "xfs", "nvme", "ahci")
+    assert drivers_from_args(["--no-hostonly"]) is None
+
+
+def test_builtin_initramfs_carries_the_storage_modules_the_kernel_has(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    mod = tree / "usr/lib/modules" / KVER
+    for rel in ("kernel/fs/ext4/ext4.ko.xz", "kernel/fs/jbd2/jbd2.ko.xz", "kernel/drivers/block/virtio_blk.ko.xz",
+                "kernel/drivers/net/dummy.ko.xz", "kernel/drivers/net/e1000.ko.xz"):
+        (mod / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mod / rel).write_bytes(b"module " + rel.encode())
+    (mod / "modules.dep").write_text("kernel/fs/ext4/ext4.ko.xz: kernel/fs/jbd2/jbd2.ko.xz\n"
+                                     "kernel/fs/jbd2/jbd2.ko.xz:\nkernel/drivers/block/virtio_blk.ko.xz:\n"
+                                     "kernel/drivers/net/dummy.ko.xz:\nkernel/drivers/net/e1000.ko.xz:\n")
+    (mod / "modules.alias").write_text("alias fs-ext4 ext4\n")
+    out = build_builtin_initramfs(InitramfsRequest(tree, KVER, HOST, ("--add-drivers", "e1000")))
+    raw = gzip.decompress(out.read_bytes())
+    names = cpio_list(raw)
+    base = f"lib/modules/{KVER}"
+    for rel in ("kernel/fs/ext4/ext4.ko.xz", "kernel/fs/jbd2/jbd2.ko.xz", "kernel/drivers/block/virtio_blk.ko.xz",
+                "kernel/drivers/net/e1000.ko.xz", "modules.dep", "modules.alias"):
+        assert f"{base}/{rel}" in names, rel
+    assert f"{base}/kernel/drivers/net/dummy.ko.xz" not in names
+    require_root()
+    root = tmp_path / "x"
+    cpio_extract(raw, root)
+    assert (root / "etc/hybridos-modules").read_text().split() == ["virtio_blk", "ext4", "e1000"]
+    assert (root / base / "kernel/fs/jbd2/jbd2.ko.xz").read_bytes() == b"module kernel/fs/jbd2/jbd2.ko.xz"
+    assert "modprobe \"$module\"" in (root / "init").read_text()

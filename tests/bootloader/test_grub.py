@@ -112,6 +112,11 @@ def test_grub_enable_blscfg_gets_a_minimal_blscfg_config(tmp_path):
     text = cfg.read_text()
     assert "\nblscfg\n" in text and "menuentry" not in text
     grub_script_check(cfg)
+    # our own stub follows the setting: without it the next deployment gets a generated menu again
+    b = Deployment(B.commit, version="39.2", etc_files={"default/grub": "GRUB_TIMEOUT=5\n"})
+    s.cycle(grub, [b, a])
+    assert [m["title"] for m in parse_menu(cfg.read_text())] == ["Fedora Linux 39.2 (ostree:0)",
+                                                                  "Fedora Linux 39.1 (ostree:1)"]
 
 
 @pytest.mark.tool("grub-script-check", "grub-editenv")

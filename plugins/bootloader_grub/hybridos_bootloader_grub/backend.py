@@ -135,9 +135,8 @@ class GrubBootloader(Bootloader):
             )
         return layout
 
-    def _uses_bls(self, context: BootConfigContext, current_cfg: str) -> bool:
-        if calls_blscfg(current_cfg):
-            return True
+    def _enables_bls(self, context: BootConfigContext) -> bool:
+        """``GRUB_ENABLE_BLSCFG=true`` in the sysroot's or the new default deployment's etc/default/grub."""
         candidates = [context.sysroot / "etc/default/grub"]
         if context.entries and context.entries[0].deployment:
             candidates.append(context.sysroot / context.entries[0].deployment / "etc/default/grub")
@@ -150,7 +149,7 @@ class GrubBootloader(Bootloader):
         current = _read_text(_in_sysroot(context.sysroot, layout.config))
         if calls_blscfg(current) and MARKER not in current:
             return None  # the distribution's own BLS config already reads /loader/entries
-        if self._uses_bls(context, current):
+        if self._enables_bls(context):
             return render_blscfg(settings, context.bootversion)
         return render_menu(context.entries, settings, context.bootversion)
 

@@ -52,8 +52,11 @@ def make_specs(n: int, seed: int = 7):
         name = f"pkg{i:03d}"
         files = []
         for j in range(rnd.randint(6, 18)):
-            size = rnd.choice((200, 1500, 4000, 12000, 30000, 90000))
-            body = (WORDS * (size // len(WORDS) + 1))[:size] + f"{name}/{j}".encode()
+            size = rnd.choice((200, 1500, 4000, 12000, 30000, 90000, 250000))
+            if rnd.random() < 0.4:     # binaries and compressed data: incompressible
+                body = rnd.randbytes(size)
+            else:
+                body = (WORDS * (size // len(WORDS) + 1))[:size] + f"{name}/{j}".encode()
             d = rnd.choice(("usr/share", "usr/lib", "usr/bin"))
             files.append(File(f"/{d}/{name}/f{j}", body, mode=0o755 if d == "usr/bin" else 0o644))
         files.append(File(f"/etc/{name}.conf", f"{name}=1\n".encode(), config=True, noreplace=True))

@@ -60,8 +60,9 @@ def open_decompressed(raw: BinaryIO, compressor: str) -> BinaryIO:
         return bz2.BZ2File(stream, "rb")
     if compressor in ("xz", "lzma"):
         return lzma.LZMAFile(stream, "rb")
-    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=_CHUNK, read_across_frames=True)
-    return io.BufferedReader(reader, _CHUNK)
+    # small buffers: large reads bypass the buffer anyway, and most packages are small
+    reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    return io.BufferedReader(reader, 1 << 16)
 
 
 class _Prefixed(io.RawIOBase):

@@ -273,3 +273,29 @@ def test_compatibility_options(tmp_path, treedir):
     assert "No apparent changes" in p.stdout and stamp.stat().st_mtime == 1
     bad = compose(tf, repo, "--add-metadata-string", "novalue", check=False)
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_compose_from_a_repository_over_http_and_tampered_packages(tmp_path, treedir, distro_repo):
+    """Packages come through the fetch hook (HTTP on 127.0.0.1); a tampered RPM stops the compose."""
+    require_root()
+    from tests.helpers.httpserver import serve
+
+    with serve(distro_repo.path) as srv:
+        (treedir / "test.repo").write_text(f"[testos]\nname=t\nbaseurl={srv.url}\ngpgcheck=0\n")
+        tf = write_treefile(treedir, BASE_TREEFILE)
+        repo = init_repo(tmp_path / "repo")
+        srv.faults.tamper["hello-1.0-1.x86_64.rpm"] = lambda b: b[:-10] + b"0123456789"
+        bad = compose(tf, repo, "--cachedir", str(tmp_path / "c1"), check=False)
+        assert bad.returncode != 0 and "hello-1.0-1.x86_64.rpm" in bad.stderr and "Traceback" not in bad.stderr
+        assert Repo.open(repo).list_refs() == {}
+        srv.faults.tamper.clear()
+        cache = tmp_path / "cache"
+        compose(tf, repo, "--cachedir", str(cache))
+        commit = Repo.open(repo).resolve_rev("testos/39/x86_64/base")
+        assert any(p.name.endswith("hello-1.0-1.x86_64.rpm") for p in (cache / "packages").rglob("*.rpm"))
+        fetched = len(srv.requests)
+        # a forced recompose with the same cache downloads no package again
+        compose(tf, repo, "--cachedir", str(cache), "--force-nocache")
+        assert any(r[0].endswith(".rpm") for r in srv.requests[:fetched])
+        assert not [r for r in srv.requests[fetched:] if r[0].endswith(".rpm")]
+        assert Repo.open(repo).load_commit(Repo.open(repo).resolve_rev("testos/39/x86_64/base")).parent == commit

@@ -257,7 +257,7 @@ class Repo:
 
         f = io.BytesIO(filez)
         header = read_filez_header(f, checksum)
-        stream = None if header.is_symlink else io.BufferedReader(InflateReader(f, header.size, checksum))
+        stream = None if header.is_symlink else InflateReader(f, header.size, checksum)
         if header.is_symlink and f.read(1):
             raise CorruptionError(f"content object {checksum}: symlink with data")
         if not self.mode.is_archive:

@@ -47,6 +47,8 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "requested-packages": list(o.requested_packages) if o else [],
         "requested-local-packages": list(o.requested_local_packages) if o else [],
         "packages": _strs(meta.get("rpmostree.packages", [])),
+        # requests the base already satisfies (hybridos.layering records them in the layered commit)
+        "inactive-requests": _strs(meta.get("hybridos.inactive-requests", [])),
         "requested-base-removals": list(o.removals) if o else [],
         "base-removals": _strs(meta.get("rpmostree.removed-base-packages", [])),
         "requested-base-local-replacements": list(o.local_replacements) if o else [],
@@ -108,6 +110,8 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("LocalReplacements", " ".join(d["requested-base-local-replacements"]))
         if d["requested-packages"]:
             row("LayeredPackages", " ".join(d["requested-packages"]))
+        if d.get("inactive-requests"):
+            row("InactiveRequests", " ".join(d["inactive-requests"]))
         if d["requested-local-packages"]:
             row("LocalPackages", " ".join(d["requested-local-packages"]))
         if d["regenerate-initramfs"]:

@@ -112,3 +112,33 @@ def test_copy_checkout_restores_modes_and_owner(tmp_path, tree):
     assert snapshot(tmp_path / "co") == snapshot(tree)
     st = os.lstat(tmp_path / "co" / "setuid")
     assert stat.S_IMODE(st.st_mode) == 0o4755
+
+
+@pytest.mark.parametrize("mode", ["archive", "bare-user"])
+def test_xattrs_are_committed_and_restored_like_ostree(tmp_path, mode):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "f").write_text("with xattrs")
+    (src / "plain").write_text("without")
+    os.setxattr(src / "f", "user.b", b"2")
+    os.setxattr(src / "f", "user.a", b"\x00\x01binary")
+    os.setxattr(src / "d", "user.dir", b"yes")
+    theirs = tmp_path / "theirs"
+    ostree(theirs, "init", f"--mode={mode}")
+    ostree_commit(theirs, src, "x", "--owner-uid=0", "--owner-gid=0")
+    ours = Repo.init(tmp_path / "ours", mode)
+    ours.commit_tree(src, branch="x", owner_uid=0, owner_gid=0)
+    assert root_checksums(ours.path, "x") == root_checksums(theirs, "x")
+    assert ostree(ours.path, "ls", "-R", "-X", "x").stdout == ostree(theirs, "ls", "-R", "-X", "x").stdout
+    header, stream = ours.open_content(ours.load_dirtree(ours.load_commit(ours.resolve_rev("x")).root_tree)
+                                       .lookup_file("f"))
+    stream.close()
+    assert header.xattrs == ((b"user.a\0", b"\x00\x01binary"), (b"user.b\0", b"2"))
+    # a copy checkout as root restores them
+    ours.checkout("x", tmp_path / "co", mode="copy")
+    assert os.getxattr(tmp_path / "co" / "f", "user.a") == b"\x00\x01binary"
+    assert os.getxattr(tmp_path / "co" / "d", "user.dir") == b"yes"
+    # with xattrs=False they are left out, as with --no-xattrs
+    ours.commit_tree(src, branch="y", owner_uid=0, owner_gid=0, xattrs=False)
+    ostree_commit(theirs, src, "y", "--owner-uid=0", "--owner-gid=0", "--no-xattrs")
+    assert root_checksums(ours.path, "y") == root_checksums(theirs, "y")

@@ -254,3 +254,19 @@ def test_file_dependency_across_repositories_like_dnf(tmp_path):
     trans = solve(SolveRequest(arch=Architecture.X86_64, repos=repos, install=("app",)))
     assert {str(i.nevra) for i in trans.items} == installed_nevras(root) == {"app-1.0-1.x86_64",
                                                                             "bprov-1.0-1.x86_64"}
+
+
+def test_repository_priority_like_dnf(tmp_path):
+    require_tool("dnf", "rpm")
+    from hybridos.packages.repofile import RepoConfig
+
+    main = make_repo(tmp_path / "main", [Pkg("tool", "2.0"), Pkg("other", "1.0")])
+    pinned = make_repo(tmp_path / "pinned", [Pkg("tool", "1.5"), Pkg("other", "0.9")])
+    root = tmp_path / "root"
+    proc = dnf(root, [main.url, pinned.url], "install", "tool", "other", "--setopt=r1.priority=10")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    repos = (load_repo(RepoConfig(id="main", name="m", baseurls=(main.url,)), tmp_path / "cache"),
+             load_repo(RepoConfig(id="pinned", name="p", baseurls=(pinned.url,), priority=10), tmp_path / "cache"))
+    trans = solve(SolveRequest(arch=Architecture.X86_64, repos=repos, install=("tool", "other")))
+    assert {str(i.nevra) for i in trans.items} == installed_nevras(root) == {"tool-1.5-1.x86_64",
+                                                                            "other-0.9-1.x86_64"}

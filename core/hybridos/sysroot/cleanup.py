@@ -93,3 +93,9 @@ def cleanup_sysroot(sysroot: Sysroot) -> list[str]:
             if name not in used_boot:
                 rm(root / "boot/ostree" / name)
     return removed
+
+
+def prune_repo(sysroot: Sysroot):
+    """Delete repository objects that no ref reaches (deployment refs and remote refs, no history), as
+    libostree's sysroot cleanup does; returns the store's PruneResult."""
+    return sysroot.repo.prune(depth=0, refs_only=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from hybridos.bootloader import BootConfigContext, BootEntry
 from hybridos.errors import HybridosError, NotFoundError, SysrootError
 from hybridos.sysroot import bls, etcmerge
-from hybridos.sysroot.cleanup import cleanup_sysroot, clear_immutable, remove_tree
+from hybridos.sysroot.cleanup import cleanup_sysroot, clear_immutable, prune_repo, remove_tree
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.kargs import KernelArgs
 from hybridos.sysroot.origin import Origin, serialize_origin
@@ -380,6 +380,9 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
     new = Sysroot.load(root)
     with tx.step("cleanup"):
         cleanup_sysroot(new)
+        kept = {d.checksum for d in new.deployments}
+        if any(d.checksum not in kept for d in sysroot.deployments):
+            prune_repo(new)  # a commit left the list: drop what only it used
     return new
 
 

@@ -225,7 +225,7 @@ def change_kargs(sysroot: Sysroot, tx: Transaction, new_kargs: str, *, stateroot
 def cleanup(sysroot: Sysroot, tx: Transaction, *, pending: bool = False, rollback_: bool = False,
             base: bool = False, repomd: bool = False) -> tuple[Sysroot, list[str]]:
     """rpm-ostree ``cleanup``: drop the pending and/or rollback deployment (pinned ones stay), clear caches."""
-    from hybridos.sysroot.cleanup import cleanup_sysroot, remove_tree
+    from hybridos.sysroot.cleanup import cleanup_sysroot, prune_repo, remove_tree
     from hybridos.sysroot.deploy import write_deployments
 
     notes: list[str] = []
@@ -251,8 +251,11 @@ def cleanup(sysroot: Sysroot, tx: Transaction, *, pending: bool = False, rollbac
             remove_tree(sysroot.path / "ostree/repo/tmp/hybridos")
         with tx.step("prune"):
             pruned = prune_repo(sysroot)
-            if pruned:
-                notes.append(pruned)
+            if pruned.objects_pruned:
+                from hybridos.util.progress import human_bytes
+
+                notes.append(f"pruned {pruned.objects_pruned} of {pruned.objects_total} objects, "
+                             f"{human_bytes(pruned.bytes_freed)} freed")
     if repomd:
         with tx.step("repomd"):
             for stateroot in sysroot.stateroots():
@@ -263,13 +266,3 @@ def cleanup(sysroot: Sysroot, tx: Transaction, *, pending: bool = False, rollbac
 
 #: where layering keeps downloaded rpm-md metadata, per stateroot (``cleanup -m`` removes it)
 REPOMD_CACHE = "var/cache/hybridos/repomd"
-
-
-def prune_repo(sysroot: Sysroot) -> str:
-    """Delete objects no ref (including the deployment refs) reaches."""
-    repo = sysroot.repo
-    try:
-        result = repo.prune(refs_only=True)
-    except TypeError:
-        result = repo.prune()
-    return f"pruned: {result}" if result else ""

@@ -96,7 +96,9 @@ def write_config_cases(work: Path, counts: list[int]) -> list[dict]:
                          lambda r: (r / "boot/efi/loader").mkdir(parents=True)),
         "uboot": (Architecture.AARCH64, UBootBootloader(), lambda r: ((r / "boot/extlinux").mkdir(parents=True),
                                                                        (r / "boot/extlinux/extlinux.conf").write_text(""),
-                                                                       (r / "boot/boot.scr").write_bytes(b""))),
+                                                                       (r / "boot/boot.scr").write_bytes(
+                                                                           make_script_image("echo board\n", "board",
+                                                                                             Architecture.AARCH64, 0)))),
     }
     for n in counts:
         for name, (arch, bl, prepare) in setups.items():

@@ -13,6 +13,7 @@ import pytest
 from hybridos.arch import Architecture
 from hybridos_bootloader_grub.config import parse_menu
 from hybridos_bootloader_uboot.config import parse_extlinux, parse_uenv
+from hybridos_bootloader_uboot.script import make_script_image
 from tests.bootloader import e2e
 from tests.bootloader.checks import bootctl_list, grub_script_check
 from tests.bootloader.test_uboot import check_script_image
@@ -75,7 +76,7 @@ def _layout_sdboot(root):
 def _layout_uboot(root):
     (root / "boot/extlinux").mkdir(parents=True)
     (root / "boot/extlinux/extlinux.conf").write_text("DEFAULT installer\n")
-    (root / "boot/boot.scr").write_bytes(b"")
+    (root / "boot/boot.scr").write_bytes(make_script_image("echo installer\n", "installer", Architecture.AARCH64, 0))
 
 
 # name: (arch, bootloader name, layout, options, reader, tools)

@@ -217,3 +217,19 @@ def test_single_quote_in_kernel_arguments_is_refused_for_boot_scr(tmp_path):
     with pytest.raises(BootloaderError, match="single quote"):
         UBootBootloader().write_config(bad)
     assert snapshot(s.root) == before
+
+
+@pytest.mark.tool("mkimage")
+def test_board_script_that_imports_uenv_is_left_alone(tmp_path):
+    s = make_board(tmp_path, ())
+    board = ('ext4load ${devtype} ${devnum}:2 ${loadaddr} /boot/loader/uEnv.txt\n'
+             'env import -t ${loadaddr} ${filesize}\n'
+             'ext4load ${devtype} ${devnum}:2 ${kernel_addr_r} "/boot"${kernel_image}\n')
+    (s.root / "boot/boot.scr").write_bytes(make_script_image(board, "board", Architecture.AARCH64, 0))
+    original = (s.root / "boot/boot.scr").read_bytes()
+    uboot = UBootBootloader()
+    for deployments in ([A], [B, A]):
+        s.cycle(uboot, deployments)
+    assert (s.root / "boot/boot.scr").read_bytes() == original and not (s.root / "boot/boot.scr").is_symlink()
+    assert not (s.root / "boot/loader/boot.scr").exists()
+    assert_uboot_config(s, "fdtdir", ())  # what that script imports is kept up to date

@@ -8,6 +8,7 @@ so the core's swap makes the new files current at once. The bootcount environmen
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from hybridos.errors import BootloaderError, FormatError
 from hybridos.util.atomic import atomic_symlink, atomic_write
 from hybridos_bootloader_uboot.config import UBootSettings, render_boot_cmd, render_extlinux, render_uenv
 from hybridos_bootloader_uboot.envimage import DEFAULT_SIZE, format_env_image, parse_env_image
-from hybridos_bootloader_uboot.script import make_script_image
+from hybridos_bootloader_uboot.script import make_script_image, read_script_image
 
 EXTLINUX = "boot/extlinux/extlinux.conf"
 BOOT_SCR = "boot/boot.scr"
 DEFAULT_ENV = "boot/uboot.env"
 ALTBOOTCMD = "setenv hybridos_fallback 1; run bootcmd"
+#: a board script that imports ostree's uEnv.txt already boots what we write there: it is left alone
+OSTREE_AWARE = re.compile(r"uEnv\.txt|\$\{?kernel_image")
 
 
 def _int_option(opts: dict[str, str], key: str, default: int) -> int:
@@ -73,8 +76,20 @@ class UBootBootloader(Bootloader):
         return forced if forced is not None else _exists(context.sysroot / EXTLINUX)
 
     def uses_script(self, context: BootConfigContext) -> bool:
+        """Write boot.scr when forced, or when the board boots one that does not already follow uEnv.txt."""
         forced = _bool_option(context.options, "uboot-script")
-        return forced if forced is not None else _exists(context.sysroot / BOOT_SCR)
+        if forced is not None:
+            return forced
+        path = context.sysroot / BOOT_SCR
+        if path.is_symlink():
+            return os.readlink(path) == "loader/boot.scr" or path.exists()
+        if not path.is_file():
+            return False
+        try:
+            script = read_script_image(path.read_bytes())
+        except FormatError:
+            return False  # not a legacy script image (a FIT, say): the board's own business
+        return not OSTREE_AWARE.search(script)
 
     def env_path(self, context: BootConfigContext) -> Path:
         return context.sysroot / context.options.get("uboot-env", DEFAULT_ENV).lstrip("/")

@@ -87,18 +87,27 @@ def format_cases(work: Path, repeat: int) -> list[dict]:
     return out
 
 
+def _grub_bios(root: Path) -> None:
+    (root / "boot/grub2").mkdir(parents=True)
+    (root / "boot/grub2/grub.cfg").write_text("")
+
+
+def _esp(root: Path) -> None:
+    (root / "boot/efi/loader").mkdir(parents=True)
+
+
+def _uboot_board(root: Path) -> None:
+    (root / "boot/extlinux").mkdir(parents=True)
+    (root / "boot/extlinux/extlinux.conf").write_text("")
+    (root / "boot/boot.scr").write_bytes(make_script_image("echo board\n", "board", Architecture.AARCH64, 0))
+
+
 def write_config_cases(work: Path, counts: list[int]) -> list[dict]:
     out = []
     setups = {
-        "grub2": (Architecture.X86_64, GrubBootloader(), lambda r: ((r / "boot/grub2").mkdir(parents=True),
-                                                                     (r / "boot/grub2/grub.cfg").write_text(""))),
-        "systemd-boot": (Architecture.X86_64, SystemdBootBootloader(),
-                         lambda r: (r / "boot/efi/loader").mkdir(parents=True)),
-        "uboot": (Architecture.AARCH64, UBootBootloader(), lambda r: ((r / "boot/extlinux").mkdir(parents=True),
-                                                                       (r / "boot/extlinux/extlinux.conf").write_text(""),
-                                                                       (r / "boot/boot.scr").write_bytes(
-                                                                           make_script_image("echo board\n", "board",
-                                                                                             Architecture.AARCH64, 0)))),
+        "grub2": (Architecture.X86_64, GrubBootloader(), _grub_bios),
+        "systemd-boot": (Architecture.X86_64, SystemdBootBootloader(), _esp),
+        "uboot": (Architecture.AARCH64, UBootBootloader(), _uboot_board),
     }
     for n in counts:
         for name, (arch, bl, prepare) in setups.items():

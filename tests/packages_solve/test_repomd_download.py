@@ -230,3 +230,23 @@ def test_corrupt_cache_file_is_a_clear_error(tmp_path):
     with pytest.raises(NotFoundError, match="is missing"):
         _names(loaded, install=("app",))
     assert _names(load_repo(repo.url, tmp_path / "cache"), install=("extra",)) == {"extra-0.1-1.noarch"}
+
+
+def test_download_fails_over_to_the_next_baseurl(tmp_path):
+    repo = make_repo(tmp_path / "repo", PKGS)
+    mirror = tmp_path / "mirror"
+    shutil.copytree(repo.path, mirror)
+    with serve(repo.path) as primary, serve(mirror) as backup:
+        cfg = RepoConfig(id="m", name="m", baseurls=(primary.url, backup.url))
+        loaded = load_repo(cfg, tmp_path / "cache")
+        assert loaded.baseurl == primary.url
+        trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("app",)))
+        primary.faults.status["libz-1.2.13-1.x86_64.rpm"] = 404
+        primary.faults.tamper["app-1.0-1.x86_64.rpm"] = lambda body: body[:100]
+        with pytest.raises((NotFoundError, CorruptionError)):
+            download_packages(trans, tmp_path / "no-failover")
+        rpms = download_packages(trans, tmp_path / "pkgs", repos=(loaded,))
+        assert rpms["libz-1.2.13-1.x86_64"].read_bytes() == repo.rpms["libz"].read_bytes()
+        assert rpms["app-1.0-1.x86_64"].read_bytes() == repo.rpms["app"].read_bytes()
+        assert {p for p, _, _ in backup.requests} >= {"/Packages/libz-1.2.13-1.x86_64.rpm",
+                                                      "/Packages/app-1.0-1.x86_64.rpm"}

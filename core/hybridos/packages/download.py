@@ -8,16 +8,18 @@ named on the command line are used in place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from hybridos.errors import CorruptionError, FormatError
+from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundError
 from hybridos.fetch import DownloadRequest, FetchOptions, ProgressCallback
 from hybridos.packages.model import Transaction, TransactionItem
+from hybridos.packages.repomd import LoadedRepo
 
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
            "sha512": "sha512", "md5": "md5"}
@@ -43,6 +45,36 @@ def _is_local(location: str) -> bool:
     return "://" not in location
 
 
+def _alternatives(url: str, repos: Sequence[LoadedRepo]) -> list[str]:
+    """The same package at the other base URLs of the repository ``url`` comes from."""
+    for repo in repos:
+        base = repo.baseurl.rstrip("/") + "/"
+        if url.startswith(base):
+            rest = url[len(base):]
+            return [m.rstrip("/") + "/" + rest for m in repo.mirrors if m.rstrip("/") + "/" != base]
+    return []
+
+
+def _failover(entries, repos: Sequence[LoadedRepo], options: FetchOptions | None,
+              progress: ProgressCallback | None) -> None:
+    """Retry every not yet downloaded entry, one by one, from its URL and then its mirrors."""
+    from hybridos.plugins import get_registry
+
+    for _item, req, _algo in entries:
+        if req.dest.is_file():
+            continue
+        error: Exception | None = None
+        for url in (req.url, *_alternatives(req.url, repos)):
+            try:
+                with get_registry().fetcher_for(url, options) as fetcher:
+                    fetcher.download(dataclasses.replace(req, url=url), progress)
+                break
+            except (FetchError, NotFoundError, CorruptionError) as exc:
+                error = exc
+        else:
+            raise error
+
+
 def _hash_file(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:
@@ -52,11 +84,12 @@ def _hash_file(path: Path, algo: str) -> str:
 
 
 def download_packages(items: Transaction | Iterable[TransactionItem], cachedir: str | os.PathLike, *,
-                      options: FetchOptions | None = None,
+                      repos: Sequence[LoadedRepo] = (), options: FetchOptions | None = None,
                       progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Fetch every install/upgrade item's RPM (in parallel per fetcher) and return ``str(nevra) -> path``.
 
-    Files already in ``cachedir`` are reused without any network access.
+    Files already in ``cachedir`` are reused without any network access. With ``repos`` given, a package
+    that fails from its repository's base URL is tried from the repository's other base URLs.
     """
     from hybridos.plugins import get_registry
 
@@ -85,7 +118,12 @@ def download_packages(items: Transaction | Iterable[TransactionItem], cachedir: 
     registry = get_registry()
     for entries in pending.values():
         with registry.fetcher_for(entries[0][1].url, options) as fetcher:
-            fetcher.download_many([req for _, req, _ in entries], progress)
+            try:
+                fetcher.download_many([req for _, req, _ in entries], progress)
+            except (FetchError, NotFoundError, CorruptionError):
+                if not repos:
+                    raise
+                _failover(entries, repos, options, progress)
         for item, req, algo in entries:
             dest = cachedir / cache_name(item)
             if algo != "sha256":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,16 @@ def test_corrupt_rpmdb_is_a_clear_error(tmp_path):
     with pytest.raises(PackageError, match="cannot read the rpmdb"):
         read_rpmdb(tmp_path)
     assert read_rpmdb(tmp_path / "nothing") == []
+
+
+def test_berkeley_db_trees_are_refused_not_read_as_empty(tmp_path):
+    centos = Path("/usr/share/gocode/src/github.com/knqyf263/go-rpmdb/pkg/testdata/centos7-plain/Packages")
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    if centos.exists():
+        shutil.copyfile(centos, tmp_path / "var/lib/rpm/Packages")
+    else:
+        (tmp_path / "var/lib/rpm/Packages").write_bytes(b"\0" * 4096)
+    with pytest.raises(PackageError, match="Berkeley DB; hybridos reads and writes only the sqlite rpmdb"):
+        read_rpmdb(tmp_path)
+    with pytest.raises(PackageError, match="Berkeley DB"):
+        RpmDb(tmp_path)

@@ -231,6 +231,18 @@ def find_dbdir(tree: str | os.PathLike) -> Path | None:
     return None
 
 
+def check_backend(tree: str | os.PathLike) -> None:
+    """Refuse trees whose rpmdb is Berkeley DB or ndb: reading them as empty would be wrong."""
+    tree = Path(tree)
+    if find_dbdir(tree) is not None:
+        return
+    for rel in (DBPATH, OSTREE_DBPATH, "var/lib/rpm"):
+        for name, kind in (("Packages", "Berkeley DB"), ("Packages.db", "ndb")):
+            if (tree / rel / name).is_file():
+                raise PackageError(f"the tree's rpmdb /{rel}/{name} is {kind}; hybridos reads and writes only the "
+                                   "sqlite rpmdb of rpm 4.16+", hint="convert it with rpmdb --rebuilddb inside the tree")
+
+
 def ensure_dbdir(tree: str | os.PathLike, *, ostree_layout: bool = False) -> Path:
     """Create the rpmdb directory: usr/lib/sysimage/rpm, or (rpm-ostree) usr/share/rpm with the symlink."""
     tree = Path(tree)
@@ -266,6 +278,7 @@ class RpmDb:
     """A transaction on a tree's rpmdb: ``add``/``erase`` on a copy, ``commit`` renames it into place."""
 
     def __init__(self, tree: str | os.PathLike, *, ostree_layout: bool = False):
+        check_backend(tree)
         self.dir = ensure_dbdir(tree, ostree_layout=ostree_layout)
         self.path = self.dir / DBFILE
         self.tmp = self.dir / f".{DBFILE}.hyb{os.getpid()}"
@@ -367,6 +380,7 @@ def read_rpmdb(tree: str | os.PathLike) -> list[RpmHeader]:
 def read_installed(tree: str | os.PathLike) -> list[InstalledPackage]:
     d = find_dbdir(tree)
     if d is None:
+        check_backend(tree)
         return []
     try:
         db = sqlite3.connect(f"file:{d / DBFILE}?mode=ro", uri=True)

@@ -14,7 +14,8 @@ STATEROOT = "testos"
 
 
 def make_tree(root: Path, version: str, *, etc: dict[str, str] | None = None, files: dict[str, str] | None = None,
-              kernel: bool = True, os_release: bool = True, kernel_bytes: bytes = b"kernel image\n") -> Path:
+              kernel: bool = True, os_release: bool = True, kernel_bytes: bytes = b"kernel image\n",
+              rpms: list[Path] | None = None) -> Path:
     """A minimal deployable tree: usr/lib/os-release, usr/lib/modules/<kver>/{vmlinuz,initramfs.img}, usr/etc."""
     if root.exists():
         shutil.rmtree(root)
@@ -38,6 +39,11 @@ def make_tree(root: Path, version: str, *, etc: dict[str, str] | None = None, fi
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
+    if rpms:
+        from hybridos.packages.header import read_rpm_header
+        from hybridos.packages.rpmdb import write_rpmdb
+
+        write_rpmdb(root, [(read_rpm_header(p), None) for p in rpms], ostree_layout=True)
     return root
 
 

@@ -82,7 +82,7 @@ class UBootBootloader(Bootloader):
             return forced
         path = context.sysroot / BOOT_SCR
         if path.is_symlink():
-            return os.readlink(path) == "loader/boot.scr" or path.exists()
+            return os.readlink(path) == "loader/boot.scr"  # ours; a board's own symlink is left alone
         if not path.is_file():
             return False
         try:

@@ -51,6 +51,14 @@ def _bool_option(opts: dict[str, str], key: str) -> bool | None:
     raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must be true or false")
 
 
+def _in_sysroot(sysroot: Path, path: Path) -> Path:
+    """Follow one symlink level of ``path``, reading absolute targets inside the sysroot, never the host."""
+    if not path.is_symlink():
+        return path
+    target = os.readlink(path)
+    return sysroot / target.lstrip("/") if target.startswith("/") else path.parent / target
+
+
 def _exists(p: Path) -> bool:
     return p.exists() or p.is_symlink()
 
@@ -154,8 +162,9 @@ class UBootBootloader(Bootloader):
         if current is None:
             return  # nothing to point at yet (and the board's file keeps booting); post_swap links it
         current_file = context.boot_dir / f"loader.{current}" / name
-        if not current_file.exists() and path.exists():
-            atomic_write(current_file, path.read_bytes())  # what boots now moves behind the current loader
+        now = _in_sysroot(context.sysroot, path)
+        if not current_file.exists() and now.is_file():
+            atomic_write(current_file, now.read_bytes())  # what boots now moves behind the current loader
         if current_file.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_symlink(link, path)

@@ -168,3 +168,15 @@ def test_set_pending_after_a_crash_past_the_swap_is_committed_by_the_next_run(tm
     sdb.post_swap(upgrade)
     s.cleanup(upgrade)
     assert_esp_matches_deployments(s, esp, Architecture.X86_64, devicetree=False)
+
+
+def test_an_esp_symlinked_out_of_the_sysroot_is_never_used(tmp_path):
+    outside = tmp_path / "host-esp"
+    (outside / "loader").mkdir(parents=True)
+    s = Sysroot(tmp_path / "sysroot", Architecture.X86_64)
+    os.symlink(outside, s.root / "boot/efi")
+    sdb = SystemdBootBootloader()
+    assert sdb.detect(s.root) is None
+    with pytest.raises(BootloaderError, match="no EFI system partition"):
+        sdb.write_config(s.stage([A]))
+    assert list(outside.rglob("*")) == [outside / "loader"]

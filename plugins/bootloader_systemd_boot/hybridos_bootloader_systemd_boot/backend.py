@@ -38,8 +38,12 @@ STAGING = "loader/hybridos-staged"
 
 
 def find_esp(sysroot: Path) -> Path | None:
+    """The ESP of ``sysroot`` (never one reached through a symlink that leaves the sysroot)."""
+    top = sysroot.resolve()
     for rel in ESP_LOCATIONS:
         root = sysroot / rel
+        if not root.resolve().is_relative_to(top):
+            continue
         if (root / "loader").is_dir() or (root / "EFI/systemd").is_dir():
             return root
     return None

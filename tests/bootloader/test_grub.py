@@ -273,3 +273,19 @@ def test_configured_but_absent_grub_is_a_clear_error_before_writing(tmp_path):
     with pytest.raises(BootloaderError, match=r"grub2: no grub.cfg in .* \(looked for boot/grub2/grub.cfg"):
         GrubBootloader().write_config(context)
     assert snapshot(s.root) == before
+
+
+@pytest.mark.parametrize("linked", ["boot/grub2", "boot/efi"])
+def test_grub_dirs_symlinked_out_of_the_sysroot_are_never_used(tmp_path, linked):
+    outside = tmp_path / "host"
+    (outside / "EFI/fedora").mkdir(parents=True)
+    (outside / "EFI/fedora/grub.cfg").write_text("# host\n")
+    (outside / "grub.cfg").write_text("# host\n")
+    s = Sysroot(tmp_path / "sysroot", Architecture.X86_64)
+    os.symlink(outside, s.root / linked)
+    before = snapshot(outside)
+    grub = GrubBootloader()
+    assert grub.detect(s.root) is None
+    with pytest.raises(BootloaderError, match="no grub.cfg"):
+        grub.write_config(s.stage([A]))
+    assert snapshot(outside) == before

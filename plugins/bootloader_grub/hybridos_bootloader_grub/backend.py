@@ -45,14 +45,17 @@ class GrubLayout:
 
 
 def find_layout(sysroot: Path) -> GrubLayout | None:
+    """Where GRUB reads its config; a directory reached through a symlink leaving the sysroot never counts."""
+    top = sysroot.resolve()
     for rel in POSIX_CONFIGS:
         p = sysroot / rel
-        if p.exists() or p.is_symlink():
+        if (p.exists() or p.is_symlink()) and p.parent.resolve().is_relative_to(top):
             return GrubLayout(p, on_esp=False)
     efi = sysroot / "boot/efi/EFI"
-    if efi.is_dir():
+    if efi.is_dir() and efi.resolve().is_relative_to(top):
         for cfg in sorted(efi.glob("*/grub.cfg")):
-            return GrubLayout(cfg, on_esp=True)
+            if cfg.parent.resolve().is_relative_to(top):
+                return GrubLayout(cfg, on_esp=True)
     return None
 
 

@@ -114,3 +114,18 @@ def test_bad_requests(tmp_path, base_tree):
             (TransactionItem(Action.INSTALL, h.nevra),)), rpms={str(h.nevra): truncated}))
     assert "trunc.rpm" in str(e.value)
     assert "real" not in {x.name for x in read_rpmdb(base_tree)} and not (base_tree / "usr/share/real").exists()
+
+
+def test_reinstall_and_downgrade(tmp_path, base_tree):
+    v2 = build_rpm(Pkg("tool", "2", files=(File("/usr/bin/tool", b"v2", mode=0o755),)), tmp_path / "2")
+    v1 = build_rpm(Pkg("tool", "1", files=(File("/usr/bin/tool", b"v1", mode=0o755),
+                                          File("/usr/share/tool/v1-only", b"x"))), tmp_path / "1")
+    layer(base_tree, [v2])
+    (base_tree / "usr/bin/tool").write_bytes(b"damaged")
+    layer(base_tree, [v2], action=Action.REINSTALL)
+    assert (base_tree / "usr/bin/tool").read_bytes() == b"v2"
+    assert rpm_q(base_tree, "-q", "tool").stdout.split() == ["tool-2-1.x86_64"]
+    layer(base_tree, [v1], action=Action.DOWNGRADE)
+    assert rpm_q(base_tree, "-q", "tool").stdout.split() == ["tool-1-1.x86_64"]
+    assert (base_tree / "usr/bin/tool").read_bytes() == b"v1"
+    assert rpm_q(base_tree, "-Va", check=False).stdout == ""

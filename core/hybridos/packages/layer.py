@@ -41,7 +41,7 @@ from hybridos.packages.unpack import TreeResolver, load_owners, split_path, unpa
 _DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
 
 
-@dataclass
+@dataclass(eq=False)   # identity: a reinstall has two equal headers
 class _Pkg:
     header: RpmHeader
     signature: RawHeader | None = None

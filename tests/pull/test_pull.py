@@ -380,3 +380,41 @@ def test_no_tmp_leftovers(upstream, tmp_path):
     repo = local_repo(tmp_path / "local", "archive", upstream.url)
     pull(repo, "origin", ["main"], fetch_options=FAST)
     assert os.listdir(repo.path / "tmp") == []
+
+
+def test_local_pull_adopts_verified_files_and_refuses_tampered_ones(tmp_path):
+    require_tool("ostree")
+    theirs = tmp_path / "theirs"
+    commit = ostree_repo(theirs, make_tree(tmp_path / "tree", big=20_000))
+    ours = local_repo(tmp_path / "ours", "archive", f"file://{theirs}")
+    victim = next(p for p in (theirs / "objects").rglob("*.filez") if p.stat().st_size > 10_000)
+    name = victim.parent.name + victim.name[:-len(".filez")]
+    good = victim.read_bytes()
+    victim.chmod(0o644)
+    victim.write_bytes(good[:-5] + bytes(5))
+    with pytest.raises(CorruptionError, match=f"content object {name}"):
+        pull(ours, "origin", ["main"])
+    assert not ours.has_object(name, ObjectType.FILE) and not os.listdir(ours.path / "tmp")
+    assert ours.resolve_rev("origin:main", allow_missing=True) is None
+    victim.write_bytes(good)
+    pull(ours, "origin", ["main"])
+    assert ours.resolve_rev("origin:main") == commit
+    # adopted without copying: the same inode as the source object
+    assert ours.object_path(name, ObjectType.FILE).stat().st_ino == victim.stat().st_ino
+    fsck(ours.path)
+
+
+def test_file_fetcher_copies_files_owned_by_others(tmp_path):
+    require_root()
+    from hybridos.fetch import DownloadRequest
+    from hybridos.plugins import PluginRegistry
+
+    src = tmp_path / "src"
+    src.write_bytes(b"data")
+    f = PluginRegistry().fetcher_for("file:///")
+    f.download(DownloadRequest(str(src), tmp_path / "linked"))
+    assert (tmp_path / "linked").stat().st_ino == src.stat().st_ino
+    os.chown(src, 4321, 4321)
+    f.download(DownloadRequest(str(src), tmp_path / "copied"))
+    assert (tmp_path / "copied").stat().st_ino != src.stat().st_ino
+    assert (tmp_path / "copied").read_bytes() == b"data"

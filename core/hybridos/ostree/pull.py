@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import io
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from hybridos import gvariant
 from hybridos.errors import (
@@ -33,7 +36,8 @@ from hybridos.errors import (
     SignatureError,
     UsageError,
 )
-from hybridos.fetch import Fetcher, FetchOptions
+from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions
+from hybridos.ostree import content as _content
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
 from hybridos.ostree.objects import Commit, DirTree, ObjectType, Summary, is_checksum, sha256_hex
@@ -102,6 +106,8 @@ class _Transfer:
         self.metadata_objects = 0
         self.content_objects = 0
         self.bytes = 0
+        #: Local source and archive target: content files are adopted whole instead of read and rewritten.
+        self.adopt_files = repo.mode.is_archive and urlsplit(base).scheme in ("", "file")
 
     # -- fetching --------------------------------------------------------------------------------
 
@@ -208,11 +214,55 @@ class _Transfer:
             self.want_tree(sub_tree, sub_meta)
 
     def _get_content(self, checksum: str) -> None:
+        if self.adopt_files:
+            return self._adopt_content(checksum)
         data = self.fetch(checksum, ObjectType.FILE)
         try:
             self.repo.write_archive_filez(checksum, data)
         except (CorruptionError, FormatError) as exc:
             raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+
+    def _adopt_content(self, checksum: str) -> None:
+        """Local archive -> archive: let the fetcher place the ``.filez`` in ``tmp/`` (repo_fs hardlinks it
+        when that is safe, so no byte is copied), verify it there, then rename it into ``objects/``."""
+        url = object_url(self.base, checksum, ObjectType.FILE)
+        tmp = _content.tmp_name(self.repo, "pull")
+        try:
+            try:
+                self.fetcher.download(DownloadRequest(url, Path(tmp)))
+            except NotFoundError:
+                raise NotFoundError(f"filez object {checksum} is missing on {self.source} ({url})") from None
+            try:
+                size = verify_filez_file(tmp, checksum)
+            except (CorruptionError, FormatError) as exc:
+                raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+            _content.place_object(self.repo, tmp, checksum, ObjectType.FILE)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        with self.lock:
+            self.bytes += size
+            self.content_objects += 1
+        if self.progress is not None:
+            self.progress.advance(1, size)
+
+
+def verify_filez_file(path: str, checksum: str) -> int:
+    """Check that the ``.filez`` at ``path`` is the content object ``checksum``; returns its size on disk."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = _content.read_filez_header(f, checksum)
+        if header.is_symlink:
+            if f.read(1):
+                raise CorruptionError(f"content object {checksum}: symlink with data")
+            got, _ = _content.checksum_stream(header, None)
+        else:
+            got, _ = _content.checksum_stream(header, io.BufferedReader(
+                _content.InflateReader(f, header.size, checksum)))
+    if got != checksum:
+        raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {got}")
+    return size
 
 
 class Puller:

@@ -23,8 +23,18 @@ def url_to_path(url: str) -> Path:
     return Path(url)
 
 
+def _may_link(src: Path) -> bool:
+    """Share the inode only with files nobody but us (or root) can change later."""
+    try:
+        owner = os.stat(src).st_uid
+    except OSError:
+        return False
+    return owner in (os.geteuid(), 0)
+
+
 class FileFetcher(Fetcher):
-    """Reads local files directly; downloads are hardlinks when possible, else one copy."""
+    """Reads local files directly; downloads are hardlinks when the file system and ownership allow
+    (no byte copied), else one copy."""
 
     name = "file"
     schemes = ("file", "")
@@ -48,6 +58,8 @@ class FileFetcher(Fetcher):
             part.unlink()
         try:
             try:
+                if not _may_link(src):
+                    raise OSError(errno.EPERM, "not linking a file owned by another user")
                 os.link(src, part)   # same file system: no bytes copied at all
             except OSError as exc:
                 if exc.errno == errno.ENOENT:

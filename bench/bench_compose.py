@@ -62,7 +62,7 @@ def make_specs(n: int, seed: int = 7):
         files.append(File(f"/etc/{name}.conf", f"{name}=1\n".encode(), config=True, noreplace=True))
         files.append(File(f"/var/lib/{name}", dir=True, mode=0o755))
         requires = ["filesystem"] + ([f"pkg{i - 1:03d}"] if i % 5 else [])
-        post = f"echo {name} > /usr/share/{name}/post\n" if i % 20 == 0 else None
+        post = f"mkdir -p /usr/share/{name} && echo {name} > /usr/share/{name}/post\n" if i % 20 == 0 else None
         specs.append(Pkg(name, f"1.{i % 7}", requires=tuple(requires) + (("busybox",) if post else ()),
                          files=tuple(files), post=post))
     return specs

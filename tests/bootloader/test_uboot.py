@@ -233,3 +233,20 @@ def test_board_script_that_imports_uenv_is_left_alone(tmp_path):
     assert (s.root / "boot/boot.scr").read_bytes() == original and not (s.root / "boot/boot.scr").is_symlink()
     assert not (s.root / "boot/loader/boot.scr").exists()
     assert_uboot_config(s, "fdtdir", ())  # what that script imports is kept up to date
+
+
+def test_paths_leading_out_of_the_sysroot_are_never_written(tmp_path):
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "extlinux.conf").write_text("# host\n")
+    s = Sysroot(tmp_path / "sysroot", Architecture.AARCH64, {"boot-counting": "2", "uboot-env": "../host/uboot.env"})
+    os.symlink(outside, s.root / "boot/extlinux")
+    uboot = UBootBootloader()
+    with pytest.raises(BootloaderError, match="uboot-env=.* leads out of the sysroot"):
+        uboot.write_config(s.stage([A]))
+    s.options.pop("uboot-env")
+    s.cycle(uboot, [A])
+    s.cycle(uboot, [B, A])
+    assert sorted(p.name for p in outside.iterdir()) == ["extlinux.conf"]
+    assert (outside / "extlinux.conf").read_text() == "# host\n"
+    assert (s.root / "boot/uboot.env").exists()

@@ -59,6 +59,14 @@ def _in_sysroot(sysroot: Path, path: Path) -> Path:
     return sysroot / target.lstrip("/") if target.startswith("/") else path.parent / target
 
 
+def _inside(sysroot: Path, path: Path) -> bool:
+    """True when ``path``'s directory, symlinks resolved, lies within the sysroot."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent.resolve().is_relative_to(sysroot.resolve())
+
+
 def _exists(p: Path) -> bool:
     return p.exists() or p.is_symlink()
 
@@ -81,6 +89,8 @@ class UBootBootloader(Bootloader):
 
     def uses_extlinux(self, context: BootConfigContext) -> bool:
         forced = _bool_option(context.options, "uboot-extlinux")
+        if not _inside(context.sysroot, context.sysroot / EXTLINUX):
+            return False  # boot/extlinux leads out of the sysroot: never write there
         return forced if forced is not None else _exists(context.sysroot / EXTLINUX)
 
     def uses_script(self, context: BootConfigContext) -> bool:
@@ -100,7 +110,11 @@ class UBootBootloader(Bootloader):
         return not OSTREE_AWARE.search(script)
 
     def env_path(self, context: BootConfigContext) -> Path:
-        return context.sysroot / context.options.get("uboot-env", DEFAULT_ENV).lstrip("/")
+        rel = context.options.get("uboot-env", DEFAULT_ENV).lstrip("/")
+        path = context.sysroot / rel
+        if not _inside(context.sysroot, path):
+            raise BootloaderError(f"[sysroot] uboot-env={rel} leads out of the sysroot {context.sysroot}")
+        return path
 
     def _system_uenv(self, context: BootConfigContext, entry: BootEntry) -> str | None:
         """The deployment's own ``usr/lib/ostree-boot/uEnv.txt``, found via the entry or its ostree= karg."""

@@ -54,9 +54,10 @@ def ostree(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def ostree_commit(repo: Path, tree: Path, branch: str, version: str) -> str:
+def ostree_commit(repo: Path, tree: Path, branch: str, version: str, timestamp: str | None = None) -> str:
+    extra = [f"--timestamp={timestamp}"] if timestamp else []
     return ostree(f"--repo={repo}", "commit", f"--branch={branch}", f"--add-metadata-string=version={version}",
-                  "--subject", f"v{version}", str(tree)).stdout.strip()
+                  "--subject", f"v{version}", *extra, str(tree)).stdout.strip()
 
 
 def unlock_tree(path: Path) -> None:
@@ -102,9 +103,10 @@ class RemoteRepo:
         self.n = 0
         ostree(f"--repo={self.path}", "init", "--mode=archive")
 
-    def publish(self, version: str, ref: str = "testos/stable", **tree) -> str:
+    def publish(self, version: str, ref: str = "testos/stable", timestamp: str | None = None, **tree) -> str:
         self.n += 1
-        csum = ostree_commit(self.path, make_tree(self.base / f"tree{self.n}", version, **tree), ref, version)
+        csum = ostree_commit(self.path, make_tree(self.base / f"tree{self.n}", version, **tree), ref, version,
+                             timestamp)
         ostree(f"--repo={self.path}", "summary", "-u")
         return csum
 

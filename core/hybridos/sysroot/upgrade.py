@@ -54,8 +54,9 @@ def fetch_refspec(sysroot: Sysroot, refspec: Refspec, *, cache_only: bool = Fals
         return found
     if cache_only:
         found = repo.resolve_rev(str(refspec), allow_missing=True)
-        if found is None:
-            raise NotFoundError(f"{refspec} has not been downloaded yet (--cache-only)")
+        if found is None or repo.commit_is_partial(found):
+            raise NotFoundError(f"{refspec} has not been downloaded yet (--cache-only)",
+                                hint="download it first with `hybridos upgrade --download-only`")
         return found
     from hybridos.ostree.pull import pull
 

@@ -125,3 +125,25 @@ def test_sign_usage_errors(served):
     assert proc.returncode != 0 and "not supported" in proc.stderr
     proc = run_cli("repo", "sign", "--repo", str(served.repo), "main", "notbase64!", check=False)
     assert proc.returncode != 0 and "base64" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pull_progress_line():
+    import io
+    import time
+
+    from hybridos.cli.repo_remote import PullProgress
+
+    out = io.StringIO()
+    p = PullProgress("Receiving objects:", stream=out, enabled=True)
+    p.started = time.monotonic() - 10
+    p.total_items = 200
+    p.advance(50, 5 * 2**20)
+    line = out.getvalue()
+    assert "Receiving objects: 25% (50/200)" in line and "5.0 MiB" in line and "30s left" in line
+    p.done()
+    assert out.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    q = PullProgress("x", stream=quiet)   # a StringIO is not a terminal
+    q.advance(1, 10)
+    q.done()
+    assert quiet.getvalue() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from hybridos.errors import PackageError
 from hybridos.packages.header import read_rpm
 from hybridos.packages.rpmdb import DBFILE, INDEXES, RpmDb, find_dbdir, read_installed, read_rpmdb
+from tests.conftest import require_tool
 from tests.helpers.rpms import File, Pkg, build_rpm
 
 from .conftest import layer, rpm_q
@@ -173,3 +175,18 @@ def test_berkeley_db_trees_are_refused_not_read_as_empty(tmp_path):
         read_rpmdb(tmp_path)
     with pytest.raises(PackageError, match="Berkeley DB"):
         RpmDb(tmp_path)
+
+
+def test_dnf_reads_and_changes_our_database(populated, tmp_path):
+    """dnf (librpm) lists what we installed and can erase it; we read the database it leaves."""
+    require_tool("dnf")
+    # Debian's librpm looks for the database in /root/.rpmdb of the install root
+    os.symlink("../usr/lib/sysimage/rpm", populated / "root/.rpmdb")
+    dnf = ["dnf", f"--installroot={populated}", "--releasever=1", "--setopt=reposdir=/dev/null",
+           f"--setopt=cachedir={tmp_path / 'dnf-cache'}", "--setopt=tsflags=noscripts"]
+    listed = subprocess.run([*dnf, "list", "installed"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(".")[0] for line in listed.splitlines()[1:] if line.strip()}
+    assert names == {"filesystem", "busybox", "app", "libextra"}
+    subprocess.run([*dnf, "-y", "remove", "libextra"], capture_output=True, text=True, check=True)
+    assert {h.name for h in read_rpmdb(populated)} == {"filesystem", "busybox", "app"}
+    assert not (populated / "usr/lib/libextra.so.0").exists()

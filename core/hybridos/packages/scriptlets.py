@@ -100,6 +100,21 @@ def _exists_in_tree(tree: Path, path: str) -> bool:
     return False
 
 
+def _script_dir(tree: Path, what: str) -> tuple[str, ...]:
+    """Where the scriptlet file goes, as rpm's %_tmppath: the tree's /var/tmp (else /tmp), never outside."""
+    resolver = TreeResolver(tree)
+    for parts in (("var", "tmp"), ("tmp",)):
+        try:
+            existed = os.path.isdir(tree.joinpath(*parts))
+            real = resolver.resolve_dir(parts, what, create=True)
+        except PackageError:
+            continue
+        if not existed:
+            os.chmod(tree.joinpath(*real), 0o1777)
+        return real
+    raise PackageError(f"{what}: the tree has no usable /var/tmp or /tmp for the scriptlet")
+
+
 def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Sequence[str], body: str,
                args: Sequence[int | str], *, env: Mapping[str, str], stdin: bytes | None = None,
                use_bwrap: bool | None = None) -> ScriptResult:
@@ -116,7 +131,7 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
     argv = list(interpreter)
     script_host = None
     if body:
-        tmpdir = TreeResolver(tree).resolve_dir(("var", "tmp"), what, create=True)
+        tmpdir = _script_dir(tree, what)
         host_dir = tree.joinpath(*tmpdir)
         fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=host_dir)
         with os.fdopen(fd, "w") as f:

@@ -66,6 +66,8 @@ class SolveRequest:
     weak_deps: bool = True
     locked: tuple[str, ...] = ()           #: names that may not be removed, upgraded or downgraded
     allow_downgrade: bool = False
+    #: installed names the user asked for; when given, erasing also removes dependencies nothing else needs
+    user_installed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

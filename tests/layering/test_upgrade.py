@@ -38,3 +38,31 @@ def test_upgrade_relayers_then_request_becomes_inactive(host, layering_env):
     assert bad.returncode != 0 and "already provided by base package libbar-1.0-1.noarch" in bad.stderr
     hyb(host, "install", "--allow-inactive", "libbar")
     assert status(host)[0]["requested-packages"] == ["libbar"]
+
+
+def test_rebase_and_deploy_relayer(host, layering_env):
+    env = layering_env
+    hyb(host, "install", "layered-tool")
+    hyb(host, "rebase", "testos/v2")
+    new = status(host)[0]
+    assert new["origin"] == "testos/v2" and new["base-checksum"] == env.v2 and new["packages"] == ["layered-tool"]
+    assert (deployment_dir(host, new) / "usr/bin/layered-tool").exists()
+    hyb(host, "deploy", env.v1)
+    new = status(host)[0]
+    assert new["base-checksum"] == env.v1 and new["override-commit"] == env.v1
+    assert (deployment_dir(host, new) / "usr/share/layered/post-ran").exists()
+
+
+def test_download_only_then_cache_only(host, layering_env):
+    env = layering_env
+    out = hyb(host, "install", "--download-only", "layered-tool").stdout
+    assert "not deployed" in out and len(status(host)) == 1
+    assert len([p for p, _, _ in env.server.requests if p.endswith(".rpm")]) == 2
+    env.server.requests.clear()
+    hyb(host, "install", "--cache-only", "layered-tool")
+    assert status(host)[0]["packages"] == ["layered-tool"]
+    assert env.server.requests == []                         # neither metadata nor packages were fetched
+    # nothing cached for this one: --cache-only says so
+    bad = hyb(host, "install", "--cache-only", "clobber-initramfs", check=False)
+    assert bad.returncode != 0 and "--cache-only" in bad.stderr
+    assert "extras" in hyb(host, "refresh-md", "--force").stdout

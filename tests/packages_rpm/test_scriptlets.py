@@ -211,3 +211,13 @@ def test_foreign_architecture_scriptlets_are_a_clear_error(tmp_path, base_tree):
         layer(base_tree, [rpm], arch=Architecture.AARCH64)
     layer(base_tree, [rpm], arch=Architecture.AARCH64, run_scripts=False)
     assert "armpkg-1.0-1.aarch64" in rpm_q(base_tree, "-qa").stdout
+
+
+def test_script_file_never_goes_through_a_symlink_out_of_the_tree(tmp_path, base_tree):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (base_tree / "var/tmp").rmdir()
+    os.symlink(str(outside), base_tree / "var/tmp")
+    res = run_script(base_tree, "p-1-1.noarch", "post", ("/bin/sh",), "echo $0", [1], env={"PATH": "/bin"})
+    assert res.output.startswith("/tmp/rpm-tmp.")
+    assert not any(outside.iterdir())

@@ -220,3 +220,32 @@ def test_corrupt_header_index(rich_rpm):
     blob[8 + 16 * 3 + 8:8 + 16 * 3 + 12] = (0x7FFFFFF0).to_bytes(4, "big")   # an offset far past the data
     with pytest.raises(FormatError, match="bad offset|past the end"):
         parse_header(bytes(blob))
+
+
+def test_damaged_headers_and_archives_only_raise_format_errors(rich_rpm):
+    """Random byte flips and cuts: the pure parsers either succeed or raise FormatError, nothing else."""
+    import io
+    import random
+
+    from hybridos.packages.payload import iter_cpio, open_decompressed
+
+    info = read_rpm(rich_rpm)
+    blob = info.header.blob
+    with open(rich_rpm, "rb") as f:
+        f.seek(info.payload_offset)
+        archive = open_decompressed(f, info.header.payload_compressor).read()
+    rnd = random.Random(5)
+    for data, parse in ((blob, lambda b: parse_header(b)),
+                        (archive, lambda b: [r.read() for _, r in iter_cpio(io.BytesIO(b), size_of=lambda i: 8)])):
+        failures = 0
+        for _ in range(1500):
+            b = bytearray(data)
+            for _ in range(rnd.randint(1, 4)):
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            if rnd.random() < 0.2:
+                b = b[:rnd.randrange(len(b))]
+            try:
+                parse(bytes(b))
+            except FormatError:
+                failures += 1
+        assert failures > 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_compose_makes_a_commit_ostree_and_rpm_accept(tmp_path, treedir):
                 "ostree-n-content-written", "ostree-n-cache-hits", "ostree-content-bytes-written"):
         assert key in data, key
     assert data["ref"] == "testos/39/x86_64/base"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["ostree-timestamp"])
     assert "pkgdiff" not in data                                  # no parent
     assert data["ostree-n-content-written"] == data["ostree-n-content-total"] > 20
     assert commit in p.stdout

@@ -9,6 +9,7 @@ so a failure at any step leaves the repository's refs as they were.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -373,7 +374,9 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         compose_json: dict[str, Any] = {
             "ostree-commit": commit,
             "ostree-content-checksum": loaded.content_checksum,
-            "ostree-timestamp": loaded.timestamp,
+            # rpm-ostree writes an ISO 8601 string (JSON has no 64-bit integers)
+            "ostree-timestamp": datetime.datetime.fromtimestamp(loaded.timestamp, datetime.UTC)
+            .strftime("%Y-%m-%dT%H:%M:%SZ"),
             "rpm-ostree-inputhash": input_hash,
         }
         if version is not None:

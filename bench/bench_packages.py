@@ -7,6 +7,8 @@ Cases:
 - ``repodata-cached``: the same from the cache (goal: <= 100 ms) vs the same ``dnf -C repoquery``.
 - ``install-200``: resolve, download and install a 200-package set of real RPMs into an empty root, as a fresh
   process each (goal: <= 0.6x) vs ``dnf --installroot install``.
+- ``unpack``: unpack one RPM with an 86 MB, 3,000-file zstd payload into an empty directory (our unpacker:
+  payload digest check, owners, modes, mtimes) vs ``rpm2cpio | cpio -idm`` (reference figure, no goal).
 
 Usage: python bench/bench_packages.py [--small] [--packages N] [--keep DIR]
 """
@@ -181,12 +183,48 @@ def bench_install(work: Path, count: int) -> list[dict]:
                  ours_paths=ours_files, dnf_paths=dnf_files)]
 
 
+def bench_unpack(work: Path, megabytes: int = 86, files: int = 3000) -> list[dict]:
+    """Our unpacker vs rpm2cpio | cpio on one big package (added by the RPM-half engineer)."""
+    import os
+
+    import rpm_rs
+    from tests.helpers.rpms import BUILD_CONFIG_ARGS
+
+    from hybridos.packages.unpack import unpack_rpm
+
+    rpm = work / "big.rpm"
+    data = os.urandom(megabytes << 20)
+    size = len(data) // files
+    b = rpm_rs.PackageBuilder("big", "1", "MIT", "x86_64", "big")
+    b.release("1")
+    for i in range(files):
+        b.with_file_contents(data[i * size:(i + 1) * size],
+                             rpm_rs.FileOptions.new(f"/usr/share/big/d{i % 30}/f{i}", permissions=0o644))
+    b.using_config(rpm_rs.BuildConfig(**BUILD_CONFIG_ARGS))
+    b.build().write_to(str(rpm))
+    ours, ref = [], []
+    for i in range(3):
+        dest = work / f"unpack-ours{i}"
+        dest.mkdir()
+        drop_caches_if_root()
+        t0 = time.perf_counter()
+        unpack_rpm(rpm, dest)
+        ours.append(time.perf_counter() - t0)
+        dest = work / f"unpack-cpio{i}"
+        dest.mkdir()
+        drop_caches_if_root()
+        ref.append(timed_command(["sh", "-c", f"rpm2cpio {rpm} | cpio -idm --quiet"], cwd=str(dest))[0])
+        shutil.rmtree(work / f"unpack-ours{i}")
+        shutil.rmtree(dest)
+    return [case(f"unpack ({megabytes} MB, {files} files, zstd)", min(ours), min(ref), None)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="2,000-package repodata and a 40-package install")
     ap.add_argument("--packages", type=int, help="repodata size (default 20000, --small 2000)")
     ap.add_argument("--install", type=int, help="install set size (default 200, --small 40)")
-    ap.add_argument("--only", choices=("repodata", "install"), help="run one part")
+    ap.add_argument("--only", choices=("repodata", "install", "unpack"), help="run one part")
     ap.add_argument("--keep", help="work in this directory and keep it")
     ap.add_argument("--ours-install", nargs=3, metavar=("REPO_URL", "ROOT", "CACHE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -203,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
             cases += bench_repodata(work, count)
         if args.only in (None, "install"):
             cases += bench_install(work, install)
+        if args.only in (None, "unpack"):
+            cases += bench_unpack(work, 8 if args.small else 86, 300 if args.small else 3000)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

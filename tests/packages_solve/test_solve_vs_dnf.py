@@ -105,6 +105,9 @@ CASES = {
     "erase-with-dependents": Case(
         (Pkg("base"), Pkg("mid", requires=("base",)), Pkg("top", requires=("mid",)), Pkg("other")),
         ("remove", "base"), {"erase": ("base",)}, setup=("top", "other")),
+    "erase-cleans-unneeded-deps": Case(
+        (Pkg("base"), Pkg("mid", requires=("base",)), Pkg("top", requires=("mid",)), Pkg("other", requires=("base",))),
+        ("remove", "top"), {"erase": ("top",), "user_installed": ("top", "other")}, setup=("top", "other")),
     "installed-file-dep": Case(
         (Pkg("shell", files=(_bin("/usr/bin/zsh"),)), Pkg("script", requires=("/usr/bin/zsh",))),
         ("install", "script"), {"install": ("script",)}, setup=("shell",)),

@@ -310,7 +310,7 @@ def _jobs(ctx: _Context) -> list:
             continue
         if held := [s for s in sel.solvables() if s.id in locked]:
             raise SolverError(f"cannot remove {held[0]}: the package is locked")
-        jobs += sel.jobs(solv.Job.SOLVER_ERASE)
+        jobs += sel.jobs(solv.Job.SOLVER_ERASE | (solv.Job.SOLVER_CLEANDEPS if request.user_installed else 0))
     if missing:
         raise NotFoundError("no package matches " + ", ".join(repr(m) for m in missing)
                             + " in the enabled repositories",
@@ -321,6 +321,8 @@ def _jobs(ctx: _Context) -> list:
         jobs.append(pool.Job(solv.Job.SOLVER_UPDATE | solv.Job.SOLVER_SOLVABLE_ALL, 0))
     if request.distupgrade:
         jobs.append(pool.Job(solv.Job.SOLVER_DISTUPGRADE | solv.Job.SOLVER_SOLVABLE_ALL, 0))
+    for name in request.user_installed:
+        jobs += _select(ctx, name, _SELECT_LOCKED).jobs(solv.Job.SOLVER_USERINSTALLED)
     for name in request.locked:
         jobs += _select(ctx, name, _SELECT_LOCKED).jobs(solv.Job.SOLVER_LOCK)
     return jobs

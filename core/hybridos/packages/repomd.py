@@ -296,6 +296,8 @@ def _fetch(url: str, options: FetchOptions | None) -> bytes:
 
 
 def _repo_dir(cachedir: Path, repo_id: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", repo_id) or repo_id in (".", ".."):
+        repo_id = "id-" + hashlib.sha256(repo_id.encode()).hexdigest()[:16]   # never a path outside cachedir
     return Path(cachedir) / repo_id
 
 

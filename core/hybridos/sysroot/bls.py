@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hybridos.bootloader import BootEntry
 from hybridos.errors import FormatError
 from hybridos.sysroot.kargs import split_args
+
+if TYPE_CHECKING:  # the loader (status) does not need the bootloader interface
+    from hybridos.bootloader import BootEntry
 
 OSTREE_KARG_RE = re.compile(r"^/ostree/boot\.([01])/([^/]+)/([^/]+)/([0-9]+)$")
 

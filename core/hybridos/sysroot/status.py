@@ -11,7 +11,7 @@ from hybridos.sysroot.sysroot import Sysroot
 
 def _commit(sysroot: Sysroot, checksum: str):
     try:
-        return sysroot.repo.load_commit(checksum)
+        return sysroot.load_commit(checksum)
     except Exception:  # a commit pruned behind our back is shown without its metadata
         return None
 

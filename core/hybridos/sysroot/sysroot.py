@@ -176,6 +176,17 @@ class Sysroot:
                 rollback = d
         return pending, rollback
 
+    def load_commit(self, checksum: str):
+        """A commit object of the sysroot's repository, read without opening the whole store (fast status)."""
+        from hybridos.ostree.objects import Commit
+
+        path = self.path / "ostree/repo/objects" / checksum[:2] / f"{checksum[2:]}.commit"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"commit {checksum} is not in {self.path}/ostree/repo") from None
+        return Commit.parse(data)
+
     @cached_property
     def repo(self):
         from hybridos.ostree.repo import Repo

@@ -129,3 +129,23 @@ def test_reinstall_and_downgrade(tmp_path, base_tree):
     assert rpm_q(base_tree, "-q", "tool").stdout.split() == ["tool-1-1.x86_64"]
     assert (base_tree / "usr/bin/tool").read_bytes() == b"v1"
     assert rpm_q(base_tree, "-Va", check=False).stdout == ""
+
+
+def test_config_files_on_upgrade_follow_rpm_rules(tmp_path, base_tree):
+    def version(v):
+        return build_rpm(Pkg("cfg", v, files=(File("/etc/cfg/a.conf", f"a {v}\n".encode(), noreplace=True),
+                                             File("/etc/cfg/b.conf", f"b {v}\n".encode(), noreplace=True),
+                                             File("/etc/cfg/c.conf", f"c {v}\n".encode(), config=True))),
+                         tmp_path / v)
+
+    layer(base_tree, [version("1")])
+    (base_tree / "etc/cfg/b.conf").write_text("b edited\n")
+    (base_tree / "etc/cfg/c.conf").write_text("c edited\n")
+    result = layer(base_tree, [version("2")], action=Action.UPGRADE)
+    cfg = base_tree / "etc/cfg"
+    assert (cfg / "a.conf").read_text() == "a 2\n" and not (cfg / "a.conf.rpmnew").exists()   # unmodified
+    assert (cfg / "b.conf").read_text() == "b edited\n" and (cfg / "b.conf.rpmnew").read_text() == "b 2\n"
+    assert (cfg / "c.conf").read_text() == "c 2\n" and (cfg / "c.conf.rpmsave").read_text() == "c edited\n"
+    assert "warning: cfg-2-1.x86_64: /etc/cfg/b.conf was changed" in result.script_output
+    verify = rpm_q(base_tree, "-V", "cfg", check=False).stdout.splitlines()
+    assert [line.split()[-1] for line in verify] == ["/etc/cfg/b.conf"]     # only the admin's edit differs

@@ -148,8 +148,11 @@ def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
     _package_triggers(state, h, "triggerprein", count, include_own=True)
     _scriptlet(state, h, "pre", count)
     owners = load_owners(state.tree)   # after %pre, which may have added users
+    config = {e.path for e in h.file_entries if e.is_config}
+    previous = {e.path: e.digest for p in state.installed for e in p.header.file_entries if e.path in config} \
+        if config else {}
     result = unpack_rpm(pkg.rpm, state.tree, owners=owners, protected=state.request.protected_paths,
-                        force=state.request.force_replacefiles, info=pkg.info)
+                        force=state.request.force_replacefiles, info=pkg.info, previous_digests=previous)
     state.new_files += [e.path for e in h.file_entries if not e.is_ghost]
     pkg.hnum = state.db.add(h, pkg.signature, tid=tid, install_time=tid)
     state.installed.append(pkg)

@@ -264,19 +264,20 @@ class UnpackResult:
     written: tuple[str, ...] = ()         #: package paths created or replaced
     config_files: tuple[str, ...] = ()    #: %config paths of the package
     rpmnew: tuple[str, ...] = ()          #: %config(noreplace) files written as .rpmnew next to a changed file
-    rpmsave: tuple[str, ...] = ()         #: changed %config files moved to .rpmsave before replacing them
+    rpmsave: tuple[str, ...] = ()         #: changed %config files moved to .rpmsave/.rpmorig before replacing them
     warnings: tuple[str, ...] = ()
 
 
 class _Unpacker:
     def __init__(self, header: RpmHeader, tree: Path, owners: Owners, protected: frozenset[str], force: bool,
-                 verify_digests: bool):
+                 verify_digests: bool, previous: Mapping[str, str]):
         self.h = header
         self.tree = tree
         self.owners = owners
         self.protected = protected
         self.force = force
         self.verify = verify_digests
+        self.previous = previous
         self.what = str(header.nevra)
         self.entries = {e.path: (i, e) for i, e in enumerate(header.file_entries)}
         overlay = {}
@@ -453,19 +454,25 @@ class _Unpacker:
             self._place_config_aware(target, hostp, e)
 
     def _place_config_aware(self, tmp: str, hostp: str, e: FileEntry) -> None:
+        """Replace ``hostp`` with ``tmp``, with rpm's rules for a %config file that is already there:
+        unchanged from the previous package (or equal to the new one) -> replaced; changed -> the new one is
+        ``.rpmnew`` (noreplace) or the old one saved as ``.rpmsave``; not from any package -> ``.rpmorig``."""
         st = _lstat(hostp)
         if st is not None and stat.S_ISDIR(st.st_mode):
             _unlink_quiet(tmp)
             raise PackageError(f"{self.what}: cannot replace the directory {e.path} with a file")
         if e.is_config and st is not None and stat.S_ISREG(st.st_mode) and not _same_content(hostp, tmp):
-            if e.flags & FileFlag.NOREPLACE:
-                os.rename(tmp, hostp + ".rpmnew")
-                self.rpmnew.append(e.path)
-                self.warnings.append(f"{self.what}: {e.path} was changed; the new one is {e.path}.rpmnew")
-                return
-            os.rename(hostp, hostp + ".rpmsave")
-            self.rpmsave.append(e.path)
-            self.warnings.append(f"{self.what}: {e.path} saved as {e.path}.rpmsave")
+            before = self.previous.get(e.path)
+            if before is None or _file_digest(hostp, self.hash_name or "sha256") != before:
+                if e.flags & FileFlag.NOREPLACE:
+                    os.rename(tmp, hostp + ".rpmnew")
+                    self.rpmnew.append(e.path)
+                    self.warnings.append(f"{self.what}: {e.path} was changed; the new one is {e.path}.rpmnew")
+                    return
+                suffix = ".rpmsave" if before is not None else ".rpmorig"
+                os.rename(hostp, hostp + suffix)
+                self.rpmsave.append(e.path)
+                self.warnings.append(f"{self.what}: {e.path} saved as {e.path}{suffix}")
         os.rename(tmp, hostp)
         self.written.append(e.path)
 
@@ -486,6 +493,14 @@ def _unlink_quiet(p: str) -> None:
         os.unlink(p)
 
 
+def _file_digest(path: str, name: str) -> str:
+    h = hashlib.new(name)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _same_content(a: str, b: str) -> bool:
     if os.path.getsize(a) != os.path.getsize(b):
         return False
@@ -500,10 +515,12 @@ def _same_content(a: str, b: str) -> bool:
 
 def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owners | None = None,
                protected: frozenset[str] = frozenset(), force: bool = False,
-               verify_digests: bool = True, info: RpmFileInfo | None = None) -> UnpackResult:
+               verify_digests: bool = True, info: RpmFileInfo | None = None,
+               previous_digests: Mapping[str, str] | None = None) -> UnpackResult:
     """Unpack the RPM file ``rpm`` onto ``tree``; raise PackageError (tree untouched) for unsafe packages.
 
-    ``info`` is the already read :func:`read_rpm` result of the same file, to avoid parsing it twice."""
+    ``info`` is the already read :func:`read_rpm` result of the same file, to avoid parsing it twice;
+    ``previous_digests`` maps paths to their digests in the installed packages (for %config files)."""
     tree = Path(tree)
     if not tree.is_dir():
         raise PackageError(f"cannot unpack into {tree}: not a directory")
@@ -516,7 +533,7 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
         raise FormatError(f"{header.nevra}: unknown RPM payload compression {header.payload_compressor!r} "
                           f"(supported: {', '.join(sorted(COMPRESSORS))})")
     u = _Unpacker(header, tree, owners if owners is not None else load_owners(tree), protected, force,
-                  verify_digests)
+                  verify_digests, previous_digests or {})
     u.check_all()
     if verify_digests and _verify_payload_digest(rpm, info.payload_offset, header):
         u.verify = False   # the payload is what was signed: no need to hash every file again

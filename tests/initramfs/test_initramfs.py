@@ -125,19 +125,23 @@ def test_builtin_initramfs_carries_a_dynamic_busybox_with_its_libraries(tmp_path
         build_builtin_initramfs(InitramfsRequest(tree, KVER, HOST))
     (tree / "usr/lib64").mkdir()
     (tree / "lib64").symlink_to("usr/lib64")
+    host_dirs = [Path(p) for p in ("/lib64", "/usr/lib64", *map(str, Path("/lib").glob("*-linux-gnu")),
+                                   *map(str, Path("/usr/lib").glob("*-linux-gnu")))]
+
+    def host_lib(name: str) -> Path:
+        return next(d / name for d in host_dirs if (d / name).exists()).resolve()
+
     shutil.copy2(Path(interp).resolve(), tree / "usr/lib64" / Path(interp).name)
-    for name in needed:
-        for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
-            if Path(d, name).exists():
-                shutil.copy2(Path(d, name).resolve(), tree / "usr/lib64" / name)
-                break
-    # transitive needs (e.g. libpcre2 for libselinux) too
-    for lib in list((tree / "usr/lib64").iterdir()):
-        for name in elf_dependencies(lib.read_bytes())[1]:
-            if not (tree / "usr/lib64" / name).exists():
-                src = next(Path(d, name) for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
-                           if Path(d, name).exists())
-                shutil.copy2(src.resolve(), tree / "usr/lib64" / name)
+    pending = list(needed)
+    while pending:                       # the transitive closure (libselinux needs libpcre2, ...)
+        name = pending.pop()
+        if not (tree / "usr/lib64" / name).exists():
+            src = host_lib(name)
+            shutil.copy2(src, tree / "usr/lib64" / name)
+            pending.extend(elf_dependencies(src.read_bytes())[1])
+    if not (tree / interp.lstrip("/")).exists():
+        (tree / interp.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(interp).resolve(), tree / interp.lstrip("/"))
     out = build_builtin_initramfs(InitramfsRequest(tree, KVER, HOST))
     names = cpio_list(gzip.decompress(out.read_bytes()))
     assert interp.lstrip("/") in names

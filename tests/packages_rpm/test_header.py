@@ -64,8 +64,7 @@ def test_tag_numbers_agree_with_rpm_rs():
 
 def test_identity_and_dependencies_match_rpm(rich_rpm):
     h = read_rpm_header(rich_rpm)
-    assert str(h.nevra) == rpm_qp(rich_rpm, "%{NAME}-%{EPOCH}:%{VERSION}-%{RELEASE}.%{ARCH}")[0].replace(
-        "-2:", "-2:")
+    assert str(h.nevra) == rpm_qp(rich_rpm, "%{NAME}-%{EPOCH}:%{VERSION}-%{RELEASE}.%{ARCH}")[0]
     assert (h.name, h.epoch, h.version, h.release, h.arch) == ("richpkg", 2, "2.5", "3.fc40", "x86_64")
     for attr, tag in (("requires", "REQUIRE"), ("provides", "PROVIDE"), ("conflicts", "CONFLICT"),
                       ("obsoletes", "OBSOLETE"), ("recommends", "RECOMMEND"), ("supplements", "SUPPLEMENT")):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,11 @@ def test_compose_makes_a_commit_ostree_and_rpm_accept(tmp_path, treedir):
         "/usr/lib/systemd/system/hello.service"
     assert os.readlink(co / "usr/etc/systemd/system/default.target") == "/usr/lib/systemd/system/multi-user.target"
     assert json.loads((co / "usr/share/hybridos/treefile.json").read_text())["ref"] == "testos/39/x86_64/base"
-    assert not list((repo / "tmp").glob("hybridos-compose-*"))          # the work tree is gone
+    assert not list((repo / "tmp").glob("hybridos-compose-*"))          # the work tree is gone at once...
+    deadline = time.monotonic() + 60
+    while list((repo / "tmp").glob(".hybridos-trash-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list((repo / "tmp").glob(".hybridos-trash-*"))            # ...and its files soon after
 
 
 def test_unchanged_compose_makes_no_commit_and_force_nocache_does(tmp_path, treedir):

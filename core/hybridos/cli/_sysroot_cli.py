@@ -36,3 +36,10 @@ def event_printer(quiet: bool = False):
 def finish_unchanged(exc, unchanged_exit_77: bool) -> None:
     click.echo(exc.message)
     sys.exit(77 if unchanged_exit_77 else 0)
+
+
+def pull_progress():
+    """Object/byte counter for downloads: drawn on a terminal's stderr, silent otherwise."""
+    from hybridos.util.progress import Progress
+
+    return Progress("Receiving objects:")

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import click
 
-from hybridos.cli._sysroot_cli import event_printer, finish_unchanged, os_option, sysroot_option, sysroot_path
+from hybridos.cli._sysroot_cli import (
+    event_printer,
+    finish_unchanged,
+    os_option,
+    pull_progress,
+    sysroot_option,
+    sysroot_path,
+)
 from hybridos.errors import Unchanged
 
 unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
@@ -81,8 +88,10 @@ def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only,
     try:
         with Transaction(path, "upgrade", on_event=event_printer()) as tx:
             sysroot = Sysroot.load(path)
-            result = do_upgrade(sysroot, tx, stateroot=osname, check=check, cache_only=cache_only,
-                                download_only=download_only or preview, allow_downgrade=allow_downgrade)
+            with pull_progress() as progress:
+                result = do_upgrade(sysroot, tx, stateroot=osname, check=check, cache_only=cache_only,
+                                    download_only=download_only or preview, allow_downgrade=allow_downgrade,
+                                    progress=progress)
     except Unchanged as exc:
         finish_unchanged(exc, unchanged_exit_77)
         return
@@ -137,8 +146,8 @@ def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
 
     path = sysroot_path(ctx, sysroot_opt)
     try:
-        with Transaction(path, "deploy", on_event=event_printer()) as tx:
-            result = deploy_revision(Sysroot.load(path), tx, revision, stateroot=osname)
+        with Transaction(path, "deploy", on_event=event_printer()) as tx, pull_progress() as progress:
+            result = deploy_revision(Sysroot.load(path), tx, revision, stateroot=osname, progress=progress)
     except Unchanged as exc:
         finish_unchanged(exc, unchanged_exit_77)
         return
@@ -159,8 +168,9 @@ def rebase(ctx, sysroot_opt, osname, cache_only, target):
     from hybridos.sysroot.upgrade import rebase as do_rebase
 
     path = sysroot_path(ctx, sysroot_opt)
-    with Transaction(path, "rebase", on_event=event_printer()) as tx:
-        result = do_rebase(Sysroot.load(path), tx, target, stateroot=osname, cache_only=cache_only)
+    with Transaction(path, "rebase", on_event=event_printer()) as tx, pull_progress() as progress:
+        result = do_rebase(Sysroot.load(path), tx, target, stateroot=osname, cache_only=cache_only,
+                           progress=progress)
     _print_change(result)
     _reboot_hint()
 

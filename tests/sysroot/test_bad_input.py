@@ -109,3 +109,19 @@ def test_not_a_sysroot_and_deploy_of_unknown_rev(tmp_path, host):
     _fails(sr, "admin", "deploy", "--os", "nosuchos", "origin:testos/stable", match="stateroot 'nosuchos'")
     _fails(sr, "rollback", match="no rollback deployment")
     assert _state(sr) == before
+
+
+def test_lock_is_per_sysroot_and_reports_itself(tmp_path, host):
+    import os
+
+    from hybridos.sysroot.lock import lock_holder
+
+    sr, _, _ = host
+    assert lock_holder(sr) is None
+    with SysrootLock(sr):
+        assert lock_holder(sr) == os.getpid()
+        assert lock_holder(sr) == os.getpid()   # asking again must not drop the lock
+        r = hyb(sr, "status", "--json")
+        assert f"pid {os.getpid()}" in r.stdout
+    assert lock_holder(sr) is None
+    _fails(tmp_path, "rollback", match="not an OSTree sysroot")

@@ -19,12 +19,19 @@ from hybridos.errors import SysrootError
 LOCK_PATH = "ostree/lock"
 DEFAULT_TIMEOUT = 3.0
 
+#: sysroots this process holds the lock of: POSIX record locks vanish when the process closes ANY descriptor
+#: of the file, so ``lock_holder`` must not open the lock file of a sysroot locked here
+_HELD: set[Path] = set()
+
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
 _FLOCK = "hhqqi4x"
 
 
 def lock_holder(sysroot: Path) -> int | None:
-    """The pid holding the sysroot lock (0 when held through an open-file-description lock), or None."""
+    """The pid holding the sysroot lock (0 when held through an open-file-description lock, as ostree does),
+    or None when it is free."""
+    if Path(sysroot).resolve() in _HELD:
+        return os.getpid()
     try:
         fd = os.open(sysroot / LOCK_PATH, os.O_RDWR)
     except OSError:
@@ -61,6 +68,9 @@ class SysrootLock:
 
     def acquire(self) -> None:
         path = self.sysroot / LOCK_PATH
+        if not path.parent.is_dir():
+            raise SysrootError(f"{self.sysroot} is not an OSTree sysroot (no ostree/)",
+                               hint=f"initialize it with `hybridos admin init-fs {self.sysroot}`")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -82,9 +92,11 @@ class SysrootLock:
                                    hint="wait for it to finish, or run `hybridos cancel`")
             time.sleep(0.05)
         self.fd = fd
+        _HELD.add(self.sysroot.resolve())
 
     def release(self) -> None:
         if self.fd is not None:
+            _HELD.discard(self.sysroot.resolve())
             with contextlib.suppress(OSError):
                 fcntl.lockf(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)

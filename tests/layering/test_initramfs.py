@@ -40,3 +40,18 @@ def test_initramfs_enable_then_disable(host, layering_env):
     back = status(host)[0]
     assert back["checksum"] == layering_env.v1 and back["regenerate-initramfs"] is False
     assert back["bootcsum"] == base["bootcsum"] and _entry(host, back)["initrd"] == base_initrd
+
+
+def test_kernel_replacement_regenerates_the_initramfs(host, layering_env, tmp_path):
+    from tests.helpers.rpms import File, Pkg, build_rpm
+
+    kver = "6.6.0-1.test.x86_64"
+    rpm = build_rpm(Pkg("kernel", "6.6.0", release="1.test", requires=("filesystem",), files=(
+        File(f"/usr/lib/modules/{kver}/vmlinuz", b"\x7fnew-kernel" * 100, mode=0o755),)), tmp_path)
+    hyb(host, "override", "replace", str(rpm))
+    new = status(host)[0]
+    entry = _entry(host, new)
+    assert entry["linux"].endswith(f"vmlinuz-{kver}") and entry["initrd"].endswith(f"initramfs-{kver}.img")
+    image = (host / "boot" / entry["initrd"].lstrip("/")).read_bytes()
+    listing = subprocess.run(["sh", "-c", "gzip -dc | cpio -t"], input=image, capture_output=True, check=True)
+    assert b"init" in listing.stdout.split()

@@ -52,3 +52,17 @@ def test_dry_run_changes_nothing(host):
     # only the rpm-md metadata cache may appear
     assert all(k.startswith("ostree/deploy/testos/var/cache") for k in changed), changed
     assert len(status(host)) == 1
+
+
+def test_killed_during_layering_leaves_the_sysroot_usable(host):
+    from tests.conftest import run_cli
+
+    before = snapshot(host / "boot"), [d["checksum"] for d in status(host)]
+    for step in ("layer", "commit"):
+        p = run_cli("--sysroot", str(host), "install", "layered-tool", env={"HYBRIDOS_TEST_ABORT_AT": step},
+                    check=False)
+        assert p.returncode == -9
+        assert (snapshot(host / "boot"), [d["checksum"] for d in status(host)]) == before
+    hyb(host, "install", "layered-tool")
+    assert status(host)[0]["packages"] == ["layered-tool"]
+    assert not list((host / "ostree/repo/tmp/hybridos").glob("layer-*"))

@@ -171,12 +171,21 @@ def override_reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, dow
 
 @click.command("reset")
 @_common
+@click.option("-l", "--overlays", is_flag=True, help="Only remove the layered packages.")
+@click.option("-o", "--overrides", is_flag=True, help="Only remove the overrides.")
+@click.option("-i", "--initramfs", "initramfs_", is_flag=True, help="Only stop regenerating the initramfs.")
 @click.pass_context
-def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77):
-    """Remove all local changes: layered packages, overrides and initramfs regeneration."""
+def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77, overlays,
+          overrides, initramfs_):
+    """Remove all local changes: layered packages, overrides and initramfs regeneration (or only some)."""
     from hybridos.layering.requests import Change
 
-    _run(ctx, sysroot_opt, osname, "reset", lambda _repo: Change(reset_all=True), dry_run=dry_run,
+    if overlays or overrides or initramfs_:
+        change = Change(uninstall_all=overlays, reset_all_overrides=overrides,
+                        initramfs=False if initramfs_ else None, idempotent=True)
+    else:
+        change = Change(reset_all=True)
+    _run(ctx, sysroot_opt, osname, "reset", lambda _repo: change, dry_run=dry_run,
          cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 

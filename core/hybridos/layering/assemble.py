@@ -500,6 +500,8 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
     base_meta = repo.load_commit(plan.base).metadata
     workroot = Path(repo.path) / WORK_DIR
     workroot.mkdir(parents=True, exist_ok=True)
+    for stale in workroot.glob("layer-*"):   # left by a killed run (we hold the sysroot lock)
+        remove_workdir(stale)
     workdir = Path(tempfile.mkdtemp(prefix="layer-", dir=workroot))
     tree = workdir / "rootfs"
     try:

@@ -9,7 +9,7 @@ declare -A TOOLS=(
   [grub-script-check]=grub-common [grub-editenv]=grub-common [mkimage]=u-boot-tools
   [bootctl]=systemd-boot [busybox]=busybox-static [bwrap]=bubblewrap [fw_printenv]=libubootenv-tool
   [cpio]=cpio [zstd]=zstd [xz]=xz-utils [qemu-aarch64-static]=qemu-user-static [hyperfine]=hyperfine
-  [mkenvimage]=u-boot-tools [readelf]=binutils
+  [mkenvimage]=u-boot-tools [readelf]=binutils [getcap]=libcap2-bin [rpm2cpio]=rpm [rpmdb]=rpm
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do

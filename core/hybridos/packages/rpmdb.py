@@ -105,6 +105,8 @@ def index_rows(raw: RawHeader) -> dict[str, list[tuple[object, int]]]:
         else:
             values = value[:1] if tag == Tag.GROUP else value   # i18n string: the untranslated one
             flags = raw.get(Tag.REQUIREFLAGS) if tag == Tag.REQUIRENAME else None
+            # file trigger rows carry the trigger's script index, not the position (as rpm 4.18 writes them)
+            script_index = raw.get(_FILE_TRIGGER_INDEX[tag]) if tag in _FILE_TRIGGER_INDEX else None
             seen: set[str] = set()
             for i, v in enumerate(values):
                 if flags is not None and i < len(flags):
@@ -115,15 +117,14 @@ def index_rows(raw: RawHeader) -> dict[str, list[tuple[object, int]]]:
                     if v in seen:
                         continue
                     seen.add(v)
-                if not v:
-                    continue
-                rows.append((v, i))
+                rows.append((v, script_index[i] if script_index and i < len(script_index) else i))
                 if v.startswith("(") and tag in _DEP_TAGS:
                     rows += [(leaf, i) for leaf in rich_leaves(v)]
         out[table] = rows
     return out
 
 
+_FILE_TRIGGER_INDEX = {Tag.FILETRIGGERNAME: Tag.FILETRIGGERINDEX, Tag.TRANSFILETRIGGERNAME: Tag.TRANSFILETRIGGERINDEX}
 _DEP_TAGS = {Tag.REQUIRENAME, Tag.CONFLICTNAME, Tag.OBSOLETENAME, Tag.RECOMMENDNAME, Tag.SUGGESTNAME,
              Tag.SUPPLEMENTNAME, Tag.ENHANCENAME}
 

@@ -336,12 +336,20 @@ def write_synthetic_repo(repo_dir: str | os.PathLike, specs: Sequence[Pkg], comp
 
 
 def synthetic_specs(count: int, arch: str = "x86_64") -> list[Pkg]:
-    """``count`` made-up packages with a realistic web of versioned, virtual and file dependencies."""
+    """``count`` made-up packages with a realistic web of versioned, virtual and file dependencies.
+
+    Each package depends on a few lower-numbered ones (a shallow DAG plus a small cycle at the root), so a
+    single install pulls a few dozen packages, as in a distribution, not the whole repository.
+    """
     specs = []
     for i in range(count):
-        deps = [f"pkg{(i * 7 + 1) % count} >= 1.0", f"cap{(i * 13 + 5) % count}"]
-        if i % 5 == 0:
-            deps.append(f"/usr/lib/pkg{(i * 3 + 2) % count}/data")
+        deps = []
+        if i:
+            deps += [f"pkg{i // 2} >= 1.0", f"cap{i // 3}"]
+        else:
+            deps.append(f"pkg{min(1, count - 1)}")      # pkg0 <-> pkg1: one small cycle
+        if i % 5 == 0 and i:
+            deps.append(f"/usr/lib/pkg{i // 7}/data")  # a file only filelists.xml lists
         specs.append(Pkg(
             f"pkg{i}", f"1.{i % 10}", "1", arch=arch if i % 4 else "noarch",
             requires=tuple(deps), provides=(f"cap{i}", f"lib{i}.so()(64bit)"),

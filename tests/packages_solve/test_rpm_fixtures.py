@@ -92,4 +92,22 @@ def test_synthetic_repo(tmp_path):
     keys = md.keys()
     assert len(keys) == 50
     pkg = md.get(next(k for k in keys if md.get(k).name == "pkg0"))
-    assert ("pkg1", "GE", "0", "1.0", None, False) in pkg.requires
+    assert ("pkg1", None, None, None, None, False) in pkg.requires
+    pkg10 = md.get(next(k for k in keys if md.get(k).name == "pkg10"))
+    assert ("pkg5", "GE", "0", "1.0", None, False) in pkg10.requires
+    assert ("/usr/lib/pkg1/data", None, None, None, None, False) in pkg10.requires
+
+
+def test_synthetic_repo_solves_to_a_small_closure(tmp_path):
+    from hybridos.arch import Architecture
+    from hybridos.packages.model import SolveRequest
+    from hybridos.packages.repomd import load_repo
+    from hybridos.packages.solver import solve
+
+    write_synthetic_repo(tmp_path / "syn", synthetic_specs(2000))
+    repo = load_repo((tmp_path / "syn").as_uri(), tmp_path / "cache")
+    names = {i.nevra.name for i in solve(SolveRequest(arch=Architecture.X86_64, repos=(repo,),
+                                                      install=("pkg1500",))).items}
+    # pkg1500 -> pkg750, cap500 (pkg500), /usr/lib/pkg214/data (pkg214) -> ... -> pkg0 <-> pkg1
+    assert {"pkg1500", "pkg750", "pkg500", "pkg214", "pkg1", "pkg0"} <= names
+    assert len(names) < 100

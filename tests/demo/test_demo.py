@@ -82,3 +82,30 @@ def test_demo_ostree_agrees(demo):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Version: 2") == 2
+
+
+def _readme_commands() -> list[str]:
+    """The ``$ hybridos ...`` lines of the README's console blocks."""
+    commands, in_console = [], False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_console = line.strip() == "```console"
+            continue
+        if in_console and line.startswith("$ hybridos"):
+            commands.append(line[2:])
+    return commands
+
+
+def test_readme_commands_run_as_shown(demo):
+    """Every command of the README tour runs, as written, against the state the demo leaves."""
+    import shlex
+
+    root, _ = demo
+    commands = _readme_commands()
+    assert len(commands) >= 6
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        proc = run_cli(*argv, check=False, cwd=root.parent)
+        assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{proc.stderr}"
+        if "fsck" not in command:
+            assert proc.stdout.strip(), f"{command} printed nothing"

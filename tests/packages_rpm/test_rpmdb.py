@@ -215,3 +215,49 @@ def test_real_centos8_headers_index_like_rpm_rebuilddb(tmp_path):
     assert len(ours["Basenames"]) > 60000 and len(ours["Transfiletriggername"]) > 10
     for table, _tag in INDEXES:
         assert ours[table] == theirs[table], table
+
+
+def _installed_by_rpm(tmp_path, rpm_file):
+    root = tmp_path / "rpm-root"
+    rpm_q(root, "--initdb")
+    rpm_q(root, "-i", "--justdb", "--nodeps", "--noscripts", str(rpm_file))
+    db = sqlite3.connect(root / "usr/lib/sysimage/rpm" / DBFILE)
+    (blob,) = db.execute("SELECT blob FROM Packages").fetchone()
+    db.close()
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("builder", ["rpm-rs", "rpmbuild"])
+def test_installed_header_is_byte_identical_to_rpms(tmp_path, builder):
+    from hybridos.packages.header import Tag
+    from hybridos.packages.rpmdb import installed_blob
+    from tests.helpers.rpms import build_with_rpmbuild
+
+    if builder == "rpm-rs":
+        rpm_file = build_rpm(APP, tmp_path / "rpms")
+    else:
+        require_tool("rpmbuild")
+        spec = """\
+            Name: built
+            Version: 1
+            Release: 1
+            Summary: s
+            License: MIT
+            Requires(post): /bin/sh
+            %description
+            d
+            %install
+            mkdir -p %{buildroot}/usr/share/built
+            echo x > %{buildroot}/usr/share/built/x
+            %files
+            /usr/share/built
+            %post
+            true
+            """
+        (rpm_file,) = build_with_rpmbuild(spec, tmp_path / "rpms", tmp_path / "rpmbuild")
+    theirs = _installed_by_rpm(tmp_path, rpm_file)
+    raw, _ = parse_raw_header(theirs, magic=False)
+    info = read_rpm(rpm_file)
+    ours = installed_blob(info.header.raw, info.signature, install_time=raw.get(Tag.INSTALLTIME)[0],
+                          tid=raw.get(Tag.INSTALLTID)[0])
+    assert ours == theirs

@@ -261,3 +261,45 @@ def test_installed_header_is_byte_identical_to_rpms(tmp_path, builder):
     ours = installed_blob(info.header.raw, info.signature, install_time=raw.get(Tag.INSTALLTIME)[0],
                           tid=raw.get(Tag.INSTALLTID)[0])
     assert ours == theirs
+
+
+RPMBUILD_FEATURES = """\
+    Name: rbfeat
+    Version: 3
+    Release: 2
+    Summary: s
+    License: MIT
+    %description
+    d
+    %install
+    mkdir -p %{buildroot}/usr/bin %{buildroot}/usr/lib/rbfeat %{buildroot}/etc %{buildroot}/var/lib/rbfeat
+    printf '#!/bin/sh\\necho rb\\n' > %{buildroot}/usr/bin/rbfeat
+    echo ping > %{buildroot}/usr/bin/rbping
+    echo data > %{buildroot}/usr/lib/rbfeat/one
+    ln %{buildroot}/usr/lib/rbfeat/one %{buildroot}/usr/lib/rbfeat/two
+    ln -s ../lib/rbfeat/one %{buildroot}/usr/bin/rblink
+    echo conf=1 > %{buildroot}/etc/rbfeat.conf
+    %files
+    %attr(4755,alice,staff) /usr/bin/rbfeat
+    %caps(cap_net_raw=ep) %attr(0755,root,root) /usr/bin/rbping
+    /usr/bin/rblink
+    /usr/lib/rbfeat
+    %config(noreplace) /etc/rbfeat.conf
+    %dir %attr(0750,alice,staff) /var/lib/rbfeat
+    %ghost /var/lib/rbfeat/state
+    """
+
+
+def test_rpmbuild_package_passes_rpm_verify(tmp_path, base_tree):
+    """The same features from rpmbuild's header writer (md5/sha256 digests, colors, inodes): rpm -V stays clean."""
+    require_tool("rpmbuild")
+    from tests.helpers.rpms import build_with_rpmbuild
+
+    (rpm_file,) = build_with_rpmbuild(RPMBUILD_FEATURES, tmp_path / "rpms", tmp_path / "rpmbuild")
+    layer(base_tree, [rpm_file])
+    st = os.stat(base_tree / "usr/bin/rbfeat")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o4755)
+    assert os.stat(base_tree / "usr/lib/rbfeat/one").st_ino == os.stat(base_tree / "usr/lib/rbfeat/two").st_ino
+    assert os.getxattr(base_tree / "usr/bin/rbping", "security.capability")
+    proc = rpm_q(base_tree, "-V", "rbfeat", check=False)
+    assert (proc.returncode, proc.stdout) == (0, "")

@@ -145,7 +145,8 @@ class _Context:
         pool.installed = self.system
         # File dependencies: give hand-made solvables the files somebody depends on.
         pool.addfileprovides()
-        wanted = {pool.id2str(i) for i in pool.addfileprovides_queue()}
+        needs_files = bool(headers_by_id) or len(self.repos) > 1
+        wanted = {pool.id2str(i) for i in pool.addfileprovides_queue()} if needs_files else set()
         if wanted:
             for sid, h in headers_by_id.items():
                 s = pool.id2solvable(sid)

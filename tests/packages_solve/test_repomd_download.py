@@ -250,3 +250,23 @@ def test_download_fails_over_to_the_next_baseurl(tmp_path):
         assert rpms["app-1.0-1.x86_64"].read_bytes() == repo.rpms["app"].read_bytes()
         assert {p for p, _, _ in backup.requests} >= {"/Packages/libz-1.2.13-1.x86_64.rpm",
                                                       "/Packages/app-1.0-1.x86_64.rpm"}
+
+
+def test_location_base_is_honoured(tmp_path):
+    import createrepo_c
+
+    from tests.helpers.rpms import build_rpm
+
+    rpm = build_rpm(Pkg("far"), tmp_path / "elsewhere" / "Packages")
+    (tmp_path / "repo").mkdir()
+    writer = createrepo_c.RepositoryWriter(str(tmp_path / "repo"), compression=createrepo_c.ZSTD_COMPRESSION)
+    writer.set_num_of_pkgs(1)
+    pkg = createrepo_c.package_from_rpm(str(rpm))
+    pkg.location_href = "Packages/far-1.0-1.x86_64.rpm"
+    pkg.location_base = (tmp_path / "elsewhere").as_uri() + "/"
+    writer.add_pkg(pkg)
+    writer.finish()
+    loaded = load_repo((tmp_path / "repo").as_uri(), tmp_path / "cache")
+    trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("far",)))
+    assert trans.items[0].location == rpm.as_uri()
+    assert download_packages(trans, tmp_path / "pkgs")["far-1.0-1.x86_64"].read_bytes() == rpm.read_bytes()

@@ -356,7 +356,8 @@ def _location(ctx: _Context, s: solv.XSolvable) -> tuple[str, str]:
     repo: LoadedRepo = s.repo.appdata
     href = s.lookup_location()[0]
     chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
-    url = href if "://" in href else repo.baseurl.rstrip("/") + "/" + href
+    base = s.lookup_str(solv.SOLVABLE_MEDIABASE) or repo.baseurl     # <location xml:base=...> wins
+    url = href if "://" in href else base.rstrip("/") + "/" + href
     return url, (str(chk) if chk else "")
 
 

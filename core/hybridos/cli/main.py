@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from hybridos import __version__
 from hybridos.errors import HybridosError
 
 #: command name -> "module:attribute". A command appears when its module exists; it is imported only when
@@ -72,7 +71,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hybridos")
+@click.version_option(package_name="hybridos", prog_name="hybridos")  # resolved only for --version
 @click.option("--sysroot", type=click.Path(file_okay=False, path_type=Path), envvar="HYBRIDOS_SYSROOT",
               default=Path("/"), show_default=True, help="Root of the system to operate on (also HYBRIDOS_SYSROOT).")
 @click.option("--debug", is_flag=True, envvar="HYBRIDOS_DEBUG", help="Show tracebacks for errors.")

@@ -77,6 +77,10 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
     installed = [_Pkg(p.header, hnum=p.hnum) for p in read_installed(tree)]
     erases = [i for i in request.transaction.items if i.action is Action.ERASE]
     installs = [(i, _load(request, i)) for i in request.transaction.items if i.action is not Action.ERASE]
+    by_nevra = {p.header.nevra: p for p in installed}
+    for nevra in [i.nevra for i in erases] + [i.replaces for i, _ in installs if i.replaces]:
+        if nevra not in by_nevra:   # checked before anything changes
+            raise PackageError(f"cannot erase or replace {nevra}: it is not installed in the tree")
     _check_file_conflicts(installed, erases, installs, request.force_replacefiles)
 
     db = RpmDb(tree)
@@ -88,7 +92,7 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
         for item in erases:
             old = _find_installed(state, item.nevra)
             if old is None:
-                raise PackageError(f"cannot erase {item.nevra}: it is not installed in the tree")
+                raise PackageError(f"cannot erase {item.nevra}: it was erased twice in one transaction")
             _erase(state, old, upgrade=False)
         installed_nevras = []
         for item, pkg in installs:

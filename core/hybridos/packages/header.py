@@ -236,14 +236,19 @@ class RawHeader:
     data: bytes = field(repr=False)
     blob: bytes = field(repr=False)   #: the header without the 8-byte magic (as the rpmdb stores it)
 
+    _by_tag: dict[int, RawEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_tag: dict[int, RawEntry] = {}
+        for e in self.entries:
+            by_tag.setdefault(e.tag, e)   # the first entry of a tag wins, as in rpm
+        object.__setattr__(self, "_by_tag", by_tag)
+
     def __contains__(self, tag: int) -> bool:
-        return any(e.tag == tag for e in self.entries)
+        return tag in self._by_tag
 
     def entry(self, tag: int) -> RawEntry | None:
-        for e in self.entries:
-            if e.tag == tag:
-                return e
-        return None
+        return self._by_tag.get(tag)
 
     def get(self, tag: int, default=None):
         e = self.entry(tag)

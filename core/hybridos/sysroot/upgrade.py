@@ -126,12 +126,11 @@ def merge_base_commit(sysroot: Sysroot, dep: Deployment) -> str:
 
 def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, origin: Origin,
             merge: Deployment) -> Sysroot:
-    """Deploy a base commit; with layering requests in the origin, the requests are re-applied on it first
-    (``hybridos.layering.assemble_deployment_tree``)."""
+    """Deploy a base commit; with layered packages in the origin, layering builds the commit to deploy."""
     from hybridos.sysroot.deploy import deploy_commit
 
     if origin.is_layered:
-        from hybridos.layering import assemble_deployment_tree
+        from hybridos.layering.assemble import assemble_deployment_tree
 
         commit = assemble_deployment_tree(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
     return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)

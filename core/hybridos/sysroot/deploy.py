@@ -407,11 +407,14 @@ def select_kept(sysroot: Sysroot, new: Deployment, merge: Deployment | None, *, 
 
 def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Origin,
                   kargs: KernelArgs | str | None = None, tx: Transaction, retain: bool = False,
-                  merge: Deployment | None | bool = True, info: CommitInfo | None = None) -> Sysroot:
+                  merge: Deployment | None | bool = True, info: CommitInfo | None = None,
+                  prepared_tree: Path | None = None) -> Sysroot:
     """Deploy a commit already in the sysroot's repository as the new default; returns the reloaded sysroot.
 
     ``kargs`` None inherits the merge deployment's kernel arguments. ``merge`` True picks the merge
     deployment of ``stateroot`` (its /etc changes carry over), False starts from the image's /etc only.
+    ``prepared_tree``: a directory on the sysroot's filesystem holding exactly the commit's content (the tree
+    layering just committed), renamed into place instead of checking the commit out again.
     """
     root = sysroot.path
     if not (root / "ostree/deploy" / stateroot / "var").is_dir():
@@ -434,7 +437,10 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
     with tx.step("checkout"):
         remove_tree(dep_dir)
         dep_dir.parent.mkdir(parents=True, exist_ok=True)
-        sysroot.repo.checkout(commit, dep_dir, mode="hardlink")
+        if prepared_tree is not None:
+            os.rename(prepared_tree, dep_dir)
+        else:
+            sysroot.repo.checkout(commit, dep_dir, mode="hardlink")
 
     with tx.step("etc-merge"):
         etcmerge.populate_etc(dep_dir)

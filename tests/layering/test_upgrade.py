@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.layering.conftest import deployment_dir, hyb, rpm_q, set_ref, status
 
 
@@ -20,6 +22,12 @@ def test_upgrade_relayers_then_request_becomes_inactive(host, layering_env):
     assert (tree / "usr/bin/layered-tool").exists() and (tree / "usr/share/unrequested").exists()
     assert rpm_q(tree, "layered-tool", "unrequested").returncode == 0
     assert not [p for p, _, _ in env.server.requests if p.endswith(".rpm")]    # all from the package cache
+    # the rollback's base (v1, no ref points to it any more) is kept by rpm-ostree's base refs
+    refs = subprocess.run(["ostree", "refs", f"--repo={host}/ostree/repo", "--list"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert {r for r in refs if r.startswith("rpmostree/base/")} == {"rpmostree/base/0", "rpmostree/base/1"}
+    subprocess.run(["ostree", "show", f"--repo={host}/ostree/repo", env.v1], check=True, capture_output=True)
+    subprocess.run(["ostree", "fsck", f"--repo={host}/ostree/repo"], check=True, capture_output=True)
 
     # v3 ships layered-tool itself: the request stays, inactive, and nothing is layered
     set_ref(host, "testos/v3", env.v3)

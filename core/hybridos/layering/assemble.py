@@ -491,9 +491,21 @@ def remove_workdir(workdir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class AssembledTree:
+    """A layered commit and the tree it was made from (``tree`` may be renamed into a deployment)."""
+
+    commit: str
+    tree: Path
+    workdir: Path
+
+    def discard(self) -> None:
+        remove_workdir(self.workdir)
+
+
 def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
-                         options: AssembleOptions = AssembleOptions()) -> str:
-    """Check out the base, apply the plan, commit; the commit's parent is the base."""
+                         options: AssembleOptions = AssembleOptions()) -> AssembledTree:
+    """Check out the base, apply the plan, commit (parent: the base). The caller discards the tree."""
     from hybridos.plugins import get_registry
 
     repo = sysroot.repo
@@ -542,30 +554,73 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
             commit = repo.commit_tree(tree, metadata=_metadata(plan, base_meta, installed_after),
                                       parent=plan.base, timestamp=int(time.time()), devino_cache=True,
                                       bind_ref=False)
-    finally:
+    except BaseException:
         remove_workdir(workdir)
-    return commit
+        raise
+    return AssembledTree(commit, tree, workdir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Keeping base commits
+# ---------------------------------------------------------------------------------------------------------
+
+BASE_REF_PREFIX = "rpmostree/base"
+
+
+def base_commit_of(repo, commit: str) -> str | None:
+    """The base of a client-side layered commit (its parent), None for any other commit."""
+    try:
+        c = repo.load_commit(commit)
+    except HybridosError:
+        return None
+    return c.parent if c.metadata.get(META_CLIENTLAYER) and c.parent else None
+
+
+def write_base_refs(sysroot, extra: Iterable[str] = ()) -> None:
+    """``rpmostree/base/N`` refs (as rpm-ostree writes them) for the base of every layered deployment, so
+    pruning never drops a base commit that a deployment still needs for its next re-layering."""
+    repo = sysroot.repo
+    wanted = list(dict.fromkeys([b for d in sysroot.deployments if (b := base_commit_of(repo, d.checksum))]
+                                + [e for e in extra if e]))
+    existing = repo.list_refs(prefix=BASE_REF_PREFIX)
+    for i, commit in enumerate(wanted):
+        name = f"{BASE_REF_PREFIX}/{i}"
+        if existing.get(name) != commit:
+            repo.set_ref(name, commit)
+    for name in existing:
+        if name.startswith(BASE_REF_PREFIX + "/") and name.rsplit("/", 1)[-1].isdigit() \
+                and int(name.rsplit("/", 1)[-1]) >= len(wanted):
+            repo.set_ref(name, None)
+
+
+def assemble_tree(sysroot, base_commit: str, origin, *, tx, merge=None, stateroot: str | None = None,
+                  options: AssembleOptions = AssembleOptions(), plan: Plan | None = None) -> AssembledTree:
+    """Plan (unless given), download, build: the layered commit for ``origin``'s requests on ``base_commit``."""
+    requests = Requests.from_origin(origin)
+    stateroot = stateroot or (merge.stateroot if merge is not None else sysroot.default_stateroot())
+    if merge is None:
+        raise UsageError("layering needs an existing deployment to read the host's repositories from")
+    if plan is None:
+        plan = plan_layering(sysroot, base_commit, requests, stateroot=stateroot,
+                             deploy_dir=sysroot.path / merge.relpath, options=options, tx=tx)
+    with tx.step("download"):
+        rpms = download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=options.cache_only)
+    for n in plan.inactive:
+        tx.message(f"Inactive requests: {n} (already provided by the base)")
+    write_base_refs(sysroot, [base_commit])
+    return build_layered_commit(sysroot, plan, rpms, tx=tx, options=options)
 
 
 def assemble_deployment_tree(sysroot, base_commit: str, origin, *, tx, merge=None, stateroot: str | None = None,
                              options: AssembleOptions = AssembleOptions(), plan: Plan | None = None) -> str:
     """The commit to deploy for ``origin``'s requests on ``base_commit`` (the base itself when there are none).
 
-    Called by upgrade/deploy/rebase (``hybridos.sysroot.upgrade``) and by the layering verbs. Requests the new
-    base already satisfies become inactive instead of failing.
+    Called by upgrade/deploy/rebase (``hybridos.sysroot.upgrade``). Requests the new base already satisfies
+    become inactive instead of failing.
     """
-    requests = Requests.from_origin(origin)
-    if requests.empty:
+    if Requests.from_origin(origin).empty:
         return base_commit
-    stateroot = stateroot or (merge.stateroot if merge is not None else sysroot.default_stateroot())
-    deploy_dir = sysroot.path / merge.relpath if merge is not None else None
-    if deploy_dir is None:
-        raise UsageError("layering needs an existing deployment to read the host's repositories from")
-    if plan is None:
-        plan = plan_layering(sysroot, base_commit, requests, stateroot=stateroot, deploy_dir=deploy_dir,
-                             options=options, tx=tx)
-    with tx.step("download"):
-        rpms = download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=options.cache_only)
-    for n in plan.inactive:
-        tx.message(f"Inactive requests: {n} (already provided by the base)")
-    return build_layered_commit(sysroot, plan, rpms, tx=tx, options=options)
+    assembled = assemble_tree(sysroot, base_commit, origin, tx=tx, merge=merge, stateroot=stateroot,
+                              options=options, plan=plan)
+    assembled.discard()
+    return assembled.commit

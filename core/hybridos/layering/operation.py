@@ -12,10 +12,11 @@ from hybridos.errors import SysrootError, Unchanged
 from hybridos.layering.assemble import (
     AssembleOptions,
     Plan,
-    assemble_deployment_tree,
+    assemble_tree,
     download,
     plan_layering,
     prune_local_store,
+    write_base_refs,
 )
 from hybridos.layering.repos import PACKAGE_CACHE, stateroot_dir
 from hybridos.layering.requests import Change, LocalPackage, Requests, apply
@@ -81,8 +82,19 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
             with tx.step("download"):
                 download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=options.cache_only)
         return ChangeResult(sysroot, origin, plan)
-    commit = assemble_deployment_tree(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot,
-                                      options=options, plan=plan)
-    new_sysroot = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
+    if new.empty:
+        commit, tree, assembled = base, None, None
+    else:
+        assembled = assemble_tree(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, options=options,
+                                  plan=plan)
+        commit, tree = assembled.commit, assembled.tree
+    try:
+        # the tree just committed becomes the deployment: no second checkout
+        new_sysroot = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx,
+                                    merge=merge, prepared_tree=tree)
+    finally:
+        if assembled is not None:
+            assembled.discard()
+    write_base_refs(new_sysroot)
     prune_local_store(new_sysroot.repo, _all_local(new_sysroot))
     return ChangeResult(new_sysroot, origin, plan, commit, True)

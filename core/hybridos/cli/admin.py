@@ -77,8 +77,7 @@ def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, revisi
             kargs = KernelArgs.parse(merge.kargs if merge else "")
         for a in karg_append:
             kargs = kargs.append(a)
-        old_origin = merge.origin if merge is not None else None
-        origin = old_origin.replace(refspec=revision, override_commit=None) if old_origin else Origin(revision)
+        origin = Origin(revision)  # like ostree admin deploy: a fresh origin naming what was deployed
         new = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=kargs, tx=tx,
                             retain=retain, merge=merge if merge is not None else False)
     d = new.default

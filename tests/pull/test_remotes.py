@@ -94,3 +94,12 @@ def test_add_delete_rules(tmp_path):
     cfg.set('remote "broken"', "gpg-verify", "maybe")
     with pytest.raises(ConfigError, match="gpg-verify must be true or false"):
         remotes.get_remote(cfg, "broken")
+
+
+def test_which_remotes_require_gpg():
+    _, pub = sign.generate_keypair()
+    ed = {"sign-verify": "true", "verification-ed25519-key": pub}
+    assert remotes.remote_from_section("a", {"url": "http://h/"}).requires_gpg            # ostree's default
+    assert not remotes.remote_from_section("a", {"url": "http://h/", **ed}).requires_gpg  # ed25519 instead
+    assert remotes.remote_from_section("a", {"url": "http://h/", "gpg-verify": "true", **ed}).requires_gpg
+    assert not remotes.remote_from_section("a", {"url": "http://h/", "gpg-verify": "false"}).requires_gpg

@@ -280,10 +280,10 @@ class Puller:
         self.summary: Summary | None = None
         self.summary_bytes: bytes | None = None
         self.public_keys: list[bytes] = []
-        if remote.gpg_verify and not remote.sign_verify:
+        if remote.requires_gpg:
             raise SignatureError(
                 f'remote "{remote.name}" requires GPG signatures (gpg-verify=true, the default), which hybridos '
-                "cannot check",
+                "does not check",
                 hint=f"verify with ed25519 instead (hybridos repo remote add --sign-verify=ed25519=inline:KEY), "
                      f"or disable it: --no-gpg-verify / gpg-verify=false in [remote \"{remote.name}\"]")
         if remote.sign_verify:

@@ -60,6 +60,13 @@ class Remote:
     branches: tuple[str, ...] = ()
     options: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def requires_gpg(self) -> bool:
+        """GPG signatures are required: ``gpg-verify=true`` written out, or left at its default (true) with no
+        other signature check configured."""
+        explicit = "gpg-verify" in self.options
+        return self.gpg_verify and (explicit or not self.sign_verify)
+
     def public_keys(self, sign_type: str = "ed25519") -> list[bytes]:
         """Trusted public keys: ``verification-<type>-key`` then every line of ``verification-<type>-file``."""
         keys = []

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -23,18 +23,9 @@ def url_to_path(url: str) -> Path:
     return Path(url)
 
 
-def _may_link(src: Path) -> bool:
-    """Share the inode only with files nobody but us (or root) can change later."""
-    try:
-        owner = os.stat(src).st_uid
-    except OSError:
-        return False
-    return owner in (os.geteuid(), 0)
-
-
 class FileFetcher(Fetcher):
-    """Reads local files directly; downloads are hardlinks when the file system and ownership allow
-    (no byte copied), else one copy."""
+    """Reads local files directly; downloads are hardlinks when the file system allows and the file is ours or
+    root's (so nobody else can change it later through the shared inode): no byte copied. Else one copy."""
 
     name = "file"
     schemes = ("file", "")
@@ -54,30 +45,47 @@ class FileFetcher(Fetcher):
         src = url_to_path(request.url)
         dest = Path(request.dest)
         part = dest.with_name(dest.name + ".part")
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
         try:
-            try:
-                if not _may_link(src):
-                    raise OSError(errno.EPERM, "not linking a file owned by another user")
-                os.link(src, part)   # same file system: no bytes copied at all
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    raise
-                shutil.copyfile(src, part)
+            st = os.stat(src)
         except FileNotFoundError:
             raise NotFoundError(f"{request.url}: no such file") from None
         except OSError as exc:
             raise FetchError(f"{request.url}: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise FetchError(f"{request.url}: is a directory")
+        # Without a checksum to check first, the hardlink itself is the atomic step.
+        staged = part if request.sha256 else dest
+        if not (st.st_uid in (os.geteuid(), 0) and _link(src, staged)):
+            staged = part
+            try:
+                shutil.copyfile(src, part)
+            except FileNotFoundError:
+                raise NotFoundError(f"{request.url}: no such file") from None
+            except OSError as exc:
+                raise FetchError(f"{request.url}: {exc.strerror}") from None
         if request.sha256:
-            actual = sha256_file(part)
+            actual = sha256_file(staged)
             if actual != request.sha256.lower():
-                part.unlink()
+                staged.unlink()
                 raise CorruptionError(
                     f"checksum mismatch for {request.url}: expected sha256 {request.sha256}, got {actual}"
                 )
-        size = part.stat().st_size
-        os.replace(part, dest)
+        if staged != dest:
+            os.replace(staged, dest)
         if progress:
-            progress(1, size)
+            progress(1, st.st_size)
         return dest
+
+
+def _link(src: Path, dest: Path) -> bool:
+    """Hardlink ``src`` to ``dest`` (replacing it); False when the file system does not allow it."""
+    for _ in range(2):
+        try:
+            os.link(src, dest)
+            return True
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+        except OSError:
+            return False
+    return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,8 @@ from hybridos.errors import PackageError
 from hybridos.packages.header import read_rpm_header
 from hybridos.packages.model import Action
 from hybridos.packages.rpmdb import read_rpmdb
-from hybridos.packages.scriptlets import arch_runnable, run_script, script_env
+from hybridos.packages.scriptlets import arch_runnable, is_hardlink_checkout, run_script, script_env
+from tests.conftest import require_tool
 from tests.helpers.rpms import File, Pkg, build_rpm, build_with_rpmbuild
 
 from .conftest import layer, rpm_q
@@ -221,3 +223,39 @@ def test_script_file_never_goes_through_a_symlink_out_of_the_tree(tmp_path, base
     res = run_script(base_tree, "p-1-1.noarch", "post", ("/bin/sh",), "echo $0", [1], env={"PATH": "/bin"})
     assert res.output.startswith("/tmp/rpm-tmp.")
     assert not any(outside.iterdir())
+
+
+def _hardlink_checkout(tree, store):
+    """Make every /usr file of ``tree`` share its inode with a file in ``store``, as an ostree hardlink checkout."""
+    store.mkdir()
+    for i, p in enumerate(sorted(q for q in (tree / "usr").rglob("*") if q.is_file() and not q.is_symlink())):
+        os.link(p, store / f"obj{i}")
+    assert is_hardlink_checkout(tree)
+
+
+def test_scriptlets_cannot_change_stored_files_of_a_hardlink_checkout(tmp_path, base_tree):
+    require_tool("rofiles-fuse")
+    base = build_rpm(Pkg("basefiles", files=tuple(File(f"/usr/share/base/{n}", f"{n} original\n".encode())
+                                                  for n in "abcde")), tmp_path / "base")
+    layer(base_tree, [base])
+    store = tmp_path / "objects"
+    _hardlink_checkout(base_tree, store)
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    polite = build_rpm(Pkg("polite", files=(File("/usr/share/polite", b"p"),), post=(
+        "echo created > /usr/share/base/new-by-post && "
+        "sed 's/original/replaced/' /usr/share/base/a > /usr/share/base/a.tmp && mv /usr/share/base/a.tmp "
+        "/usr/share/base/a")), tmp_path / "polite")
+    layer(base_tree, [polite])
+    assert (base_tree / "usr/share/base/new-by-post").read_text() == "created\n"
+    assert (base_tree / "usr/share/base/a").read_text() == "a replaced\n"
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before     # replaced, not changed in place
+    rude = build_rpm(Pkg("rude", files=(File("/usr/share/rude", b"r"),),
+                         post="echo appended >> /usr/share/base/b"), tmp_path / "rude")
+    store = tmp_path / "objects-2"          # the next layering starts from a fresh checkout of the new commit
+    _hardlink_checkout(base_tree, store)
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    with pytest.raises(PackageError, match=r"rude-1.0-1.x86_64: %post scriptlet failed .*Read-only file system"):
+        layer(base_tree, [rude])
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before     # the stored objects never changed
+    assert (base_tree / "usr/share/base/b").read_text() == "b original\n"
+    assert "hybridos-usr-" not in Path("/proc/mounts").read_text()     # the guard was unmounted

@@ -35,7 +35,7 @@ from hybridos.packages.header import (
 )
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
-from hybridos.packages.scriptlets import ScriptResult, arch_runnable, run_scriptlet, run_trigger
+from hybridos.packages.scriptlets import ScriptResult, arch_runnable, guarded_usr, run_scriptlet, run_trigger
 from hybridos.packages.unpack import TreeResolver, load_owners, split_path, unpack_rpm
 
 _DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
@@ -60,6 +60,8 @@ class _State:
     outputs: list[ScriptResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     new_files: list[str] = field(default_factory=list)
+    usr: Path | None = None       #: the rofiles-fuse view of /usr for scriptlets in a hardlink checkout
+    usr_problem: PackageError | None = None
 
     def count(self, name: str) -> int:
         return sum(1 for p in self.installed if p.header.name == name)
@@ -87,27 +89,37 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
     state = _State(tree, request, db, installed, request.run_scripts)
     tid = int(time.time())
     try:
-        for _item, pkg in installs:
-            _scriptlet(state, pkg.header, "pretrans", 0)
-        for item in erases:
-            old = _find_installed(state, item.nevra)
-            if old is None:
-                raise PackageError(f"cannot erase {item.nevra}: it was erased twice in one transaction")
-            _erase(state, old, upgrade=False)
-        installed_nevras = []
-        for item, pkg in installs:
-            _install(state, item, pkg, tid)
-            installed_nevras.append(pkg.header.nevra)
-        for _item, pkg in installs:
-            _scriptlet(state, pkg.header, "posttrans", 0)
-        _file_triggers(state, "transfiletriggerin", state.new_files)
-        db.commit()
+        with contextlib.ExitStack() as stack:
+            if request.run_scripts:
+                try:
+                    state.usr = stack.enter_context(guarded_usr(tree))
+                except PackageError as e:   # only fatal once a scriptlet actually has to run
+                    state.usr_problem = e
+            _run(state, erases, installs, tid)
     except BaseException:
         db.abort()
         raise
+    db.commit()
     output = "".join(f"[{r.package} %{r.scriptlet}]\n{r.output}" for r in state.outputs if r.output)
     output += "".join(f"warning: {w}\n" for w in state.warnings)
-    return LayerResult(installed=tuple(installed_nevras), erased=tuple(i.nevra for i in erases), script_output=output)
+    return LayerResult(installed=tuple(pkg.header.nevra for _, pkg in installs),
+                       erased=tuple(i.nevra for i in erases), script_output=output)
+
+
+def _run(state: _State, erases: list[TransactionItem], installs: list[tuple[TransactionItem, _Pkg]],
+         tid: int) -> None:
+    for _item, pkg in installs:
+        _scriptlet(state, pkg.header, "pretrans", 0)
+    for item in erases:
+        old = _find_installed(state, item.nevra)
+        if old is None:
+            raise PackageError(f"cannot erase {item.nevra}: it was erased twice in one transaction")
+        _erase(state, old, upgrade=False)
+    for item, pkg in installs:
+        _install(state, item, pkg, tid)
+    for _item, pkg in installs:
+        _scriptlet(state, pkg.header, "posttrans", 0)
+    _file_triggers(state, "transfiletriggerin", state.new_files)
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -259,10 +271,14 @@ def _scriptlet(state: _State, h: RpmHeader, kind: str, count: int) -> None:
     if s is None or (not s.body and len(s.interpreter) == 1 and s.interpreter[0] == "/bin/sh"):
         return
     _check_arch(state, h, kind)
-    state.script(run_scriptlet(state.tree, h, s, count))
+    state.script(run_scriptlet(state.tree, h, s, count, usr=state.usr))
 
 
 def _check_arch(state: _State, h: RpmHeader, what: str) -> None:
+    """Before any scriptlet runs: the architecture can run here, and /usr is guarded where it must be."""
+    if state.usr_problem is not None:
+        raise PackageError(f"{h.nevra}: cannot run its %{what} scriptlet: {state.usr_problem}",
+                           hint=state.usr_problem.hint)
     arch = str(state.request.arch)
     if not arch_runnable(arch):
         raise PackageError(f"{h.nevra}: cannot run its %{what} scriptlet: the tree is {arch} and this "
@@ -284,7 +300,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
                 continue
             done.add(key)
             _check_arch(state, p.header, t.kind)
-            state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count))
+            state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count, usr=state.usr))
     if not include_own:
         return
     for t in h.triggers:
@@ -295,7 +311,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
         if targets:
             done.add((str(h.nevra), t.index))
             _check_arch(state, h, t.kind)
-            state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name)))
+            state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name), usr=state.usr))
 
 
 def _matching(t: Trigger, files: list[str]) -> list[str]:
@@ -314,7 +330,7 @@ def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
             if matched:
                 _check_arch(state, p.header, t.kind)
                 state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
-                                         stdin="".join(f + "\n" for f in matched).encode()))
+                                         stdin="".join(f + "\n" for f in matched).encode(), usr=state.usr))
 
 
 def _by_priority(state: _State, kind: str) -> list[_Pkg]:

@@ -6,6 +6,10 @@ a temporary file in the tree's /var/tmp and run as ``INTERPRETER [ARGS] FILE $1 
 (``%post -p /sbin/ldconfig``) runs its program with the arguments. Output (stdout and stderr) is captured; a
 failing scriptlet raises PackageError naming the package and the scriptlet, with the end of its output.
 
+Trees checked out with hardlinks into an object store (client-side layering) get rpm-ostree's guard: the
+tree's /usr is seen through ``rofiles-fuse``, where hardlinked files cannot be changed in place (EROFS) while new
+files can be created and old ones replaced, so no scriptlet can alter the base's stored objects.
+
 Not ``--unshare-all``: that adds a user namespace mapping only uid 0, in which root loses its powers over files
 owned by other users (a %post writing into a 0750 directory owned by a service user fails with EACCES).
 """
@@ -16,9 +20,10 @@ import contextlib
 import functools
 import os
 import platform
+import stat
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +57,17 @@ def _bwrap_works() -> bool:
         return "execvp" in proc.stderr or "No such file" in proc.stderr
 
 
-def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: bool | None = None) -> list[str]:
-    """The command line running ``argv`` with ``tree`` as its root."""
+def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: bool | None = None,
+                 usr: str | os.PathLike | None = None) -> list[str]:
+    """The command line running ``argv`` with ``tree`` as its root (and ``usr``, a guarded view, as /usr)."""
     if use_bwrap is None:
         use_bwrap = _bwrap_works()
     if use_bwrap:
-        return [which("bwrap") or "bwrap", "--bind", str(tree), "/", "--dev", "/dev", "--proc", "/proc",
+        usr_bind = ["--bind", str(usr), "/usr"] if usr else []
+        return [which("bwrap") or "bwrap", "--bind", str(tree), "/", *usr_bind, "--dev", "/dev", "--proc", "/proc",
                 *_UNSHARE, "--die-with-parent", "--chdir", "/", "--", *argv]
+    if usr:
+        raise PackageError("the /usr guard for hardlinked trees needs bwrap", hint="install bubblewrap")
     unshare, chroot = which("unshare"), which("chroot")
     if not unshare or not chroot:
         raise PackageError("cannot run scriptlets: neither bwrap nor unshare+chroot is available",
@@ -117,7 +126,7 @@ def _script_dir(tree: Path, what: str) -> tuple[str, ...]:
 
 def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Sequence[str], body: str,
                args: Sequence[int | str], *, env: Mapping[str, str], stdin: bytes | None = None,
-               use_bwrap: bool | None = None) -> ScriptResult:
+               use_bwrap: bool | None = None, usr: str | os.PathLike | None = None) -> ScriptResult:
     """Run one scriptlet (or trigger) of ``package`` in ``tree``; raise PackageError when it fails."""
     tree = Path(tree)
     what = f"{package}: %{name} scriptlet"
@@ -139,7 +148,7 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
         argv.append("/" + "/".join(tmpdir) + "/" + os.path.basename(script_host))
     argv += [str(a) for a in args]
     try:
-        proc = subprocess.run(sandbox_argv(tree, argv, use_bwrap=use_bwrap), env=dict(env),
+        proc = subprocess.run(sandbox_argv(tree, argv, use_bwrap=use_bwrap, usr=usr), env=dict(env),
                               input=stdin if stdin is not None else b"", stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT)
     finally:
@@ -155,16 +164,63 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
 
 
 def run_scriptlet(tree: str | os.PathLike, header: RpmHeader, scriptlet: Scriptlet, count: int, *,
-                  use_bwrap: bool | None = None) -> ScriptResult:
+                  use_bwrap: bool | None = None, usr: str | os.PathLike | None = None) -> ScriptResult:
     """Run a package scriptlet with ``$1 = count`` (instances of the package after the operation)."""
     return run_script(tree, str(header.nevra), scriptlet.kind, scriptlet.interpreter, scriptlet.body, [count],
-                      env=script_env(header), use_bwrap=use_bwrap)
+                      env=script_env(header), use_bwrap=use_bwrap, usr=usr)
 
 
 def run_trigger(tree: str | os.PathLike, owner: RpmHeader, trigger: Trigger, owner_count: int, target_count: int,
-                *, stdin: bytes | None = None, use_bwrap: bool | None = None) -> ScriptResult:
+                *, stdin: bytes | None = None, use_bwrap: bool | None = None,
+                usr: str | os.PathLike | None = None) -> ScriptResult:
     """Run a trigger of ``owner`` with ``$1``/``$2`` = instances of the owner / the triggering package."""
     args: list[int] = [owner_count, target_count] if not trigger.kind.startswith(("file", "trans")) \
         else [owner_count]
     return run_script(tree, str(owner.nevra), f"{trigger.kind}({trigger.condition.name})", trigger.interpreter,
-                      trigger.body, args, env=script_env(owner), stdin=stdin, use_bwrap=use_bwrap)
+                      trigger.body, args, env=script_env(owner), stdin=stdin, use_bwrap=use_bwrap, usr=usr)
+
+
+# ---------------------------------------------------------------------------------------------- /usr guard
+
+
+def is_hardlink_checkout(tree: str | os.PathLike, sample: int = 20) -> bool:
+    """Whether the tree's /usr shares inodes with an object store: at least 3/4 of its first ``sample`` regular
+    files have other links (a fresh ostree hardlink checkout has all of them; a package's own hardlink sets, as
+    a composed tree has, are far fewer)."""
+    linked = seen = 0
+    for dirpath, dirnames, filenames in os.walk(Path(tree) / "usr"):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode):
+                seen += 1
+                linked += st.st_nlink > 1
+                if seen >= sample:
+                    return 4 * linked >= 3 * seen
+    return seen > 0 and 4 * linked >= 3 * seen
+
+
+@contextlib.contextmanager
+def guarded_usr(tree: str | os.PathLike) -> Iterator[Path | None]:
+    """Mount the tree's /usr through rofiles-fuse for the block; yields the mountpoint, or None when the tree is
+    not a hardlink checkout. A hardlinked tree without rofiles-fuse or FUSE is refused rather than risked."""
+    tree = Path(tree)
+    if not is_hardlink_checkout(tree):
+        yield None
+        return
+    rofiles = which("rofiles-fuse")
+    if not rofiles or not os.path.exists("/dev/fuse") or not _bwrap_works():
+        raise PackageError("the tree is a hardlink checkout: its scriptlets need rofiles-fuse, FUSE and bwrap so "
+                           "that they cannot change the stored base files", hint="install ostree and bubblewrap")
+    mnt = Path(tempfile.mkdtemp(prefix="hybridos-usr-"))
+    try:
+        proc = subprocess.run([rofiles, str(tree / "usr"), str(mnt)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PackageError(f"rofiles-fuse could not mount {tree / 'usr'}: {proc.stderr.strip()}")
+        try:
+            yield mnt
+        finally:
+            subprocess.run([which("umount") or "umount", str(mnt)], capture_output=True)
+    finally:
+        with contextlib.suppress(OSError):
+            mnt.rmdir()

@@ -270,8 +270,10 @@ def test_compatibility_options(tmp_path, treedir):
     stamp = tmp_path / "stamp"
     stamp.write_text("")
     os.utime(stamp, (1, 1))
+    workdir = tmp_path / "work"
     compose(tf, repo, "--unified-core", "--touch-if-changed", str(stamp), "--add-metadata-from-json", str(meta),
-            "--add-metadata-string", "version=39.custom")
+            "--add-metadata-string", "version=39.custom", "--workdir", str(workdir))
+    assert workdir.is_dir() and not list(workdir.glob("hybridos-compose-*"))
     assert stamp.stat().st_mtime > 1
     commit = Repo.open(repo).load_commit(Repo.open(repo).resolve_rev("testos/39/x86_64/base"))
     assert commit.metadata["testos.candidate"] is True and commit.version == "39.custom"

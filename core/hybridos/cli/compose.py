@@ -49,6 +49,8 @@ def _read_metadata_json(path: Path | None) -> dict:
               help="Write the commit id to FILE and do not move any ref.")
 @click.option("--cachedir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep repository metadata and downloaded packages here between composes.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Assemble the tree below DIR (default: the repository's tmp/); a tmpfs saves disk writes.")
 @click.option("--force-nocache", is_flag=True, help="Compose even if the inputs did not change.")
 @click.option("--dry-run", is_flag=True, help="Print the packages that would be installed, then exit.")
 @click.option("--print-only", is_flag=True, help="Print the flattened treefile as JSON, then exit.")
@@ -64,7 +66,7 @@ def _read_metadata_json(path: Path | None) -> dict:
               help="Update the modification time of FILE when a new commit was made.")
 @click.option("--unified-core", is_flag=True, help="Accepted for compatibility with rpm-ostree (always on).")
 def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | None,
-         write_commitid_to: Path | None, cachedir: Path | None, force_nocache: bool, dry_run: bool,
+         write_commitid_to: Path | None, cachedir: Path | None, workdir: Path | None, force_nocache: bool, dry_run: bool,
          print_only: bool, parent: str | None, no_parent: bool, add_metadata_string: tuple[str, ...],
          add_metadata_from_json: Path | None, arch_name: str | None, no_scripts: bool,
          touch_if_changed: Path | None, unified_core: bool) -> None:
@@ -89,6 +91,7 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         repo=repo_path,
         arch=arch,
         cachedir=cachedir,
+        workdir=workdir,
         force_nocache=force_nocache,
         dry_run=dry_run,
         parent=parent,

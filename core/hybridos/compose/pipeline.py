@@ -65,6 +65,7 @@ class ComposeOptions:
     on_step: Callable[[str], None] | None = None
     timestamp: int | None = None
     background_cleanup: bool = True          #: remove the work tree in a detached process after returning
+    workdir: Path | None = None              #: where the tree is assembled (default: the repository's tmp/)
 
 
 @dataclass(frozen=True)
@@ -309,8 +310,9 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             version = next_version(tf.automatic_version_prefix, prev_commit.version if prev_commit else None,
                                    suffix=tf.automatic_version_suffix)
 
-        (repo.path / "tmp").mkdir(exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="hybridos-compose-", dir=repo.path / "tmp"))
+        parent = options.workdir or repo.path / "tmp"
+        parent.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="hybridos-compose-", dir=parent))
         stack.callback(remove_workdir, workdir, background=options.background_cleanup)
         tree = workdir / "rootfs"
         tree.mkdir(mode=0o755)

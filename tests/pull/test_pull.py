@@ -418,3 +418,44 @@ def test_file_fetcher_copies_files_owned_by_others(tmp_path):
     f.download(DownloadRequest(str(src), tmp_path / "copied"))
     assert (tmp_path / "copied").stat().st_ino != src.stat().st_ino
     assert (tmp_path / "copied").read_bytes() == b"data"
+
+
+def test_filez_check_refuses_every_kind_of_damage(tmp_path):
+    """The one-shot .filez check used for local pulls, on objects written by the real ostree."""
+    import struct
+
+    from hybridos.ostree.pull import verify_filez_bytes
+
+    require_tool("ostree")
+    tree = make_tree(tmp_path / "tree", big=5000)
+    theirs = tmp_path / "theirs"
+    ostree_repo(theirs, tree)
+    objs = {p.parent.name + p.name[:-6]: p.read_bytes() for p in (theirs / "objects").rglob("*.filez")}
+    for checksum, data in objs.items():
+        verify_filez_bytes(data, checksum)
+    regular = next((c, d) for c, d in objs.items() if len(d) > 1000)
+    (hlen,) = struct.unpack(">I", regular[1][:4])
+    damaged = {
+        "truncated stream": regular[1][:-3],
+        "data after the stream": regular[1] + b"\0",
+        "flipped byte": regular[1][:-20] + bytes([regular[1][-20] ^ 0xFF]) + regular[1][-19:],
+        "header only": regular[1][:8 + hlen],
+        "bad padding": regular[1][:4] + b"\1\0\0\0" + regular[1][8:],
+        "short": regular[1][:6],
+    }
+    for what, data in damaged.items():
+        with pytest.raises(CorruptionError):
+            verify_filez_bytes(data, regular[0])
+        assert what
+    from hybridos.ostree.objects import FileHeader, split_sized
+
+    headers = {c: FileHeader.parse_zlib(split_sized(d, "x")[0]) for c, d in objs.items()}
+    link = next(c for c, h in headers.items() if h.is_symlink)
+    with pytest.raises(CorruptionError, match="symlink with data"):
+        verify_filez_bytes(objs[link] + b"x", link)
+    empty = next(c for c, h in headers.items() if h.is_regular and h.size == 0)
+    assert objs[empty].endswith(b"\x03\x00")
+    with pytest.raises(CorruptionError):
+        verify_filez_bytes(objs[empty][:-2], empty)   # an empty file still needs its deflate stream
+    with pytest.raises(CorruptionError):
+        verify_filez_bytes(objs[regular[0]], next(c for c in objs if c != regular[0]))

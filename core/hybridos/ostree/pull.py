@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import hashlib
 import io
 import os
 import threading
@@ -25,6 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+try:   # the store's choice of inflater: the same library decides what is valid deflate data
+    from zlib_ng import zlib_ng as zlib
+except ImportError:  # pragma: no cover
+    import zlib  # type: ignore[no-redef]
 
 from hybridos import gvariant
 from hybridos.errors import (
@@ -40,10 +46,23 @@ from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions
 from hybridos.ostree import content as _content
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
-from hybridos.ostree.objects import Commit, DirTree, ObjectType, Summary, is_checksum, sha256_hex
+from hybridos.ostree.objects import (
+    Commit,
+    DirTree,
+    FileHeader,
+    ObjectType,
+    Summary,
+    is_checksum,
+    sha256_hex,
+    split_sized,
+)
 from hybridos.ostree.refs import validate_ref
 from hybridos.ostree.repo import Repo
 from hybridos.util.atomic import atomic_write
+
+#: Local content objects handed to one task; ``.filez`` files up to this size are checked in one piece.
+ADOPT_BATCH = 32
+WHOLE_FILE_LIMIT = 4 << 20
 
 _EXT = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree", ObjectType.DIR_META: "dirmeta",
         ObjectType.COMMIT: "commit", ObjectType.COMMIT_META: "commitmeta"}
@@ -207,20 +226,29 @@ class _Transfer:
         else:
             tree = DirTree.parse(self._get_metadata(checksum, ObjectType.DIR_TREE))
         has = self.repo.has_object
-        for _name, file_csum in tree.files:
-            if self._claim(file_csum, ObjectType.FILE) and not has(file_csum, ObjectType.FILE):
+        missing = [c for _name, c in tree.files if self._claim(c, ObjectType.FILE) and not has(c, ObjectType.FILE)]
+        if self.adopt_files:
+            # Local files are cheap to get: hand them out in batches to save a task per object.
+            for i in range(0, len(missing), ADOPT_BATCH):
+                self._submit(self._adopt_batch, missing[i:i + ADOPT_BATCH])
+        else:
+            for file_csum in missing:
                 self._submit(self._get_content, file_csum)
         for _name, sub_tree, sub_meta in tree.dirs:
             self.want_tree(sub_tree, sub_meta)
 
     def _get_content(self, checksum: str) -> None:
-        if self.adopt_files:
-            return self._adopt_content(checksum)
         data = self.fetch(checksum, ObjectType.FILE)
         try:
             self.repo.write_archive_filez(checksum, data)
         except (CorruptionError, FormatError) as exc:
             raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+
+    def _adopt_batch(self, checksums: list[str]) -> None:
+        for checksum in checksums:
+            if self.error is not None:
+                return
+            self._adopt_content(checksum)
 
     def _adopt_content(self, checksum: str) -> None:
         """Local archive -> archive: let the fetcher place the ``.filez`` in ``tmp/`` (repo_fs hardlinks it
@@ -252,6 +280,9 @@ def verify_filez_file(path: str, checksum: str) -> int:
     """Check that the ``.filez`` at ``path`` is the content object ``checksum``; returns its size on disk."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        if size <= WHOLE_FILE_LIMIT:
+            verify_filez_bytes(f.read(), checksum)
+            return size
         header = _content.read_filez_header(f, checksum)
         if header.is_symlink:
             if f.read(1):
@@ -263,6 +294,31 @@ def verify_filez_file(path: str, checksum: str) -> int:
     if got != checksum:
         raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {got}")
     return size
+
+
+def verify_filez_bytes(data: bytes, checksum: str) -> None:
+    """Check a whole ``.filez`` held in memory (the one-shot form of the store's streaming check)."""
+    try:
+        hdr, offset = split_sized(data, f"content object {checksum}")
+        header = FileHeader.parse_zlib(hdr)
+    except FormatError as exc:
+        raise CorruptionError(f"content object {checksum}: {exc}") from None
+    body = b""
+    if header.is_symlink:
+        if len(data) != offset:
+            raise CorruptionError(f"content object {checksum}: symlink with data")
+    else:
+        d = zlib.decompressobj(-15)
+        try:
+            body = d.decompress(memoryview(data)[offset:], header.size + 1)
+        except zlib.error as exc:
+            raise CorruptionError(f"content object {checksum}: bad compressed data ({exc})") from None
+        if not d.eof or d.unused_data or d.unconsumed_tail or len(body) != header.size:
+            raise CorruptionError(f"content object {checksum}: compressed data does not match its header")
+    h = hashlib.sha256(header.checksum_prefix())
+    h.update(body)
+    if h.hexdigest() != checksum:
+        raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {h.hexdigest()}")
 
 
 class Puller:

@@ -15,12 +15,19 @@ from hybridos.fetch import DownloadRequest, Fetcher, ProgressCallback, sha256_fi
 
 def url_to_path(url: str) -> Path:
     """``file:///a/b`` or ``/a/b`` -> Path('/a/b')."""
+    return Path(_local(url))
+
+
+def _local(url: str) -> str:
+    """``file:///a/b`` or ``/a/b`` -> '/a/b' (a str: this runs once per object of a local pull)."""
     if url.startswith("file:"):
+        if url.startswith("file:///") and "%" not in url and "?" not in url and "#" not in url:
+            return url[7:]
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise FetchError(f"file URLs with a host are not supported: {url}")
-        return Path(unquote(parts.path))
-    return Path(url)
+        return unquote(parts.path)
+    return url
 
 
 class FileFetcher(Fetcher):
@@ -31,9 +38,10 @@ class FileFetcher(Fetcher):
     schemes = ("file", "")
 
     def read(self, url: str) -> bytes:
-        path = url_to_path(url)
+        path = _local(url)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:
+                return f.read()
         except FileNotFoundError:
             raise NotFoundError(f"{url}: no such file") from None
         except IsADirectoryError:
@@ -42,9 +50,9 @@ class FileFetcher(Fetcher):
             raise FetchError(f"{url}: {exc.strerror}") from None
 
     def download(self, request: DownloadRequest, progress: ProgressCallback | None = None) -> Path:
-        src = url_to_path(request.url)
-        dest = Path(request.dest)
-        part = dest.with_name(dest.name + ".part")
+        src = _local(request.url)
+        dest = os.fspath(request.dest)
+        part = dest + ".part"
         try:
             st = os.stat(src)
         except FileNotFoundError:
@@ -66,7 +74,7 @@ class FileFetcher(Fetcher):
         if request.sha256:
             actual = sha256_file(staged)
             if actual != request.sha256.lower():
-                staged.unlink()
+                os.unlink(staged)
                 raise CorruptionError(
                     f"checksum mismatch for {request.url}: expected sha256 {request.sha256}, got {actual}"
                 )
@@ -74,10 +82,10 @@ class FileFetcher(Fetcher):
             os.replace(staged, dest)
         if progress:
             progress(1, st.st_size)
-        return dest
+        return request.dest if isinstance(request.dest, Path) else Path(dest)
 
 
-def _link(src: Path, dest: Path) -> bool:
+def _link(src: str, dest: str) -> bool:
     """Hardlink ``src`` to ``dest`` (replacing it); False when the file system does not allow it."""
     for _ in range(2):
         try:

@@ -101,6 +101,7 @@ def test_bls_entry_roundtrip_and_names():
     assert bls.parse_ostree_karg("/ostree/boot.1/x/abc/0") == (1, "x", "abc", 0)
     assert bls.entry_id(1, 3, "fedora") == "ostree-2-fedora"
     assert bls.entry_title("Fedora 39", "39", 1) == "Fedora 39 (ostree:1)"
+    assert bls.entry_title("Test OS", "2.0", 1, "other") == "Test OS 2.0 (ostree:other:1)"
     with pytest.raises(FormatError):
         bls.parse_ostree_karg("/ostree/boot.2/x/abc/0")
 

@@ -60,6 +60,11 @@ def test_two_stateroots_and_os_option(host, workdir):
     deps = status(sr)
     # the other OS's deployment is kept; the new one becomes the default
     assert [(d["osname"], d["checksum"]) for d in deps] == [(STATEROOT, v2), ("otheros", other), (STATEROOT, v1)]
+    titles = sorted(line for p in (sr / "boot/loader/entries").iterdir() for line in p.read_text().splitlines()
+                    if line.startswith("title "))
+    # as ostree titles entries when several stateroots share the boot menu
+    assert titles == ["title Test OS 1.0 (ostree:testos:2)", "title Test OS 2.0 (ostree:testos:0)",
+                      "title Test OS 5.0 (ostree:otheros:1)"]
     r = hyb(sr, "upgrade", "--os", "otheros", "--unchanged-exit-77", check=False)
     assert r.returncode == 77    # a local ref that did not move
     check_consistent(sr)

@@ -72,12 +72,16 @@ def entry_id(index: int, count: int, stateroot: str) -> str:
     return f"ostree-{count - index}-{stateroot}"
 
 
-def entry_title(os_name: str, version: str, index: int) -> str:
-    """``<PRETTY_NAME> <version> (ostree:<index>)``; the version is left out when the name holds it."""
+def entry_title(os_name: str, version: str, index: int, stateroot: str | None = None) -> str:
+    """``<PRETTY_NAME> <version> (ostree:<index>)``; the version is left out when the name holds it.
+
+    With deployments of several stateroots in the list, ostree writes ``(ostree:<stateroot>:<index>)``.
+    """
     title = os_name
     if version and version not in os_name:
         title += f" {version}"
-    return f"{title} (ostree:{index})"
+    where = f"{stateroot}:{index}" if stateroot else str(index)
+    return f"{title} (ostree:{where})"
 
 
 def ostree_karg(bootversion: int, stateroot: str, bootcsum: str, bootserial: int) -> str:

@@ -246,7 +246,7 @@ def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> Non
 
 
 def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootversion: int,
-                   version: str) -> BootEntry:
+                   version: str, *, multi_os: bool = False) -> BootEntry:
     dep_dir = root / dep.relpath
     kernel = kernel_of_checkout(dep_dir)
     prefix = "/ostree/" + boot_dir_name(dep.stateroot, dep.bootcsum)
@@ -255,7 +255,7 @@ def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootvers
                                                                               dep.bootcsum, dep.bootserial)]))
     return BootEntry(
         id=bls.entry_id(index, count, dep.stateroot),
-        title=bls.entry_title(os_name_of_checkout(dep_dir), version, index),
+        title=bls.entry_title(os_name_of_checkout(dep_dir), version, index, dep.stateroot if multi_os else None),
         sort_version=count - index,
         linux=f"{prefix}/{names[kernel.vmlinuz]}",
         initrd=(f"{prefix}/{names[kernel.initramfs]}",) if kernel.initramfs else (),
@@ -326,9 +326,10 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
         remove_tree(loader_dir)
         (loader_dir / "entries").mkdir(parents=True)
         entries = []
+        multi_os = len({d.stateroot for d in deployments}) > 1
         for i, d in enumerate(deployments):
             version = repo.load_commit(d.checksum).version or ""
-            entry = boot_entry_for(root, d, i, len(deployments), new_bv, version)
+            entry = boot_entry_for(root, d, i, len(deployments), new_bv, version, multi_os=multi_os)
             entries.append(entry)
             atomic_write(loader_dir / "entries" / f"{entry.id}.conf", bls.format_entry(entry), sync=False)
 

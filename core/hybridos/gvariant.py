@@ -429,3 +429,57 @@ def bswap32(n: int) -> int:
 
 def bswap64(n: int) -> int:
     return int.from_bytes(n.to_bytes(8, "little"), "big")
+
+
+# ---------------------------------------------------------------------------------------------------- framing helpers
+# Building blocks for hand-specialized serializers of hot types (all members 1-aligned after a fixed head).
+
+def frame(body: bytes, offsets: list[int]) -> bytes:
+    """``body`` followed by framing ``offsets`` (already in stored order) at their normal-form width."""
+    if not offsets:
+        return body
+    return body + _pack_offsets(offsets, _framing_width(len(body), len(offsets)))
+
+
+def frame_array(elements: list[bytes]) -> bytes:
+    """An array of variable-size, 1-aligned elements."""
+    if not elements:
+        return b""
+    ends = []
+    n = 0
+    for e in elements:
+        n += len(e)
+        ends.append(n)
+    return frame(b"".join(elements), ends)
+
+
+def unframe_array(data: bytes) -> list[bytes]:
+    """Split an array of variable-size, 1-aligned elements (raises ValueError/IndexError when malformed)."""
+    size = len(data)
+    if not size:
+        return []
+    w = _offset_size_for(size)
+    last = int.from_bytes(data[size - w:], "little")
+    table = size - last
+    if last > size or table % w:
+        raise ValueError("bad framing")
+    out = []
+    prev = 0
+    for i in range(last, size, w):
+        e = int.from_bytes(data[i:i + w], "little")
+        if not prev <= e <= last:
+            raise ValueError("bad framing")
+        out.append(data[prev:e])
+        prev = e
+    return out
+
+
+def unframe_tuple(data: bytes, n: int) -> tuple[list[int], int]:
+    """Read ``n`` trailing framing offsets of a tuple: (offsets in member order, end of the body)."""
+    size = len(data)
+    w = _offset_size_for(size)
+    end = size - n * w
+    if end < 0:
+        raise ValueError("bad framing")
+    offs = [int.from_bytes(data[size - (i + 1) * w:size - i * w], "little") for i in range(n)]
+    return offs, end

@@ -149,3 +149,44 @@ def test_dirtree_must_be_sorted_and_names_valid():
     for name in ("", ".", "..", "a/b"):
         with pytest.raises(FormatError):
             DirTree(files=((name, "11" * 32),)).serialize()
+
+
+def test_fast_serializers_agree_with_the_generic_codec():
+    from hybridos.gvariant import bswap32, bswap64
+    from hybridos.ostree.objects import DIRMETA_TYPE, DIRTREE_TYPE, FILEHEADER_TYPE, ZLIB_FILEHEADER_TYPE
+
+    rng = random.Random(7)
+
+    def csum():
+        return f"{rng.getrandbits(256):064x}"
+
+    def name(i):
+        return "".join(rng.choice("abcé☃_.-") for _ in range(rng.choice((1, 5, 40, 200, 300)))) + str(i)
+
+    for _ in range(60):
+        xattrs = tuple(sorted((f"user.{name(i)}".encode() + b"\0", bytes(rng.randrange(256) for _ in range(
+            rng.choice((0, 3, 300))))) for i in range(rng.choice((0, 1, 3)))))
+        files = tuple((name(i), csum()) for i in range(rng.choice((0, 1, 4, 30))))
+        dirs = tuple((name(i) + "d", csum(), csum())
+                     for i in range(rng.choice((0, 1, 4, 30))))
+        tree = DirTree(files, dirs)
+        generic = serialize(DIRTREE_TYPE, (
+            [(n, bytes.fromhex(c)) for n, c in sorted(files, key=lambda e: e[0].encode())],
+            [(n, bytes.fromhex(t), bytes.fromhex(m)) for n, t, m in sorted(dirs, key=lambda e: e[0].encode())]))
+        assert tree.serialize() == generic
+        assert DirTree.parse(generic) == DirTree(
+            tuple(sorted(files, key=lambda e: e[0].encode())), tuple(sorted(dirs, key=lambda e: e[0].encode())))
+        uid, gid = rng.getrandbits(32), rng.getrandbits(32)
+        meta = DirMeta(uid, gid, 0o40755, xattrs)
+        assert meta.serialize() == serialize(DIRMETA_TYPE, (bswap32(uid), bswap32(gid), bswap32(0o40755),
+                                                            list(xattrs)))
+        assert DirMeta.parse(meta.serialize()) == meta
+        target = rng.choice(("", "target/" + name(0)))
+        mode = 0o120777 if target else 0o100644
+        h = FileHeader(uid, gid, mode, target, xattrs, size=rng.getrandbits(40))
+        assert h.serialize() == serialize(FILEHEADER_TYPE, (bswap32(uid), bswap32(gid), bswap32(mode), 0, target,
+                                                            list(xattrs)))
+        assert h.serialize_zlib() == serialize(ZLIB_FILEHEADER_TYPE, (
+            bswap64(h.size), bswap32(uid), bswap32(gid), bswap32(mode), 0, target, list(xattrs)))
+        assert FileHeader.parse(h.serialize(), size=h.size) == h
+        assert FileHeader.parse_zlib(h.serialize_zlib()) == h

@@ -6,6 +6,8 @@ import errno
 import os
 import shutil
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from hybridos.errors import FormatError, NotFoundError, UsageError
@@ -60,6 +62,7 @@ class _Checkout:
         self.strict_link = mode == "hardlink"
         self.bare_user = repo.mode.value == "bare-user"
         self._objdir_fds: dict[str, int] = {}
+        self._metas: dict[str, DirMeta] = {}
 
     def _can_hardlink(self) -> bool:
         m = self.repo.mode.value
@@ -80,7 +83,10 @@ class _Checkout:
         fd = self._objdir_fds.get(prefix)
         if fd is None:
             fd = os.open(f"{self.repo.objects_dir}/{prefix}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._objdir_fds[prefix] = fd
+            kept = self._objdir_fds.setdefault(prefix, fd)  # another thread may have been first
+            if kept != fd:
+                os.close(fd)
+                fd = kept
         return fd
 
     # ------------------------------------------------------------------------------------------ files
@@ -161,9 +167,8 @@ class _Checkout:
         os.fchmod(fd, perm)
 
     # ------------------------------------------------------------------------------------------ dirs
-    def directory(self, tree: str, meta: str, name: str, parent_fd: int) -> None:
-        dirmeta: DirMeta = self.repo.load_dirmeta(meta)
-        dirtree: DirTree = self.repo.load_dirtree(tree)
+    def _make_dir(self, name: str, parent_fd: int) -> tuple[int, bool]:
+        """mkdir (0700 until its metadata is applied) and open it: (fd, whether it existed already)."""
         existed = False
         try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -177,6 +182,19 @@ class _Checkout:
             else:
                 existed = True
         dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        return dfd, existed
+
+    def _dirmeta(self, meta: str) -> DirMeta:
+        dirmeta = self._metas.get(meta)
+        if dirmeta is None:
+            dirmeta = self._metas[meta] = self.repo.load_dirmeta(meta)
+        return dirmeta
+
+    def directory(self, tree: str, meta: str, name: str, parent_fd: int) -> None:
+        """Sequential, post-order: a directory gets its final mode only once it is filled."""
+        dirmeta = self._dirmeta(meta)
+        dirtree: DirTree = self.repo.load_dirtree(tree)
+        dfd, existed = self._make_dir(name, parent_fd)
         try:
             for fname, checksum in dirtree.files:
                 self.file(checksum, fname, dfd)
@@ -186,6 +204,53 @@ class _Checkout:
                 self._apply(dfd, dirmeta.uid, dirmeta.gid, dirmeta.mode, dirmeta.xattrs)
         finally:
             os.close(dfd)
+
+    # Parallel checkout (root only: root may fill a directory after its final mode is set, so every directory is
+    # finished at once and directories are independent tasks; the I/O of several overlaps).
+    def run_parallel(self, tree: str, meta: str, parent: str, name: str, workers: int = 4) -> None:
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="checkout") as pool:
+            self._pool = pool
+            self._spawn(tree, meta, parent, name)
+            self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _spawn(self, tree: str, meta: str, parent: str, name: str) -> None:
+        with self._lock:
+            self._pending += 1
+        self._pool.submit(self._dir_task, tree, meta, parent, name)
+
+    def _dir_task(self, tree: str, meta: str, parent: str, name: str) -> None:
+        try:
+            if self._error is None:
+                dirmeta = self._dirmeta(meta)
+                dirtree: DirTree = self.repo.load_dirtree(tree)
+                pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    dfd, existed = self._make_dir(name, pfd)
+                finally:
+                    os.close(pfd)
+                try:
+                    if not existed:
+                        self._apply(dfd, dirmeta.uid, dirmeta.gid, dirmeta.mode, dirmeta.xattrs)
+                    for fname, checksum in dirtree.files:
+                        self.file(checksum, fname, dfd)
+                finally:
+                    os.close(dfd)
+                path = os.path.join(parent, name)
+                for dname, t, m in dirtree.dirs:
+                    self._spawn(t, m, path, dname)
+        except BaseException as exc:  # handed to the caller of run_parallel
+            self._error = self._error or exc
+        finally:
+            with self._lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._done.set()
 
 
 def _set_xattrs(target, xattrs, follow: bool = True) -> None:
@@ -220,6 +285,9 @@ def checkout(repo: Repo, rev: str | tuple[str, str], dest: str | os.PathLike, *,
         if kind == "file":
             assert tree is not None
             co.file(tree, name, pfd)
+        elif os.geteuid() == 0:
+            assert tree is not None and meta is not None
+            co.run_parallel(tree, meta, parent, name)
         else:
             assert tree is not None and meta is not None
             co.directory(tree, meta, name, pfd)

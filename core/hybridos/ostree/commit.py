@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hybridos.errors import FormatError, NotFoundError
 from hybridos.ostree import content as _content
@@ -37,7 +38,7 @@ class CommitOptions:
 class _Dir:
     path: str
     meta: str
-    files: list[tuple[str, Any]] = field(default_factory=list)  # (name, checksum str or Future)
+    files: list[list] = field(default_factory=list)  # [name, checksum]; a worker fills in the checksum
     dirs: list[tuple[str, _Dir]] = field(default_factory=list)
 
 
@@ -55,13 +56,16 @@ def _check_name(name: str, parent: str) -> None:
 
 class _TreeWriter:
     def __init__(self, repo: Repo, opts: CommitOptions, pool: ThreadPoolExecutor, devino: DevinoCache | None,
-                 progress: Progress | None):
+                 progress: Progress | None, max_in_flight: int):
         self.repo = repo
         self.opts = opts
         self.pool = pool
         self.devino = devino
         self.progress = progress
         self._meta_cache: dict[bytes, str] = {}
+        # at most this many files queued or in flight: memory stays flat however large the tree is
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self.error: BaseException | None = None
 
     # ---------------------------------------------------------------------------------------- metadata
     def _owner(self, st: os.stat_result) -> tuple[int, int]:
@@ -90,15 +94,27 @@ class _TreeWriter:
         return c
 
     # ---------------------------------------------------------------------------------------- files
-    def _store_file(self, path: str, header: FileHeader) -> str:
+    def _store_file(self, entry: list, path: str, header: FileHeader) -> None:
         try:
+            if self.error is not None:
+                return
             with open(path, "rb", buffering=0) as f:
-                c = _content.write_content(self.repo, header, f)
+                entry[1] = _content.write_content(self.repo, header, f)
+            if self.progress is not None:
+                self.progress.advance(1, header.size)
         except FileNotFoundError:
-            raise NotFoundError(f"{path} disappeared while committing") from None
-        if self.progress is not None:
-            self.progress.advance(1, header.size)
-        return c
+            self.error = self.error or NotFoundError(f"{path} disappeared while committing")
+        except BaseException as exc:  # handed to the committing thread
+            self.error = self.error or exc
+        finally:
+            self._slots.release()
+
+    def _submit(self, entry: list, path: str, header: FileHeader) -> None:
+        self._slots.acquire()
+        if self.error is not None:
+            self._slots.release()
+            raise self.error
+        self.pool.submit(self._store_file, entry, path, header)
 
     def walk(self, path: str, st: os.stat_result) -> _Dir:
         node = _Dir(path, self.dirmeta(path, st))
@@ -118,7 +134,7 @@ class _TreeWriter:
                 else:
                     hit = devino.lookup(st.st_dev, e.inode())
                 if hit is not None:
-                    node.files.append((name, hit))
+                    node.files.append([name, hit])
                     if self.progress is not None:
                         self.progress.advance(1)
                     continue
@@ -131,7 +147,9 @@ class _TreeWriter:
                 uid, gid = self._owner(est)
                 header = FileHeader(uid, gid, self._mode(est.st_mode), "", self._xattrs(child, False),
                                     size=est.st_size)
-                node.files.append((name, self.pool.submit(self._store_file, child, header)))
+                entry = [name, None]
+                node.files.append(entry)
+                self._submit(entry, child, header)
             elif fmt == stat.S_IFLNK:
                 uid, gid = self._owner(est)
                 target = os.readlink(child)
@@ -140,7 +158,7 @@ class _TreeWriter:
                 except UnicodeEncodeError:
                     raise FormatError(f"cannot commit {child!r}: the symlink target is not valid UTF-8") from None
                 header = FileHeader(uid, gid, est.st_mode, target, self._xattrs(child, False))
-                node.files.append((name, _content.write_content(self.repo, header, None)))
+                node.files.append([name, _content.write_content(self.repo, header, None)])
                 if self.progress is not None:
                     self.progress.advance(1)
             else:
@@ -150,17 +168,9 @@ class _TreeWriter:
         return node
 
     def finish(self, node: _Dir) -> tuple[str, str]:
-        files = [(n, c if isinstance(c, str) else c.result()) for n, c in node.files]
+        """Write the dirtrees bottom-up (every content checksum is known by now)."""
         dirs = [(n, *self.finish(d)) for n, d in node.dirs]
-        return self.repo.write_dirtree(DirTree(tuple(files), tuple(dirs))), node.meta
-
-
-def _cancel(node: _Dir) -> None:
-    for _, c in node.files:
-        if isinstance(c, Future):
-            c.cancel()
-    for _, d in node.dirs:
-        _cancel(d)
+        return self.repo.write_dirtree(DirTree(tuple((n, c) for n, c in node.files), tuple(dirs))), node.meta
 
 
 def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None = None, owner_gid: int | None = None,
@@ -179,16 +189,17 @@ def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None 
         devino_cache = DevinoCache.scan(repo)
     elif devino_cache is False:
         devino_cache = None
-    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="commit") as pool:
-        tw = _TreeWriter(repo, opts, pool, devino_cache, progress)
-        root = None
+    workers = workers or default_workers()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commit") as pool:
+        tw = _TreeWriter(repo, opts, pool, devino_cache, progress, max_in_flight=workers * 4)
         try:
             root = tw.walk(src, st)
-            return tw.finish(root)
-        except BaseException:
-            if root is not None:
-                _cancel(root)
+        except BaseException as exc:
+            tw.error = tw.error or exc  # queued files are skipped
             raise
+    if tw.error is not None:
+        raise tw.error
+    return tw.finish(root)
 
 
 def commit_tree(repo: Repo, src_dir: str | os.PathLike, *, branch: str | None = None, subject: str = "",

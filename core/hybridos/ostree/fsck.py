@@ -104,9 +104,10 @@ def fsck(repo: Repo, *, verify_content: bool = True, workers: int | None = None,
             return c, msg
 
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 1)) as pool:
-            for c, msg in pool.map(one, content, chunksize=64):
-                if msg:
-                    problems.append(Problem(c, ObjectType.FILE, msg))
+            for i in range(0, len(content), 256):  # bounded batches: memory stays flat
+                for c, msg in pool.map(one, content[i:i + 256]):
+                    if msg:
+                        problems.append(Problem(c, ObjectType.FILE, msg))
     bad = {(p.checksum, p.otype) for p in problems}
     # refs point at commits that are present and complete
     refs = dict(repo.list_refs())

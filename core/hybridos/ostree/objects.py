@@ -126,6 +126,49 @@ def xattrs_from_names(pairs: dict[str, bytes] | list[tuple[str | bytes, bytes]])
     return _check_xattrs(tuple(sorted(out)))
 
 
+# ---------------------------------------------------------------------------------------------------- fast forms
+# Hand-specialized serializers for the hot types; tests check them against the generic codec.
+
+def _cstring(s: str) -> bytes:
+    b = s.encode("utf-8")
+    if b"\0" in b:
+        raise FormatError("strings in objects cannot contain NUL")
+    return b + b"\0"
+
+
+def _xattrs_bytes(xattrs: Xattrs) -> bytes:
+    """``a(ayay)``: each element is name, value, and the framing offset of the name's end."""
+    if not xattrs:
+        return b""
+    return gvariant.frame_array([gvariant.frame(bytes(n) + bytes(v), [len(n)]) for n, v in xattrs])
+
+
+def _dirtree_bytes(files: list[tuple[bytes, bytes]], dirs: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    """``(a(say)a(sayay))`` from sorted (name bytes, raw checksums) lists."""
+    fa = gvariant.frame_array([gvariant.frame(n + b"\0" + c, [len(n) + 1]) for n, c in files])
+    da = gvariant.frame_array([gvariant.frame(n + b"\0" + t + m, [len(n) + 33, len(n) + 1]) for n, t, m in dirs])
+    return gvariant.frame(fa + da, [len(fa)])
+
+
+def _dirtree_fast_parse(data: bytes):
+    (fend,), end = gvariant.unframe_tuple(data, 1)
+    if fend > end:
+        raise ValueError("bad framing")
+    files = []
+    for e in gvariant.unframe_array(data[:fend]):
+        (send,), body = gvariant.unframe_tuple(e, 1)
+        if send < 1 or e[send - 1] != 0 or body - send != 32:
+            raise ValueError("bad entry")
+        files.append((e[:send - 1], e[send:body]))
+    dirs = []
+    for e in gvariant.unframe_array(data[fend:end]):
+        (send, tend), body = gvariant.unframe_tuple(e, 2)
+        if send < 1 or e[send - 1] != 0 or tend - send != 32 or body - tend != 32:
+            raise ValueError("bad entry")
+        dirs.append((e[:send - 1], e[send:tend], e[tend:body]))
+    return files, dirs
+
+
 # ---------------------------------------------------------------------------------------------------- dirmeta
 
 @dataclass(frozen=True)
@@ -136,8 +179,7 @@ class DirMeta:
     xattrs: Xattrs = ()
 
     def serialize(self) -> bytes:
-        return gvariant.serialize(DIRMETA_TYPE, (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode),
-                                                 list(self.xattrs)))
+        return struct.pack(">III", self.uid, self.gid, self.mode) + _xattrs_bytes(self.xattrs)
 
     @classmethod
     def parse(cls, data: bytes) -> DirMeta:
@@ -158,17 +200,23 @@ class DirTree:
     dirs: tuple[tuple[str, str, str], ...] = ()
 
     def serialize(self) -> bytes:
-        files = sorted(self.files, key=lambda e: e[0].encode("utf-8"))
-        dirs = sorted(self.dirs, key=lambda e: e[0].encode("utf-8"))
-        return gvariant.serialize(DIRTREE_TYPE, (
-            [(validate_filename(n), csum_bytes(c)) for n, c in files],
-            [(validate_filename(n), csum_bytes(t), csum_bytes(m)) for n, t, m in dirs]))
+        files = sorted((validate_filename(n).encode("utf-8"), csum_bytes(c)) for n, c in self.files)
+        dirs = sorted((validate_filename(n).encode("utf-8"), csum_bytes(t), csum_bytes(m)) for n, t, m in self.dirs)
+        return _dirtree_bytes(files, dirs)
 
     @classmethod
     def parse(cls, data: bytes) -> DirTree:
-        files, dirs = gvariant.parse(DIRTREE_TYPE, data)
-        out = DirTree(tuple((validate_filename(n), csum_hex(c)) for n, c in files),
-                      tuple((validate_filename(n), csum_hex(t), csum_hex(m)) for n, t, m in dirs))
+        try:
+            files, dirs = _dirtree_fast_parse(data)
+            if _dirtree_bytes(files, dirs) != data:
+                raise ValueError("not normal form")
+            out = DirTree(tuple((validate_filename(n.decode("utf-8")), c.hex()) for n, c in files),
+                          tuple((validate_filename(n.decode("utf-8")), t.hex(), m.hex()) for n, t, m in dirs))
+        except (ValueError, IndexError, UnicodeDecodeError):
+            # the generic parser says precisely what is wrong
+            fl, dl = gvariant.parse(DIRTREE_TYPE, data)
+            out = DirTree(tuple((validate_filename(n), csum_hex(c)) for n, c in fl),
+                          tuple((validate_filename(n), csum_hex(t), csum_hex(m)) for n, t, m in dl))
         for seq in (out.files, out.dirs):
             names = [e[0].encode("utf-8") for e in seq]
             if any(a >= b for a, b in zip(names, names[1:], strict=False)):
@@ -261,14 +309,14 @@ class FileHeader:
 
     def serialize(self) -> bytes:
         """The ``(uuuusa(ayay))`` header that content checksums cover."""
-        return gvariant.serialize(FILEHEADER_TYPE, (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode),
-                                                    bswap32(self.rdev), self.symlink_target, list(self.xattrs)))
+        head = struct.pack(">IIII", self.uid, self.gid, self.mode, self.rdev) + _cstring(self.symlink_target)
+        return gvariant.frame(head + _xattrs_bytes(self.xattrs), [len(head)])
 
     def serialize_zlib(self) -> bytes:
         """The ``(tuuuusa(ayay))`` header at the start of an archive ``.filez``."""
-        return gvariant.serialize(ZLIB_FILEHEADER_TYPE, (
-            bswap64(self.size), bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), bswap32(self.rdev),
-            self.symlink_target, list(self.xattrs)))
+        head = struct.pack(">QIIII", self.size, self.uid, self.gid, self.mode, self.rdev) + \
+            _cstring(self.symlink_target)
+        return gvariant.frame(head + _xattrs_bytes(self.xattrs), [len(head)])
 
     def checksum_prefix(self) -> bytes:
         """The bytes hashed before the file data: size-prefixed header."""

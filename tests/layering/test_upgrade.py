@@ -74,3 +74,14 @@ def test_download_only_then_cache_only(host, layering_env):
     bad = hyb(host, "install", "--cache-only", "clobber-initramfs", check=False)
     assert bad.returncode != 0 and "--cache-only" in bad.stderr
     assert "extras" in hyb(host, "refresh-md", "--force").stdout
+
+
+def test_override_that_no_longer_applies_becomes_inactive(host, layering_env):
+    env = layering_env
+    hyb(host, "rebase", "testos/v2")
+    hyb(host, "override", "remove", "unrequested")
+    assert not (deployment_dir(host, status(host)[0]) / "usr/share/unrequested").exists()
+    hyb(host, "deploy", env.v1)                     # v1 has no 'unrequested': the removal is inactive
+    new = status(host)[0]
+    assert new["base-checksum"] == env.v1 and new["requested-base-removals"] == ["unrequested"]
+    assert new["base-removals"] == [] and new["inactive-requests"] == ["override remove unrequested"]

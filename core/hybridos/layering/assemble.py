@@ -239,24 +239,40 @@ def plan_layering(sysroot, base: str, requests: Requests, *, stateroot: str, dep
             raise UsageError(f"package {name!r} is already provided by base package {owner.nevra}",
                              hint="use --allow-inactive to request it anyway")
         inactive.append(name)
+    # Requests this command makes are checked strictly; older ones that no longer fit a new base (after an
+    # upgrade or rebase) become inactive instead of blocking the upgrade.
+    replacements = []
     for pkg in requests.local_replacements:
-        if pkg.name not in base_names:
+        if pkg.name in base_names:
+            replacements.append(pkg)
+        elif pkg.name in options.explicit:
             raise UsageError(f"cannot replace {pkg.name}: it is not a base package",
                              hint=f"use `install` to layer {pkg.nevra}")
+        else:
+            inactive.append(f"override replace {pkg.nevra}")
+    local = []
     for pkg in requests.local_packages:
-        if pkg.name in base_names:
+        if pkg.name not in base_names:
+            local.append(pkg)
+        elif pkg.name in options.explicit:
             raise UsageError(f"cannot layer {pkg.nevra}: the base has package {pkg.name}",
                              hint="use `override replace` to replace a base package")
-    missing_removals = [n for n in requests.removals if n not in base_names]
-    if missing_removals:
-        raise NotFoundError("cannot remove " + ", ".join(repr(n) for n in missing_removals)
-                            + ": not a package of the base image")
+        else:
+            inactive.append(str(pkg.nevra))
+    removals = []
+    for name in requests.removals:
+        if name in base_names:
+            removals.append(name)
+        elif name in options.explicit:
+            raise NotFoundError(f"cannot remove {name!r}: not a package of the base image")
+        else:
+            inactive.append(f"override remove {name}")
 
-    local_paths = [_stored(repo, p) for p in requests.local_packages]
-    replace_paths = [_stored(repo, p) for p in requests.local_replacements]
-    overridden = set(requests.removals) | {p.name for p in requests.local_replacements}
+    local_paths = [_stored(repo, p) for p in local]
+    replace_paths = [_stored(repo, p) for p in replacements]
+    overridden = set(removals) | {p.name for p in replacements}
     locked = tuple(sorted(base_names - overridden))
-    if not (active or local_paths or replace_paths or requests.removals):
+    if not (active or local_paths or replace_paths or removals):
         return Plan(base, arch, requests, Transaction(), tuple(inactive), base_packages=installed)
 
     repos: tuple = ()
@@ -269,7 +285,7 @@ def plan_layering(sysroot, base: str, requests: Requests, *, stateroot: str, dep
                 if active:
                     raise
     request = SolveRequest(arch=arch, repos=repos, installed=installed, install=(*active, *local_paths),
-                           erase=tuple(requests.removals), replace=tuple(replace_paths), locked=locked,
+                           erase=tuple(removals), replace=tuple(replace_paths), locked=locked,
                            weak_deps=False)
     with step("solve"):
         try:
@@ -462,7 +478,8 @@ def _metadata(plan: Plan, base_meta: dict, installed_after: Iterable[Nevra]) -> 
     meta.update({
         META_CLIENTLAYER: True,
         META_BASE: plan.base,
-        META_PACKAGES: sorted(active + [str(p.nevra) for p in plan.requests.local_packages]),
+        META_PACKAGES: sorted(active + [str(p.nevra) for p in plan.requests.local_packages
+                                        if str(p.nevra) not in plan.inactive]),
         META_REMOVED: [str(n) for n in plan.removed],
         META_REPLACED: [str(new) for new, _ in plan.replaced],
         META_INACTIVE: list(plan.inactive),

@@ -71,7 +71,9 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
         raise Unchanged("No change.")
     base = merge_base_commit(sysroot, merge)
     deploy_dir = sysroot.path / merge.relpath
-    options = AssembleOptions(**{**options.__dict__, "explicit": tuple(change.install)})
+    explicit = (*change.install, *(p.name for p in change.install_local), *change.remove,
+                *(p.name for p in change.replace_local))
+    options = AssembleOptions(**{**options.__dict__, "explicit": explicit})
     plan = None
     if not new.empty:
         plan = plan_layering(sysroot, base, new, stateroot=stateroot, deploy_dir=deploy_dir, options=options, tx=tx)

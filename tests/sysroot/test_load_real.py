@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hybridos.errors import SysrootError
@@ -62,3 +64,58 @@ def test_broken_loader_link_is_a_clear_error(real_sysroot):
 def test_not_a_sysroot(tmp_path):
     with pytest.raises(SysrootError, match="not an OSTree sysroot"):
         Sysroot.load(tmp_path)
+
+
+def _layout(sr):
+    """Relative path -> symlink target or file bytes, for everything ostree admin writes outside the repo."""
+    import os
+
+    out = {}
+    for top in ("boot", "ostree"):
+        for dirpath, dirnames, filenames in os.walk(sr / top):
+            dirnames[:] = [d for d in dirnames if not (top == "ostree" and d in ("repo", "deploy"))]
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                rel = os.path.relpath(p, sr)
+                if os.path.islink(p):
+                    out[rel] = ("link", os.readlink(p))
+                elif os.path.isfile(p):
+                    out[rel] = ("file", Path(p).read_bytes())
+    for p in sorted((sr / f"ostree/deploy/{STATEROOT}/deploy").iterdir()):
+        if p.name.endswith(".origin"):
+            out[str(p.relative_to(sr))] = ("file", p.read_bytes())
+    refs = sr / "ostree/repo/refs/heads/ostree"
+    for p in sorted(refs.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(sr))] = ("file", p.read_bytes())
+    out.pop("ostree/lock", None)
+    return out
+
+
+def test_same_deployments_give_the_same_layout_as_ostree(workdir):
+    """Deploying the same commits with the same kernel arguments, hybridos and ostree write the same files."""
+    from tests.sysroot.conftest import hyb
+
+    require_tool("ostree")
+    repo = workdir / "repo"
+    ostree(f"--repo={repo}", "init", "--mode=archive")
+    c1 = ostree_commit(repo, make_tree(workdir / "t1", "1.0"), "testos/stable", "1.0")
+    theirs, ours = workdir / "theirs", workdir / "ours"
+    theirs.mkdir()
+    ostree("admin", "init-fs", str(theirs))
+    ostree("admin", "os-init", f"--sysroot={theirs}", STATEROOT)
+    hyb(ours, "admin", "init-fs", str(ours))
+    hyb(ours, "admin", "os-init", STATEROOT)
+    for sr in (theirs, ours):
+        ostree(f"--repo={sr}/ostree/repo", "pull-local", str(repo), "testos/stable")
+    ostree("admin", "deploy", f"--sysroot={theirs}", f"--os={STATEROOT}", "--karg=root=/dev/vda1", "--karg=rw",
+           "testos/stable")
+    hyb(ours, "admin", "deploy", "--os", STATEROOT, "--karg", "root=/dev/vda1", "--karg", "rw", "testos/stable")
+    assert _layout(ours) == _layout(theirs)
+    c2 = ostree_commit(repo, make_tree(workdir / "t2", "2.0", kernel_bytes=b"kernel 2\n"), "testos/stable", "2.0")
+    for sr in (theirs, ours):
+        ostree(f"--repo={sr}/ostree/repo", "pull-local", str(repo), "testos/stable")
+    ostree("admin", "deploy", f"--sysroot={theirs}", f"--os={STATEROOT}", "testos/stable")
+    hyb(ours, "admin", "deploy", "testos/stable")
+    assert _layout(ours) == _layout(theirs)
+    assert [d.checksum for d in Sysroot.load(ours).deployments] == [c2, c1]

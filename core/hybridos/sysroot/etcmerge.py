@@ -97,7 +97,11 @@ def diff_etc(orig: Path, modified: Path) -> EtcDiff:
 
 
 def _copy_meta(src: Path, dst: Path, st: os.stat_result) -> None:
-    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    try:
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise  # only an unprivileged run (tests, user sysroots) may keep its own ownership
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(dst, stat.S_IMODE(st.st_mode))
     for name, value in _xattrs(src).items():

@@ -92,30 +92,47 @@ def _layout(sr):
     return out
 
 
-def test_same_deployments_give_the_same_layout_as_ostree(workdir):
-    """Deploying the same commits with the same kernel arguments, hybridos and ostree write the same files."""
+def _twin_sysroots(workdir, name):
     from tests.sysroot.conftest import hyb
 
-    require_tool("ostree")
-    repo = workdir / "repo"
-    ostree(f"--repo={repo}", "init", "--mode=archive")
-    c1 = ostree_commit(repo, make_tree(workdir / "t1", "1.0"), "testos/stable", "1.0")
-    theirs, ours = workdir / "theirs", workdir / "ours"
+    theirs, ours = workdir / f"theirs-{name}", workdir / f"ours-{name}"
     theirs.mkdir()
     ostree("admin", "init-fs", str(theirs))
     ostree("admin", "os-init", f"--sysroot={theirs}", STATEROOT)
     hyb(ours, "admin", "init-fs", str(ours))
     hyb(ours, "admin", "os-init", STATEROOT)
+    return theirs, ours
+
+
+def _deploy_both(repo, theirs, ours, ref, *kargs):
+    from tests.sysroot.conftest import hyb
+
     for sr in (theirs, ours):
-        ostree(f"--repo={sr}/ostree/repo", "pull-local", str(repo), "testos/stable")
-    ostree("admin", "deploy", f"--sysroot={theirs}", f"--os={STATEROOT}", "--karg=root=/dev/vda1", "--karg=rw",
-           "testos/stable")
-    hyb(ours, "admin", "deploy", "--os", STATEROOT, "--karg", "root=/dev/vda1", "--karg", "rw", "testos/stable")
+        ostree(f"--repo={sr}/ostree/repo", "pull-local", str(repo), ref)
+    ostree("admin", "deploy", f"--sysroot={theirs}", f"--os={STATEROOT}", *(f"--karg={k}" for k in kargs), ref)
+    hyb(ours, "admin", "deploy", "--os", STATEROOT, *(a for k in kargs for a in ("--karg", k)), ref)
+
+
+def test_same_deployments_give_the_same_layout_as_ostree(workdir):
+    """Deploying the same commits with the same kernel arguments, hybridos and ostree write the same files."""
+    require_tool("ostree")
+    repo = workdir / "repo"
+    ostree(f"--repo={repo}", "init", "--mode=archive")
+    c1 = ostree_commit(repo, make_tree(workdir / "t1", "1.0"), "testos/stable", "1.0")
+    theirs, ours = _twin_sysroots(workdir, "plain")
+    _deploy_both(repo, theirs, ours, "testos/stable", "root=/dev/vda1", "rw")
     assert _layout(ours) == _layout(theirs)
     c2 = ostree_commit(repo, make_tree(workdir / "t2", "2.0", kernel_bytes=b"kernel 2\n"), "testos/stable", "2.0")
-    for sr in (theirs, ours):
-        ostree(f"--repo={sr}/ostree/repo", "pull-local", str(repo), "testos/stable")
-    ostree("admin", "deploy", f"--sysroot={theirs}", f"--os={STATEROOT}", "testos/stable")
-    hyb(ours, "admin", "deploy", "testos/stable")
+    _deploy_both(repo, theirs, ours, "testos/stable")
     assert _layout(ours) == _layout(theirs)
     assert [d.checksum for d in Sysroot.load(ours).deployments] == [c2, c1]
+
+    # device trees: a single file, and a directory (bootcsum covers them; entries name them)
+    kdir = f"usr/lib/modules/{KVER}"
+    ostree_commit(repo, make_tree(workdir / "t3", "3.0", files={f"{kdir}/devicetree": "dtb\n"}), "dt/file", "3.0")
+    ostree_commit(repo, make_tree(workdir / "t4", "4.0", files={f"{kdir}/dtb/b.dtb": "b\n",
+                                                                 f"{kdir}/dtb/vendor/a.dtb": "a\n"}), "dt/dir", "4.0")
+    for ref in ("dt/file", "dt/dir"):
+        theirs, ours = _twin_sysroots(workdir, ref.replace("/", "-"))
+        _deploy_both(repo, theirs, ours, ref)
+        assert _layout(ours) == _layout(theirs), ref

@@ -58,11 +58,12 @@ def parse_entry(data: bytes) -> ParsedEntry:
 
 
 def format_entry(entry: BootEntry) -> bytes:
-    lines = [f"title {entry.title}", f"version {entry.sort_version}", f"options {entry.options}",
-             f"linux {entry.linux}"]
-    lines += [f"initrd {p}" for p in entry.initrd]
+    """In ostree's key order: title, version, options, devicetree, linux, initrd, fdtdir."""
+    lines = [f"title {entry.title}", f"version {entry.sort_version}", f"options {entry.options}"]
     if entry.devicetree:
         lines.append(f"devicetree {entry.devicetree}")
+    lines.append(f"linux {entry.linux}")
+    lines += [f"initrd {p}" for p in entry.initrd]
     if entry.fdtdir:
         lines.append(f"fdtdir {entry.fdtdir}")
     return ("\n".join(lines) + "\n").encode()

@@ -92,6 +92,19 @@ def _layout(sr):
     return out
 
 
+def _etc(sr):
+    """The default deployment's /etc after the merge: path -> (mode, link target or content)."""
+    import os
+
+    etc = sr / Sysroot.load(sr).deployments[0].relpath / "etc"
+    out = {}
+    for p in sorted(etc.rglob("*")):
+        st = os.lstat(p)
+        out[str(p.relative_to(etc))] = (st.st_mode, os.readlink(p) if p.is_symlink() else
+                                        p.read_bytes() if p.is_file() else None)
+    return out
+
+
 def _twin_sysroots(workdir, name):
     from tests.sysroot.conftest import hyb
 
@@ -122,10 +135,18 @@ def test_same_deployments_give_the_same_layout_as_ostree(workdir):
     theirs, ours = _twin_sysroots(workdir, "plain")
     _deploy_both(repo, theirs, ours, "testos/stable", "root=/dev/vda1", "rw")
     assert _layout(ours) == _layout(theirs)
+    for sr in (theirs, ours):     # the same local /etc changes on both
+        etc = sr / Sysroot.load(sr).deployments[0].relpath / "etc"
+        (etc / "motd").write_text("local\n")
+        (etc / "app.conf").unlink()
+        (etc / "sub/dir").mkdir(parents=True)
+        (etc / "sub/dir/new.conf").write_text("new\n")
+        (etc / "link").symlink_to("motd")
     c2 = ostree_commit(repo, make_tree(workdir / "t2", "2.0", kernel_bytes=b"kernel 2\n"), "testos/stable", "2.0")
     _deploy_both(repo, theirs, ours, "testos/stable")
     assert _layout(ours) == _layout(theirs)
     assert [d.checksum for d in Sysroot.load(ours).deployments] == [c2, c1]
+    assert _etc(ours) == _etc(theirs) and "sub/dir/new.conf" in _etc(ours)
 
     # device trees: a single file, and a directory (bootcsum covers them; entries name them)
     kdir = f"usr/lib/modules/{KVER}"

@@ -142,3 +142,14 @@ def test_xattrs_are_committed_and_restored_like_ostree(tmp_path, mode):
     ours.commit_tree(src, branch="y", owner_uid=0, owner_gid=0, xattrs=False)
     ostree_commit(theirs, src, "y", "--owner-uid=0", "--owner-gid=0", "--no-xattrs")
     assert root_checksums(ours.path, "y") == root_checksums(theirs, "y")
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_checkout_parallel_and_sequential_give_the_same_tree(tmp_path, tree, parallel):
+    repo = Repo.init(tmp_path / "repo", "bare-user")
+    repo.commit_tree(tree, branch="x", owner_uid=0, owner_gid=0, xattrs=False)
+    repo.checkout("x", tmp_path / "co", user_mode=True, parallel=parallel)
+    assert snapshot(tmp_path / "co") == _expected_snapshot(tree, "bare-user", user_mode=True)
+    repo.checkout("x", tmp_path / "cp", mode="copy", parallel=parallel)
+    assert snapshot(tmp_path / "cp", owner=True) == {
+        k: (*v, 0, 0) for k, v in snapshot(tree).items()}

@@ -23,7 +23,7 @@ from pathlib import Path
 from hybridos.bootloader import BootConfigContext, BootEntry
 from hybridos.errors import HybridosError, NotFoundError, SysrootError
 from hybridos.sysroot import bls, etcmerge
-from hybridos.sysroot.cleanup import cleanup_sysroot, clear_immutable, prune_repo, remove_tree
+from hybridos.sysroot.cleanup import cleanup_sysroot, prune_repo, remove_tree
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.kargs import KernelArgs
 from hybridos.sysroot.origin import Origin, serialize_origin
@@ -512,5 +512,5 @@ def set_pinned(sysroot: Sysroot, index: int, pinned: bool) -> Deployment:
     return dep.replace(origin=origin)
 
 
-__all__ = ["CommitInfo", "KernelLayout", "clear_immutable", "deploy_commit", "inspect_commit", "set_pinned",
-           "undeploy", "write_deployments"]
+__all__ = ["CommitInfo", "KernelLayout", "deploy_commit", "inspect_commit", "set_pinned", "undeploy",
+           "write_deployments"]

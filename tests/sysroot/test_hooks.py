@@ -148,3 +148,24 @@ def test_pin_is_seen_by_ostree_and_ostree_deployments_are_removed(host):
     hyb(sr, "cleanup", "-r")
     assert not theirs.exists()
     check_consistent(sr)
+
+
+def test_sigterm_cancels_the_running_transaction(host):
+    import signal
+
+    sr, remote, v1 = host
+    remote.publish("2.0")
+    with Transaction(sr, "upgrade") as tx:
+        orig = tx.step
+
+        def step(name):
+            if name == "checkout":
+                os.kill(os.getpid(), signal.SIGTERM)   # what `hybridos cancel` sends to the lock holder
+            return orig(name)
+        tx.step = step
+        with pytest.raises(Cancelled):
+            upgrade(Sysroot.load(sr), tx)
+    assert [d["checksum"] for d in status(sr)] == [v1]
+    hyb(sr, "upgrade")
+    r = hyb(sr, "rebase", "origin:testos/stable", "--unchanged-exit-77", check=False)
+    assert r.returncode == 77 and "already on origin:testos/stable" in r.stdout

@@ -159,18 +159,23 @@ def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
 @sysroot_option
 @os_option
 @click.option("-C", "--cache-only", is_flag=True, help="Do not download; use what was fetched before.")
+@unchanged_option
 @click.argument("target")
 @click.pass_context
-def rebase(ctx, sysroot_opt, osname, cache_only, target):
+def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, target):
     """Switch to another [REMOTE:]REF (REF alone keeps the remote; REMOTE: keeps the ref)."""
     from hybridos.sysroot.sysroot import Sysroot
     from hybridos.sysroot.transaction import Transaction
     from hybridos.sysroot.upgrade import rebase as do_rebase
 
     path = sysroot_path(ctx, sysroot_opt)
-    with Transaction(path, "rebase", on_event=event_printer()) as tx, pull_progress() as progress:
-        result = do_rebase(Sysroot.load(path), tx, target, stateroot=osname, cache_only=cache_only,
-                           progress=progress)
+    try:
+        with Transaction(path, "rebase", on_event=event_printer()) as tx, pull_progress() as progress:
+            result = do_rebase(Sysroot.load(path), tx, target, stateroot=osname, cache_only=cache_only,
+                               progress=progress)
+    except Unchanged as exc:
+        finish_unchanged(exc, unchanged_exit_77)
+        return
     _print_change(result)
     _reboot_hint()
 

@@ -193,6 +193,8 @@ def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | N
         get_remote(sysroot.repo.config, refspec.remote)  # a missing remote fails before anything happens
     with tx.step("pull"):
         new = fetch_refspec(sysroot, refspec, cache_only=cache_only, progress=progress)
+    if refspec == origin.ref and new == merge_base_commit(sysroot, merge):
+        raise Unchanged(f"already on {refspec} ({new[:12]})")
     repo = sysroot.repo
     new_origin = origin.replace(refspec=str(refspec), override_commit=None)
     result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)

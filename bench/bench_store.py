@@ -6,7 +6,11 @@ processes (``ostree ...`` and ``python -m hybridos repo ...``) with the same opt
 of that process are measured with wait4(). Results go to bench/results/store.json.
 
     .venv/bin/python bench/bench_store.py              # full size: >= 30,000 files, >= 500 MiB
-    .venv/bin/python bench/bench_store.py --small      # quick: ~3,000 files, ~60 MiB
+    .venv/bin/python bench/bench_store.py --small      # quick: >= 3,000 files, >= 60 MiB
+
+``main(argv) -> dict`` returns the shared result format of bench/common.py (cases with ours/reference/ratio/goal,
+plus peak RSS in MiB); "recommit / full commit" compares our recommit of an unchanged hardlink checkout with our
+own full commit of the same tree (goal <= 0.2).
 """
 
 from __future__ import annotations
@@ -105,9 +109,9 @@ def sync() -> None:
     os.sync()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--small", action="store_true", help="~3,000 files / 60 MiB instead of the full size")
+    ap.add_argument("--small", action="store_true", help="~3,000 files instead of the full size")
     ap.add_argument("--files", type=int, default=None, help="minimum number of files")
     ap.add_argument("--mbytes", type=int, default=None, help="minimum MiB of file data")
     ap.add_argument("--src", type=Path, default=Path("/usr"), help="where the tree is copied from")
@@ -118,21 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     min_files = args.files or (3000 if args.small else 30000)
     min_mb = args.mbytes or (60 if args.small else 500)
     if shutil.which("ostree") is None:
-        print("ostree is not installed", file=sys.stderr)
-        return 2
+        raise SystemExit("ostree is not installed")
 
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     tree = work / f"tree-{min_files}-{min_mb}"
     info = build_tree(args.src, tree, min_files, min_mb << 20)
-    print(f"tree: {info['files']} files, {info['bytes'] / 2**20:.0f} MiB, {info['symlinks']} symlinks, "
-          f"{info['dirs']} dirs (from {info['src']})")
-    # warm the page cache for both tools alike
-    subprocess.run(["tar", "-cf", "/dev/null", "-C", str(tree), "."], check=True)
+    desc = (f"{info['files']} files, {info['bytes'] / 2**20:.0f} MiB, {info['symlinks']} symlinks, "
+            f"{info['dirs']} dirs copied from {info['src']} (sorted walk, files <= 64 MiB)")
+    print(f"tree: {desc}")
+    subprocess.run(["tar", "-cf", "/dev/null", "-C", str(tree), "."], check=True)  # same warm start for both
 
-    results: dict = {"tree": info, "cpus": os.cpu_count(), "ops": {}}
+    result: dict = {"name": "store", "input": desc, "tree": info, "cpus": os.cpu_count(), "cases": []}
+    timings: dict = {}
 
-    def measure(name: str, theirs, ours, prepare=None) -> None:
+    def measure(name: str, goal: float | None, theirs, ours, prepare=None) -> None:
         best: dict = {}
         for _ in range(args.repeat):
             for who, fn in (("ostree", theirs), ("hybridos", ours)):
@@ -142,13 +146,16 @@ def main(argv: list[str] | None = None) -> int:
                 wall, rss, _ = fn()
                 if who not in best or wall < best[who][0]:
                     best[who] = (wall, rss)
-        ratio = best["hybridos"][0] / best["ostree"][0]
-        results["ops"][name] = {"ostree_s": round(best["ostree"][0], 3), "hybridos_s": round(best["hybridos"][0], 3),
-                                "ratio": round(ratio, 3), "ostree_rss_kib": best["ostree"][1],
-                                "hybridos_rss_kib": best["hybridos"][1]}
-        print(f"{name:<34} ostree {best['ostree'][0]:8.2f}s  hybridos {best['hybridos'][0]:8.2f}s  "
-              f"ratio {ratio:5.2f}   peak RSS ostree {best['ostree'][1] / 1024:6.1f} MiB  "
-              f"hybridos {best['hybridos'][1] / 1024:6.1f} MiB", flush=True)
+        timings[name] = best
+        (ours_s, ours_rss), (ref_s, ref_rss) = best["hybridos"], best["ostree"]
+        ratio = ours_s / ref_s
+        result["cases"].append({"name": name, "ours": round(ours_s, 3), "reference": round(ref_s, 3),
+                                "ratio": round(ratio, 3), "goal": goal,
+                                "ours_peak_rss_mb": round(ours_rss / 1024, 1),
+                                "reference_peak_rss_mb": round(ref_rss / 1024, 1)})
+        flag = "" if goal is None else ("  OK" if ratio <= goal else "  OVER GOAL")
+        print(f"  {name:<34} ostree {ref_s:8.2f}s  hybridos {ours_s:8.2f}s  ratio {ratio:5.2f}{flag}   "
+              f"peak RSS ostree {ref_rss / 1024:6.1f} MiB  hybridos {ours_rss / 1024:6.1f} MiB", flush=True)
 
     repos = {who: {m: work / f"{who}-{m}" for m in ("archive", "bare-user")} for who in ("ostree", "hybridos")}
 
@@ -168,48 +175,43 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: timed_rss(HY + ["commit", f"--repo={repo}", f"--tree=dir={src}", "-b", "bench", *CANON,
                                        *extra])
 
-    for mode in ("archive", "bare-user"):
-        measure(f"commit {mode}", commit("ostree", mode, tree), commit("hybridos", mode, tree),
+    for mode, goal in (("archive", 0.7), ("bare-user", 1.0)):
+        measure(f"commit {mode}", goal, commit("ostree", mode, tree), commit("hybridos", mode, tree),
                 prepare=lambda who, mode=mode: init(who, mode))
 
-    # both repositories hold the same tree: check the checksums agree before going on
+    # both tools committed the same tree: the checksums must agree before anything else is compared
     roots = {}
     for who in ("ostree", "hybridos"):
         out = subprocess.run(["ostree", f"--repo={repos[who]['bare-user']}", "ls", "-C", "-d", "bench", "/"],
                              capture_output=True, text=True, check=True).stdout.split()
         roots[who] = (out[4], out[5])
-    results["same_root_checksums"] = roots["ostree"] == roots["hybridos"]
-    print(f"same root dirtree/dirmeta from both tools: {results['same_root_checksums']}")
+    result["same_root_checksums"] = roots["ostree"] == roots["hybridos"]
+    print(f"  same root dirtree/dirmeta from both tools: {result['same_root_checksums']}")
 
     cos = {who: work / f"co-{who}" for who in ("ostree", "hybridos")}
-
-    def co_prepare(who: str) -> None:
-        drop(cos[who])
-
-    measure("checkout -U -H (bare-user)",
+    measure("checkout -U -H (bare-user)", 1.0,
             lambda: timed_rss(["ostree", f"--repo={repos['ostree']['bare-user']}", "checkout", "-U", "-H", "bench",
                                str(cos["ostree"])]),
             lambda: timed_rss(HY + ["checkout", f"--repo={repos['hybridos']['bare-user']}", "-U", "-H", "bench",
                                     str(cos["hybridos"])]),
-            prepare=co_prepare)
-    measure("fsck archive",
-            lambda: timed_rss(["ostree", f"--repo={repos['ostree']['archive']}", "fsck"]),
-            lambda: timed_rss(HY + ["fsck", f"--repo={repos['hybridos']['archive']}"]))
-    measure("fsck bare-user",
-            lambda: timed_rss(["ostree", f"--repo={repos['ostree']['bare-user']}", "fsck"]),
-            lambda: timed_rss(HY + ["fsck", f"--repo={repos['hybridos']['bare-user']}"]))
-    measure("recommit hardlink checkout",
+            prepare=lambda who: drop(cos[who]))
+    for mode in ("archive", "bare-user"):
+        measure(f"fsck {mode}", 0.8,
+                lambda mode=mode: timed_rss(["ostree", f"--repo={repos['ostree'][mode]}", "fsck"]),
+                lambda mode=mode: timed_rss(HY + ["fsck", f"--repo={repos['hybridos'][mode]}"]))
+    measure("recommit hardlink checkout", None,
             commit("ostree", "bare-user", cos["ostree"], ("--link-checkout-speedup",)),
             commit("hybridos", "bare-user", cos["hybridos"], ("--link-checkout-speedup",)))
-    full = results["ops"]["commit bare-user"]["hybridos_s"]
-    re = results["ops"]["recommit hardlink checkout"]["hybridos_s"]
-    results["recommit_vs_full_commit"] = round(re / full, 3)
-    print(f"hybridos recommit / hybridos full bare-user commit: {re / full:.3f}")
+    full = timings["commit bare-user"]["hybridos"][0]
+    re = timings["recommit hardlink checkout"]["hybridos"][0]
+    result["cases"].append({"name": "recommit / full commit (hybridos, bare-user)", "ours": round(re, 3),
+                            "reference": round(full, 3), "ratio": round(re / full, 3), "goal": 0.2})
+    print(f"  hybridos recommit / hybridos full bare-user commit: {re / full:.3f}{'  OK' if re / full <= 0.2 else ''}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")
-    return 0
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -43,6 +43,46 @@ def test_failing_post_fails_the_operation_with_its_output(host):
     assert len(status(host)) == 1
 
 
+def test_scriptlets_cannot_edit_base_files_in_place(host, layering_env):
+    """The base's files are hardlinks to the repository: an in-place edit would corrupt every deployment."""
+    import subprocess
+
+    err = _refused(host, "install", "appender")
+    assert "appender" in err and "Read-only file system" in err
+    [dep] = status(host)
+    assert b"appended" not in (deployment_dir(host, dep) / "usr/lib/os-release").read_bytes()
+    subprocess.run(["ostree", "fsck", f"--repo={host}/ostree/repo"], check=True, capture_output=True)
+
+
+def test_killed_while_the_guard_is_mounted(host):
+    """SIGKILL in the middle of a scriptlet (with /usr behind rofiles-fuse): the next run unmounts and cleans up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hybridos.layering.guard import _rofiles_mounts_of
+
+    work = host / "ostree/repo/tmp/hybridos"
+    proc = subprocess.Popen([sys.executable, "-m", "hybridos", "--sysroot", str(host), "install", "sleeper"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not _rofiles_mounts_of(work) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    mounted = _rofiles_mounts_of(work)
+    assert mounted, "the scriptlet guard was never mounted"
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(status(host)) == 1
+    hyb(host, "install", "layered-tool")
+    assert status(host)[0]["packages"] == ["layered-tool"]
+    with open("/proc/mounts") as f:
+        assert not [line for line in f if any(m in line for m in mounted)]
+    assert not _rofiles_mounts_of(work)
+
+
 def test_dry_run_changes_nothing(host):
     before = snapshot(host)
     out = hyb(host, "install", "--dry-run", "layered-tool").stdout

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hybridos.arch import Architecture
 from hybridos.errors import HybridosError, NotFoundError, PackageError, PluginError, SolverError, UsageError
+from hybridos.layering.guard import unmount_stale
 from hybridos.layering.repos import PACKAGE_CACHE, load_host_repos, stateroot_dir
 from hybridos.layering.requests import LocalPackage, Requests
 from hybridos.packages.model import Action, LayerRequest, Nevra, SolveRequest, Transaction
@@ -530,6 +531,7 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
     workroot = Path(repo.path) / WORK_DIR
     workroot.mkdir(parents=True, exist_ok=True)
     for stale in workroot.glob("layer-*"):   # left by a killed run (we hold the sysroot lock)
+        unmount_stale(stale)
         remove_workdir(stale)
     workdir = Path(tempfile.mkdtemp(prefix="layer-", dir=workroot))
     tree = workdir / "rootfs"

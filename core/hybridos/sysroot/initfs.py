@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from hybridos.errors import SysrootError, UsageError
+from hybridos.sysroot.sysroot import not_a_sysroot_hint
 
 _TOP_DIRS = {"boot": 0o755, "dev": 0o755, "home": 0o755, "proc": 0o755, "run": 0o755, "sys": 0o755,
              "root": 0o700, "tmp": 0o1777}
@@ -39,7 +40,7 @@ def os_init(sysroot: Path, stateroot: str) -> Path:
     sysroot = Path(sysroot)
     if not (sysroot / "ostree/deploy").is_dir():
         raise SysrootError(f"{sysroot} is not an OSTree sysroot (no ostree/deploy)",
-                           hint=f"initialize it with `hybridos admin init-fs {sysroot}`")
+                           hint=not_a_sysroot_hint(sysroot))
     base = sysroot / "ostree/deploy" / stateroot
     var = base / "var"
     (base / "deploy").mkdir(parents=True, exist_ok=True)

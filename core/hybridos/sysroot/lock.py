@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from hybridos.errors import SysrootError
+from hybridos.sysroot.sysroot import not_a_sysroot_hint
 
 LOCK_PATH = "ostree/lock"
 DEFAULT_TIMEOUT = 3.0
@@ -70,7 +71,7 @@ class SysrootLock:
         path = self.sysroot / LOCK_PATH
         if not path.parent.is_dir():
             raise SysrootError(f"{self.sysroot} is not an OSTree sysroot (no ostree/)",
-                               hint=f"initialize it with `hybridos admin init-fs {self.sysroot}`")
+                               hint=not_a_sysroot_hint(self.sysroot))
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:

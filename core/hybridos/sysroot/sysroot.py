@@ -31,6 +31,12 @@ def _readlink(path: Path) -> str | None:
         raise SysrootError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def not_a_sysroot_hint(root: Path) -> str:
+    if Path(root).resolve() == Path("/"):
+        return "this system is not OSTree-booted; point --sysroot (or HYBRIDOS_SYSROOT) at a sysroot"
+    return f"initialize it with `hybridos admin init-fs {root}`"
+
+
 def read_bootversion(root: Path) -> int:
     target = _readlink(root / "boot/loader")
     if target is None:
@@ -90,7 +96,7 @@ class Sysroot:
             if not root.is_dir():
                 raise NotFoundError(f"sysroot {root} does not exist")
             raise SysrootError(f"{root} is not an OSTree sysroot (no ostree/repo or ostree/deploy)",
-                               hint=f"initialize it with `hybridos admin init-fs {root}`")
+                               hint=not_a_sysroot_hint(root))
         bootversion = read_bootversion(root)
         subbootversion = read_subbootversion(root, bootversion)
         entries_dir = root / "boot/loader/entries"

@@ -219,16 +219,20 @@ def commit_tree(repo: Repo, src_dir: str | os.PathLike, *, branch: str | None = 
         parent_csum = None
     else:
         parent_csum = repo.resolve_rev(parent)
-    root_tree, root_meta = write_tree(repo, src_dir, owner_uid=owner_uid, owner_gid=owner_gid, xattrs=xattrs,
-                                      devino_cache=devino_cache, workers=workers, progress=progress)
-    meta = dict(metadata or {})
-    if branch and bind_ref:
-        meta.setdefault("ostree.ref-binding", [branch])
-    commit = Commit(metadata=meta, parent=parent_csum, subject=subject, body=body,
-                    timestamp=int(time.time()) if timestamp is None else int(timestamp),
-                    root_tree=root_tree, root_meta=root_meta)
-    checksum = repo.write_commit(commit)
-    repo.sync()
-    if branch:
-        repo.set_ref(branch, checksum)
+    from hybridos.ostree.lock import cleanup_tmp
+
+    with repo.lock():
+        cleanup_tmp(repo)
+        root_tree, root_meta = write_tree(repo, src_dir, owner_uid=owner_uid, owner_gid=owner_gid, xattrs=xattrs,
+                                          devino_cache=devino_cache, workers=workers, progress=progress)
+        meta = dict(metadata or {})
+        if branch and bind_ref:
+            meta.setdefault("ostree.ref-binding", [branch])
+        commit = Commit(metadata=meta, parent=parent_csum, subject=subject, body=body,
+                        timestamp=int(time.time()) if timestamp is None else int(timestamp),
+                        root_tree=root_tree, root_meta=root_meta)
+        checksum = repo.write_commit(commit)
+        repo.sync()
+        if branch:
+            repo.set_ref(branch, checksum)
     return checksum

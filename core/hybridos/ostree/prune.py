@@ -42,7 +42,12 @@ def _partials(repo: Repo) -> set[str]:
 
 
 def prune(repo: Repo, *, depth: int = -1, refs_only: bool = True, dry_run: bool = False) -> PruneResult:
-    """Remove unreachable objects (and the detached metadata of removed commits)."""
+    """Remove unreachable objects (and the detached metadata of removed commits), holding the lock exclusively."""
+    with repo.lock(exclusive=True):
+        return _prune(repo, depth=depth, refs_only=refs_only, dry_run=dry_run)
+
+
+def _prune(repo: Repo, *, depth: int, refs_only: bool, dry_run: bool) -> PruneResult:
     keep = reachable_objects(repo, depth=depth, refs_only=refs_only)
     total = pruned = freed = 0
     for c, t in list(repo.list_objects()):

@@ -314,6 +314,11 @@ class Repo:
         from hybridos.ostree.summary import generate_summary
         return generate_summary(self, **kw)
 
+    def lock(self, *, exclusive: bool = False, timeout: float = 30.0):
+        """Context manager holding ``.lock`` like libostree: shared for writers, exclusive for prune."""
+        from hybridos.ostree.lock import repo_lock
+        return repo_lock(self, exclusive=exclusive, timeout=timeout)
+
     def commit_is_partial(self, checksum: str) -> bool:
         return (self.path / "state" / f"{checksum}.commitpartial").exists()
 

@@ -37,7 +37,10 @@ PER_PACKAGE = 1000
 
 
 def _run(*argv: str) -> str:
-    return subprocess.run(list(argv), check=True, capture_output=True, text=True).stdout
+    proc = subprocess.run(list(argv), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
 
 
 def _specs(nfiles: int):
@@ -107,10 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
         (cfg / "bench.yaml").write_text(f"ref: {REF}\nreleasever: 1\nrepos: [bench]\nselinux: false\n"
                                         f"automatic-version-prefix: \"1\"\npackages: [{names}]\n")
         archive = work / "archive"
-        subprocess.run(hybridos("repo", "init", "--repo", str(archive), "--mode", "archive"), check=True,
-                       capture_output=True)
-        subprocess.run(hybridos("compose", "tree", str(cfg / "bench.yaml"), "--repo", str(archive),
-                                "--cachedir", str(work / "cache")), check=True, capture_output=True)
+        _run(*hybridos("repo", "init", "--repo", str(archive), "--mode", "archive"))
+        _run(*hybridos("compose", "tree", str(cfg / "bench.yaml"), "--repo", str(archive),
+                       "--cachedir", str(work / "cache")))
         _run("ostree", f"--repo={archive}", "summary", "-u")
         commit = _run("ostree", f"--repo={archive}", "rev-parse", REF).strip()
         count = int(_run("ostree", f"--repo={archive}", "ls", "-R", REF).count("\n-"))

@@ -9,6 +9,7 @@ import pytest
 
 from hybridos.ostree.objects import ObjectType
 from hybridos.ostree.repo import Repo, RepoMode
+from tests.conftest import require_root
 from tests.store.ostree_tool import listing, ostree, ostree_commit, root_checksums
 from tests.store.trees import make_tree, snapshot
 
@@ -36,6 +37,8 @@ def tree(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_same_checksums_as_ostree_commit(tmp_path, tree, mode):
+    if mode == "bare":
+        require_root()
     theirs = tmp_path / "theirs"
     ostree(theirs, "init", f"--mode={mode}")
     ostree_commit(theirs, tree, "x", *CANON)
@@ -52,6 +55,8 @@ def test_same_checksums_as_ostree_commit(tmp_path, tree, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_ostree_fsck_and_checkout_of_our_repo(tmp_path, tree, mode):
+    if mode == "bare":
+        require_root()
     repo = Repo.init(tmp_path / "repo", mode)
     repo.commit_tree(tree, branch="x", owner_uid=0, owner_gid=0, xattrs=False,
                      metadata={"version": "1.2.3", "custom": "value"})
@@ -67,6 +72,8 @@ def test_ostree_fsck_and_checkout_of_our_repo(tmp_path, tree, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_we_read_and_check_out_ostree_repos(tmp_path, tree, mode):
+    if mode == "bare":
+        require_root()
     theirs = tmp_path / "theirs"
     ostree(theirs, "init", f"--mode={mode}")
     commit = ostree_commit(theirs, tree, "x", *CANON, "--add-metadata-string=version=7")
@@ -77,6 +84,7 @@ def test_we_read_and_check_out_ostree_repos(tmp_path, tree, mode):
     c = repo.load_commit(commit)
     assert c.version == "7" and c.ref_binding == ["x"]
     assert (c.root_tree, c.root_meta) == root_checksums(theirs, "x")
+    assert repo.fsck() == []
     objs = repo.traverse_commit(commit)
     assert all(repo.has_object(cs, t) for cs, t in objs)
     assert sum(1 for _, t in objs if t is ObjectType.FILE) >= 20

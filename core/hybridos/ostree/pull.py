@@ -17,15 +17,13 @@ from __future__ import annotations
 import configparser
 import contextlib
 import hashlib
-import io
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 try:   # the store's choice of inflater: the same library decides what is valid deflate data
     from zlib_ng import zlib_ng as zlib
@@ -42,8 +40,7 @@ from hybridos.errors import (
     SignatureError,
     UsageError,
 )
-from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions
-from hybridos.ostree import content as _content
+from hybridos.fetch import Fetcher, FetchOptions
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
 from hybridos.ostree.objects import (
@@ -60,9 +57,9 @@ from hybridos.ostree.refs import validate_ref
 from hybridos.ostree.repo import Repo
 from hybridos.util.atomic import atomic_write
 
-#: Local content objects handed to one task; ``.filez`` files up to this size are checked in one piece.
+#: Local content objects handed to one task, and the number of workers for local sources.
 ADOPT_BATCH = 32
-WHOLE_FILE_LIMIT = 4 << 20
+LOCAL_PARALLEL = 2
 
 _EXT = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree", ObjectType.DIR_META: "dirmeta",
         ObjectType.COMMIT: "commit", ObjectType.COMMIT_META: "commitmeta"}
@@ -121,12 +118,16 @@ class _Transfer:
         self.pending = 0
         self.error: BaseException | None = None
         self.claimed: set[tuple[str, ObjectType]] = set()
+        self.claimed_files: set[str] = set()
+        self.content_ext = "filez" if repo.mode.is_archive else "file"
         self.scheduled = 0
         self.metadata_objects = 0
         self.content_objects = 0
         self.bytes = 0
         #: Local source and archive target: content files are adopted whole instead of read and rewritten.
         self.adopt_files = repo.mode.is_archive and urlsplit(base).scheme in ("", "file")
+        self.local_base = _local_path(base) if self.adopt_files else ""
+        self.trusted_owners = {os.geteuid(), 0}
 
     # -- fetching --------------------------------------------------------------------------------
 
@@ -225,8 +226,13 @@ class _Transfer:
             tree = self.repo.load_dirtree(checksum)   # from an earlier, interrupted pull
         else:
             tree = DirTree.parse(self._get_metadata(checksum, ObjectType.DIR_TREE))
-        has = self.repo.has_object
-        missing = [c for _name, c in tree.files if self._claim(c, ObjectType.FILE) and not has(c, ObjectType.FILE)]
+        # The per-object hot path: plain strings and one lock round per directory.
+        prefix, ext = self.repo.objects_dir, self.content_ext
+        with self.lock:
+            claimed = self.claimed_files
+            new = [c for _name, c in tree.files if c not in claimed]
+            claimed.update(new)
+        missing = [c for c in new if not os.path.lexists(f"{prefix}/{c[:2]}/{c[2:]}.{ext}")]
         if self.adopt_files:
             # Local files are cheap to get: hand them out in batches to save a task per object.
             for i in range(0, len(missing), ADOPT_BATCH):
@@ -251,49 +257,37 @@ class _Transfer:
             self._adopt_content(checksum)
 
     def _adopt_content(self, checksum: str) -> None:
-        """Local archive -> archive: let the fetcher place the ``.filez`` in ``tmp/`` (repo_fs hardlinks it
-        when that is safe, so no byte is copied), verify it there, then rename it into ``objects/``."""
-        url = object_url(self.base, checksum, ObjectType.FILE)
-        tmp = _content.tmp_name(self.repo, "pull")
+        """Local archive -> archive: read the ``.filez`` once through the fetcher and check it; then hardlink
+        the source file into ``objects/`` when only we or root can change it (no byte written), else write the
+        checked bytes. Nothing unchecked is ever visible."""
+        data = self.fetch(checksum, ObjectType.FILE)
         try:
-            try:
-                self.fetcher.download(DownloadRequest(url, Path(tmp)))
-            except NotFoundError:
-                raise NotFoundError(f"filez object {checksum} is missing on {self.source} ({url})") from None
-            try:
-                size = verify_filez_file(tmp, checksum)
-            except (CorruptionError, FormatError) as exc:
-                raise self._corrupt(exc, checksum, ObjectType.FILE) from None
-            _content.place_object(self.repo, tmp, checksum, ObjectType.FILE)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        with self.lock:
-            self.bytes += size
-            self.content_objects += 1
-        if self.progress is not None:
-            self.progress.advance(1, size)
+            verify_filez_bytes(data, checksum)
+        except CorruptionError as exc:
+            raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+        src = f"{self.local_base}/objects/{checksum[:2]}/{checksum[2:]}.filez"
+        dest = f"{self.repo.objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
+        try:
+            if os.stat(src).st_uid in self.trusted_owners:
+                try:
+                    os.link(src, dest)
+                    return
+                except FileNotFoundError:   # first object of its objects/XX directory
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    os.link(src, dest)
+                    return
+        except FileExistsError:
+            return   # stored meanwhile (it was verified by whoever stored it)
+        except OSError:
+            pass     # another file system, or links not allowed: write the bytes
+        self.repo.write_archive_filez(checksum, data)
 
 
-def verify_filez_file(path: str, checksum: str) -> int:
-    """Check that the ``.filez`` at ``path`` is the content object ``checksum``; returns its size on disk."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= WHOLE_FILE_LIMIT:
-            verify_filez_bytes(f.read(), checksum)
-            return size
-        header = _content.read_filez_header(f, checksum)
-        if header.is_symlink:
-            if f.read(1):
-                raise CorruptionError(f"content object {checksum}: symlink with data")
-            got, _ = _content.checksum_stream(header, None)
-        else:
-            got, _ = _content.checksum_stream(header, io.BufferedReader(
-                _content.InflateReader(f, header.size, checksum)))
-    if got != checksum:
-        raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {got}")
-    return size
+def _local_path(url: str) -> str:
+    if url.startswith("file:"):
+        parts = urlsplit(url)
+        return unquote(parts.path)
+    return os.path.abspath(url)
 
 
 def verify_filez_bytes(data: bytes, checksum: str) -> None:
@@ -512,7 +506,11 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
         registry = get_registry()
     fetcher = registry.fetcher_for(url or remote.url, options)
     with fetcher:
-        puller = Puller(repo, remote, fetcher, max_parallel=options.max_parallel, progress=progress, url=url)
+        parallel = options.max_parallel
+        if urlsplit(url or remote.url).scheme in ("", "file"):
+            # Local reads hardly wait: more threads would mostly fight over the GIL.
+            parallel = min(parallel, LOCAL_PARALLEL)
+        puller = Puller(repo, remote, fetcher, max_parallel=parallel, progress=progress, url=url)
         puller.load_remote()
         names = _wanted_refs(puller, refs, mirror)
         wanted: list[tuple[str | None, str]] = []

@@ -183,14 +183,14 @@ _KILLER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("after", [1, 5])
-def test_killed_commit_leaves_no_partial_object_and_no_moved_ref(tmp_path, after):
+@pytest.mark.parametrize("mode,after", [("archive", 1), ("archive", 5), ("bare-user", 3)])
+def test_killed_commit_leaves_no_partial_object_and_no_moved_ref(tmp_path, mode, after):
     src = tmp_path / "src"
     src.mkdir()
     for i in range(12):
         with open(src / f"f{i}", "wb") as f:
             f.write(os.urandom(1 << 20) * 3)
-    repo = Repo.init(tmp_path / "repo", "archive")
+    repo = Repo.init(tmp_path / "repo", mode)
     (tmp_path / "old").mkdir()
     old = repo.commit_tree(tmp_path / "old", branch="x")
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(repo.path), str(src), str(after)],

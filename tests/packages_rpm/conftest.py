@@ -12,7 +12,7 @@ import pytest
 
 from hybridos.packages.header import read_rpm_header
 from hybridos.packages.layer import apply_transaction
-from hybridos.packages.model import Action, LayerRequest, Transaction, TransactionItem
+from hybridos.packages.model import Action, LayerRequest, Nevra, Transaction, TransactionItem
 from tests.conftest import require_root, require_tool
 from tests.helpers.rpms import File, Pkg, build_rpm
 
@@ -63,14 +63,10 @@ def layer(tree: Path, rpms: list[Path], *, erase: tuple[str, ...] = (), action: 
           **kw):
     """Apply a transaction installing ``rpms`` (in order) onto ``tree``."""
     items, paths = [], {}
-    installed = {}
     for p in rpms:
         h = read_rpm_header(p)
         items.append(TransactionItem(action, h.nevra, location=str(p)))
         paths[str(h.nevra)] = p
-        installed[h.name] = h
-    from hybridos.packages.model import Nevra
-
     erase_items = [TransactionItem(Action.ERASE, Nevra.parse(n)) for n in erase]
     return apply_transaction(LayerRequest(tree=tree, transaction=Transaction(tuple(erase_items + items)),
                                           rpms=paths, **kw))

@@ -81,3 +81,30 @@ def test_other_paths_killed_at_each_step(host, verb):
         assert _commits(sr)[0] == newer
         check_consistent(sr)
         _no_garbage(sr)
+
+
+def test_upgrade_killed_at_arbitrary_moments(host):
+    """SIGKILL at fractions of a measured upgrade's duration: mid-step kills must be as harmless."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sr, remote, _ = host
+    remote.publish("2.0")
+    t0 = time.monotonic()
+    hyb(sr, "upgrade")
+    duration = time.monotonic() - t0
+    for i, fraction in enumerate((0.4, 0.7, 0.9)):
+        newer = remote.publish(f"3.{i}")
+        proc = subprocess.Popen([sys.executable, "-m", "hybridos", "--sysroot", str(sr), "upgrade"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(duration * fraction)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        check_consistent(sr)
+        r = hyb(sr, "upgrade", check=False)
+        assert r.returncode == 0, r.stderr
+        assert _commits(sr)[0] == newer
+        check_consistent(sr)
+        _no_garbage(sr)

@@ -63,6 +63,12 @@ def cleanup_sysroot(sysroot: Sysroot) -> list[str]:
     if (root / "boot/loader").is_symlink():
         rm(root / f"boot/loader.{1 - bv}")
         rm(root / "boot/loader.tmp")
+        # temporary names of interrupted symlink swaps (util.atomic.atomic_symlink)
+        for parent, prefix in ((root / "boot", ".loader.tmp"), (root / "ostree", ".boot.")):
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(parent):
+                    if name.startswith(prefix) and ".tmp" in name:
+                        rm(parent / name)
         rm(root / f"ostree/boot.{1 - bv}")
         for s in (0, 1):
             rm(root / f"ostree/boot.{1 - bv}.{s}")

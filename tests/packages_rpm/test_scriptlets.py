@@ -178,6 +178,10 @@ def test_triggers_from_rpmbuild(tmp_path, base_tree, rpmbuild_dir):
         cat >> /var/tmp/filetrigger
         %transfiletriggerin -- /usr/share
         echo "transfiletrigger $(wc -l)" >> /var/tmp/triggers
+        %transfiletriggerun -- /usr/share/target
+        echo "transfiletriggerun $(wc -l)" >> /var/tmp/triggers
+        %transfiletriggerpostun -- /usr/share/target
+        echo "transfiletriggerpostun $(wc -l)" >> /var/tmp/triggers
         """)
     target = rpmbuild(tmp_path, rpmbuild_dir, "target", "")
     layer(base_tree, [watcher])       # busybox is already installed: the watcher's own trigger on it fires
@@ -187,7 +191,9 @@ def test_triggers_from_rpmbuild(tmp_path, base_tree, rpmbuild_dir):
     assert lines[0] == "busybox-present 1 1"
     assert lines[1].startswith("transfiletrigger ")           # the watcher's own /usr/share/watcher files
     # the target ships /usr/share/target and /usr/share/target/data: both are under the trigger prefixes
-    assert lines[2:] == ["triggerin 1 1", "transfiletrigger 2", "triggerun 1 0", "triggerpostun 1 0"]
+    # on erase: the trans file triggers around it (the postun one gets no file list, as in rpm)
+    assert lines[2:] == ["triggerin 1 1", "transfiletrigger 2", "transfiletriggerun 2", "triggerun 1 0",
+                         "triggerpostun 1 0", "transfiletriggerpostun 0"]
     assert (base_tree / "var/tmp/filetrigger").read_text() == "/usr/share/target\n/usr/share/target/data\n"
 
 

@@ -1,14 +1,17 @@
 """The default layer hook: apply an ordered transaction to a tree.
 
-Order, as rpm runs it: %pretrans of every package to install; then each erase (%preun, %triggerun, file removal,
-%postun, %triggerpostun); then each install in transaction order (%triggerprein, %pre, unpack, rpmdb entry,
-%post, %triggerin, %filetriggerin; for an upgrade the old package's %preun/%postun with $1=1 and the removal of
-its files the new one no longer has); finally %posttrans and %transfiletriggerin. The rpmdb is written to a copy
-that replaces the tree's database only when everything succeeded.
+Order, as rpm runs it: %pretrans of every package to install, %transfiletriggerun; then each erase (%preun,
+%triggerun, file removal, %postun, %triggerpostun); then each install in transaction order (%triggerprein, %pre,
+unpack, rpmdb entry, %post, %triggerin, %filetriggerin; for an upgrade the old package's %preun/%postun with $1=1
+and the removal of its files the new one no longer has); finally %posttrans, %transfiletriggerin and
+%transfiletriggerpostun. The rpmdb is written to a copy that replaces the tree's database only when everything
+succeeded. Scriptlets run in the sandbox of ``hybridos.packages.scriptlets`` (a guarded /usr in hardlink
+checkouts).
 
-Triggers run: %triggerprein/in/un/postun, %filetriggerin/un/postun and %transfiletriggerin (file triggers get the
-matching paths on stdin). Not run: %transfiletriggerun/postun and %verify. ``LayerResult.script_output`` holds each
-scriptlet's output under a ``[NEVRA %scriptlet]`` line, then ``warning:`` lines (unknown owners, .rpmnew/.rpmsave).
+Triggers run: %triggerprein/in/un/postun, %filetriggerin/un/postun and %transfiletriggerin/un/postun (file
+triggers get the matching paths on stdin, except %transfiletriggerpostun, as in rpm). Not run: %verify.
+``LayerResult.script_output`` holds each scriptlet's output under a ``[NEVRA %scriptlet]`` line, then
+``warning:`` lines (unknown owners, .rpmnew/.rpmsave).
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def _run(state: _State, erases: list[TransactionItem], installs: list[tuple[Tran
          tid: int) -> None:
     for _item, pkg in installs:
         _scriptlet(state, pkg.header, "pretrans", 0)
+    removed = _removed_files(state, erases, installs)
+    _file_triggers(state, "transfiletriggerun", removed)
     for item in erases:
         old = _find_installed(state, item.nevra)
         if old is None:
@@ -120,6 +125,22 @@ def _run(state: _State, erases: list[TransactionItem], installs: list[tuple[Tran
     for _item, pkg in installs:
         _scriptlet(state, pkg.header, "posttrans", 0)
     _file_triggers(state, "transfiletriggerin", state.new_files)
+    _file_triggers(state, "transfiletriggerpostun", removed, stdin=False)
+
+
+def _removed_files(state: _State, erases: list[TransactionItem],
+                   installs: list[tuple[TransactionItem, _Pkg]]) -> list[str]:
+    """Paths this transaction removes: the erased packages' files, and what upgraded packages no longer ship."""
+    out = []
+    for item in erases:
+        old = _find_installed(state, item.nevra)
+        out += old.header.files if old else []
+    for item, pkg in installs:
+        old = _replaced(state, item, pkg.header)
+        if old is not None:
+            keep = set(pkg.header.files)
+            out += [f for f in old.header.files if f not in keep]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -319,7 +340,9 @@ def _matching(t: Trigger, files: list[str]) -> list[str]:
     return [f for f in files if f == prefix or f.startswith(prefix.rstrip("/") + "/")]
 
 
-def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
+def _file_triggers(state: _State, kind: str, files: list[str], *, stdin: bool = True) -> None:
+    """File triggers of installed packages whose prefix matches ``files`` (the matches on stdin, except for
+    %transfiletriggerpostun, which rpm runs without them)."""
     if not state.run_scripts or not files:
         return
     for p in _by_priority(state, kind):
@@ -329,8 +352,9 @@ def _file_triggers(state: _State, kind: str, files: list[str]) -> None:
             matched = _matching(t, files)
             if matched:
                 _check_arch(state, p.header, t.kind)
+                listing = "".join(f + "\n" for f in matched).encode() if stdin else b""
                 state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
-                                         stdin="".join(f + "\n" for f in matched).encode(), usr=state.usr))
+                                         stdin=listing, usr=state.usr))
 
 
 def _by_priority(state: _State, kind: str) -> list[_Pkg]:

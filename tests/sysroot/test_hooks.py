@@ -169,3 +169,24 @@ def test_sigterm_cancels_the_running_transaction(host):
     hyb(sr, "upgrade")
     r = hyb(sr, "rebase", "origin:testos/stable", "--unchanged-exit-77", check=False)
     assert r.returncode == 77 and "already on origin:testos/stable" in r.stdout
+
+
+def test_status_reads_consistently_while_another_process_swaps(host):
+    import subprocess
+    import sys
+
+    sr, remote, _ = host
+    remote.publish("2.0")
+    hyb(sr, "upgrade")
+    code = ("import sys\nfrom hybridos.sysroot.sysroot import Sysroot\n"
+            "from hybridos.sysroot.transaction import Transaction\nfrom hybridos.sysroot.upgrade import rollback\n"
+            "for _ in range(6):\n    with Transaction(sys.argv[1], 'rollback') as tx:\n"
+            "        rollback(Sysroot.load(sys.argv[1]), tx)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sr)])
+    loads = 0
+    while proc.poll() is None:
+        s = Sysroot.load(sr)         # never an error, never a half state
+        assert len(s.deployments) == 2
+        loads += 1
+    assert proc.returncode == 0 and loads > 0
+    check_consistent(sr)

@@ -91,7 +91,21 @@ class Sysroot:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Sysroot:
-        root = Path(path)
+        """Load without the lock: a concurrent swap (and the cleanup after it) is detected and read again."""
+        for attempt in range(3):
+            before = _readlink(Path(path) / "boot/loader")
+            try:
+                loaded = cls._load(Path(path))
+            except SysrootError:
+                if attempt == 2 or _readlink(Path(path) / "boot/loader") == before:
+                    raise
+                continue
+            if _readlink(Path(path) / "boot/loader") == before:
+                return loaded
+        return loaded
+
+    @classmethod
+    def _load(cls, root: Path) -> Sysroot:
         if not (root / "ostree/repo").is_dir() or not (root / "ostree/deploy").is_dir():
             if not root.is_dir():
                 raise NotFoundError(f"sysroot {root} does not exist")

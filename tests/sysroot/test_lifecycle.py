@@ -145,7 +145,8 @@ def test_admin_undeploy_and_status_text(host):
     out = hyb(sr, "status", "-v").stdout
     assert "Version: 2.0" in out and "KernelArguments: root=/dev/vda1 rw" in out
     assert out.index(v2) < out.index(v1)
-    hyb(sr, "admin", "undeploy", "1")
+    hyb(sr, "admin", "pin", "1")
+    hyb(sr, "admin", "undeploy", "1")    # an explicit undeploy removes a pinned deployment, as ostree's does
     assert [d["checksum"] for d in status(sr)] == [v2]
     r = hyb(sr, "admin", "undeploy", "5", check=False)
     assert r.returncode != 0 and "no deployment at index 5" in r.stderr

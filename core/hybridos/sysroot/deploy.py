@@ -494,11 +494,11 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
 
 
 def undeploy(sysroot: Sysroot, index: int, tx: Transaction) -> Sysroot:
+    """Remove one deployment; as with ``ostree admin undeploy``, an explicit request removes a pinned one too
+    (pinning only protects from automatic removal)."""
     dep = sysroot.by_index(index)
     if dep.booted:
         raise SysrootError(f"deployment {index} is the booted deployment; it cannot be removed")
-    if dep.pinned:
-        raise SysrootError(f"deployment {index} is pinned", hint=f"unpin it first: `hybridos admin pin --unpin {index}`")
     return write_deployments(sysroot, [d for d in sysroot.deployments if not d.same(dep)], tx)
 
 

@@ -69,6 +69,7 @@ def packages_of_tree(tree: Path) -> list:
 
 def packages_of_commit(repo, checksum: str) -> list:
     """Nevra of a commit's packages: its rpmdb is checked out alone into a temporary directory."""
+    from hybridos.errors import NotFoundError
     from hybridos.ostree.checkout import find_subpath
 
     commit = repo.load_commit(checksum)
@@ -78,7 +79,7 @@ def packages_of_commit(repo, checksum: str) -> list:
         for sub in RPMDB_SUBPATHS:
             try:
                 find_subpath(repo, commit.root_tree, commit.root_meta, sub)
-            except Exception:  # the subpath does not exist in this commit
+            except NotFoundError:  # the commit keeps its rpmdb elsewhere (or has none)
                 continue
             dest = tree / sub
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from hybridos.cli._sysroot_cli import event_printer, sysroot_option, sysroot_path
-from hybridos.errors import NotFoundError, UsageError
+from hybridos.errors import HybridosError, NotFoundError, UsageError
 
 
 @click.group("admin")
@@ -135,7 +135,7 @@ def status(ctx, sysroot_opt):
         click.echo(f"{mark} {d.stateroot} {d.checksum}.{d.serial}")
         try:
             version = sysroot.repo.load_commit(d.checksum).version
-        except Exception:
+        except HybridosError:
             version = None
         if version:
             click.echo(f"    Version: {version}")

@@ -20,7 +20,7 @@ from hybridos.cli._sysroot_cli import (
     sysroot_option,
     sysroot_path,
 )
-from hybridos.errors import Unchanged
+from hybridos.errors import HybridosError, Unchanged
 
 unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
                                 help="Exit 77 when there is nothing to do.")
@@ -42,7 +42,7 @@ def _print_change(result) -> None:
     try:
         diff = diff_packages(packages_of_tree(result.sysroot.path / old.relpath),
                              packages_of_tree(result.sysroot.path / new.relpath))
-    except Exception as exc:  # a tree without a readable rpmdb still deploys
+    except (HybridosError, OSError) as exc:  # a tree without a readable rpmdb still deploys
         click.echo(f"(no package diff: {exc})")
         return
     for line in diff.lines():

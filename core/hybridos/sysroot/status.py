@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hybridos.errors import HybridosError
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.sysroot import Sysroot
 
@@ -12,7 +13,7 @@ from hybridos.sysroot.sysroot import Sysroot
 def _commit(sysroot: Sysroot, checksum: str):
     try:
         return sysroot.load_commit(checksum)
-    except Exception:  # a commit pruned behind our back is shown without its metadata
+    except HybridosError:  # a commit pruned behind our back is shown without its metadata
         return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hybridos.errors import NotFoundError, SysrootError, Unchanged, UsageError
+from hybridos.errors import HybridosError, NotFoundError, SysrootError, Unchanged, UsageError
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.origin import Origin, Refspec
 from hybridos.sysroot.sysroot import Sysroot
@@ -82,7 +82,7 @@ def pull_commit(sysroot: Sysroot, refspec: Refspec, checksum: str, *, progress=N
 def _version(repo, checksum: str) -> str:
     try:
         return repo.load_commit(checksum).version or ""
-    except Exception:
+    except HybridosError:
         return ""
 
 
@@ -117,7 +117,7 @@ def merge_base_commit(sysroot: Sysroot, dep: Deployment) -> str:
     """The base commit of a deployment: its parent when the commit is a client-side layer, else itself."""
     try:
         commit = sysroot.repo.load_commit(dep.checksum)
-    except Exception:
+    except HybridosError:
         return dep.checksum
     if commit.metadata.get("rpmostree.clientlayer") and commit.parent:
         return commit.parent

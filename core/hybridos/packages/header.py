@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from hybridos.errors import FormatError
 from hybridos.packages.model import Nevra
@@ -237,12 +237,16 @@ class RawHeader:
     blob: bytes = field(repr=False)   #: the header without the 8-byte magic (as the rpmdb stores it)
 
     _by_tag: dict[int, RawEntry] = field(init=False, repr=False, compare=False)
+    _bounds: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_tag: dict[int, RawEntry] = {}
         for e in self.entries:
             by_tag.setdefault(e.tag, e)   # the first entry of a tag wins, as in rpm
         object.__setattr__(self, "_by_tag", by_tag)
+        # where each entry's data can end at the latest: the next entry's offset (string arrays split at once)
+        offsets = sorted({e.offset for e in self.entries if e.offset >= 0} | {len(self.data)})
+        object.__setattr__(self, "_bounds", dict(zip(offsets, offsets[1:], strict=False)))
 
     def __contains__(self, tag: int) -> bool:
         return tag in self._by_tag
@@ -252,7 +256,14 @@ class RawHeader:
 
     def get(self, tag: int, default=None):
         e = self.entry(tag)
-        return default if e is None else _decode(e, self.data)
+        if e is None:
+            return default
+        if e.type in (STRING_ARRAY, I18NSTRING) and e.count > 1:
+            bound = self._bounds.get(e.offset, len(self.data))
+            parts = self.data[e.offset:bound].decode("utf-8", "surrogateescape").split("\0", e.count)
+            if len(parts) > e.count:
+                return tuple(parts[:e.count])
+        return _decode(e, self.data)
 
     def value_bytes(self, tag: int) -> bytes:
         """The raw data bytes of a tag (for copying it into another header)."""
@@ -393,9 +404,8 @@ class Dependency:
         return f"{self.name} {op} {self.evr}"
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a package as the header describes it."""
+class FileEntry(NamedTuple):
+    """One file of a package as the header describes it (an immutable NamedTuple: packages have many)."""
 
     path: str
     mode: int

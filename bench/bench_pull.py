@@ -16,13 +16,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import case, hybridos, timed_command  # noqa: E402
+from bench.common import case, hybridos  # noqa: E402
 
 #: Directories of /usr whose union holds well over 30,000 objects (content + dirtree + dirmeta).
 FULL_DIRS = ["/usr/share/man", "/usr/share/icons", "/usr/share/doc", "/usr/include", "/usr/share/cmake-3.25",
@@ -96,64 +97,93 @@ def verify_same(ours: Path, theirs: Path, ref: str, their_ref: str | None = None
         raise RuntimeError(f"pulled trees differ between {ours} and {theirs}")
 
 
+def timed(argv: list[str]) -> tuple[float, float, float]:
+    """Run a command; (wall seconds, CPU seconds user+sys, peak RSS MiB) of the child."""
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status):
+            errf.seek(0)
+            raise RuntimeError(f"{' '.join(argv)} failed: {errf.read().decode(errors='replace')[-400:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def compare(name: str, src: Path, prepare_ours, ours_argv, prepare_ref, ref_argv, runs: int, count: int) -> dict:
+    """Alternate the two tools ``runs`` times from the same warm page cache; report the medians."""
+    samples: dict[str, list[tuple[float, float, float]]] = {"ours": [], "ref": []}
+    for i in range(runs):
+        order = [("ours", prepare_ours, ours_argv), ("ref", prepare_ref, ref_argv)]
+        if i % 2:
+            order.reverse()
+        for who, prepare, argv in order:
+            prepare()
+            warm(src)
+            samples[who].append(timed(argv))
+    med = {who: sorted(v)[len(v) // 2] for who, v in samples.items()}
+    return case(name, med["ours"][0], med["ref"][0], 1.0, objects=count, runs=runs,
+                ours_walls=[round(x[0], 2) for x in samples["ours"]],
+                reference_walls=[round(x[0], 2) for x in samples["ref"]],
+                ours_cpu=round(med["ours"][1], 2), reference_cpu=round(med["ref"][1], 2),
+                ours_peak_rss_mb=round(med["ours"][2]), reference_peak_rss_mb=round(med["ref"][2]))
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--small", action="store_true", help="a quick run on a few hundred objects")
+    ap.add_argument("--small", action="store_true", help="a quick run on a few thousand objects")
     ap.add_argument("--modes", default="archive,bare-user", help="repository modes to pull into")
-    ap.add_argument("--keep", default=None, help="work in this directory and keep it")
-    ap.add_argument("--runs", type=int, default=1, help="runs per case (the best is kept)")
+    ap.add_argument("--keep", default=None, help="work in this directory and keep it (the source is reused)")
+    ap.add_argument("--runs", type=int, default=3, help="alternating runs per case (the median is reported)")
+    ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-local", action="store_true")
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-pull-"))
     work.mkdir(parents=True, exist_ok=True)
+    dirs = SMALL_DIRS if args.small else FULL_DIRS
     cases = []
+    ours, theirs = work / "ours", work / "theirs"
     try:
-        src, count = build_source(work, SMALL_DIRS if args.small else FULL_DIRS)
+        src, count = build_source(work, dirs)
         size_mb = sum(f.stat().st_size for f in (src / "objects").rglob("*") if f.is_file()) / 2**20
         print(f"  source: {count} objects, {size_mb:.0f} MiB (archive, made by ostree commit)", flush=True)
         if not args.small and count < 30_000:
             raise RuntimeError(f"the source repository has only {count} objects (< 30,000)")
-        warm(src)
-        server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), path=str(src))],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            url = server.stdout.readline().strip()
+        if not args.skip_http:
+            server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), path=str(src))],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            try:
+                url = server.stdout.readline().strip()
+                for mode in modes:
+                    cases.append(compare(
+                        f"http pull into {mode}", src,
+                        lambda m=mode: fresh_repo(ours, m, url, "ours"),
+                        hybridos("repo", "pull", "--repo", str(ours), "o", "main"),
+                        lambda m=mode: fresh_repo(theirs, m, url, "ostree"),
+                        ["ostree", "pull", f"--repo={theirs}", "o", "main"], args.runs, count))
+                    verify_same(ours, theirs, "o:main")
+            finally:
+                server.stdin.close()
+                server.wait(timeout=10)
+        if not args.skip_local:
             for mode in modes:
-                best_ours = best_ref = None
-                for _ in range(args.runs):
-                    fresh_repo(work / "theirs", mode, url, "ostree")
-                    ref_t, ref_rss = timed_command(["ostree", "pull", f"--repo={work / 'theirs'}", "o", "main"])
-                    fresh_repo(work / "ours", mode, url, "ours")
-                    ours_t, ours_rss = timed_command(hybridos("repo", "pull", "--repo", str(work / "ours"),
-                                                              "o", "main"))
-                    best_ref = min(best_ref or ref_t, ref_t)
-                    best_ours = min(best_ours or ours_t, ours_t)
-                verify_same(work / "ours", work / "theirs", "o:main")
-                cases.append(case(f"http pull into {mode}", best_ours, best_ref, 1.0, objects=count,
-                                  ours_peak_rss_mb=round(ours_rss), reference_peak_rss_mb=round(ref_rss)))
-        finally:
-            server.stdin.close()
-            server.wait(timeout=10)
-        for mode in modes:
-            for label, extra in (("pull-local", []), ("pull-local --untrusted", ["--untrusted"])):
-                best_ours = best_ref = None
-                for _ in range(args.runs):
-                    theirs = work / "theirs"
-                    if theirs.exists():
-                        shutil.rmtree(theirs)
-                    ostree("init", f"--repo={theirs}", f"--mode={mode}")
-                    ref_t, _ = timed_command(["ostree", "pull-local", *extra, f"--repo={theirs}", str(src), "main"])
-                    fresh_repo(work / "ours", mode, f"file://{src}", "ours")
-                    ours_t, _ = timed_command(hybridos("repo", "pull", "--repo", str(work / "ours"), "o", "main"))
-                    best_ref = min(best_ref or ref_t, ref_t)
-                    best_ours = min(best_ours or ours_t, ours_t)
-                verify_same(work / "ours", theirs, "o:main", "main")
-                cases.append(case(f"file:// pull vs ostree {label} ({mode})", best_ours, best_ref, 1.0,
-                                  objects=count))
+                for label, extra in (("pull-local", []), ("pull-local --untrusted", ["--untrusted"])):
+                    def prepare_ref(m=mode):
+                        if theirs.exists():
+                            shutil.rmtree(theirs)
+                        ostree("init", f"--repo={theirs}", f"--mode={m}")
+                    cases.append(compare(
+                        f"file:// pull vs ostree {label} ({mode})", src,
+                        lambda m=mode: fresh_repo(ours, m, f"file://{src}", "ours"),
+                        hybridos("repo", "pull", "--repo", str(ours), "o", "main"),
+                        prepare_ref, ["ostree", "pull-local", *extra, f"--repo={theirs}", str(src), "main"],
+                        args.runs, count))
+                    verify_same(ours, theirs, "o:main", "main")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"name": "pull", "input": f"{count} objects from {', '.join(SMALL_DIRS if args.small else FULL_DIRS)}",
+    result = {"name": "pull", "input": f"{count} objects ({size_mb:.0f} MiB archive) from {', '.join(dirs)}",
               "cases": cases}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "pull.json").write_text(json.dumps(result, indent=2))

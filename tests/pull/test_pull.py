@@ -402,6 +402,13 @@ def test_local_pull_adopts_verified_files_and_refuses_tampered_ones(tmp_path):
     # adopted without copying: the same inode as the source object
     assert ours.object_path(name, ObjectType.FILE).stat().st_ino == victim.stat().st_ino
     fsck(ours.path)
+    # a source file others may write to is copied, never shared
+    victim.chmod(0o666)
+    again = local_repo(tmp_path / "again", "archive", f"file://{theirs}")
+    pull(again, "origin", ["main"])
+    assert again.object_path(name, ObjectType.FILE).stat().st_ino != victim.stat().st_ino
+    assert again.object_path(name, ObjectType.FILE).read_bytes() == good
+    fsck(again.path)
 
 
 def test_file_fetcher_copies_files_owned_by_others(tmp_path):

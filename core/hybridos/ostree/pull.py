@@ -18,6 +18,7 @@ import configparser
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -124,10 +125,15 @@ class _Transfer:
         self.metadata_objects = 0
         self.content_objects = 0
         self.bytes = 0
-        #: Local source and archive target: content files are adopted whole instead of read and rewritten.
+        #: Local source and archive target: content files are checked and hardlinked, not rewritten (the one
+        #: place where pull reads the file system itself rather than through the fetch plugin).
         self.adopt_files = repo.mode.is_archive and urlsplit(base).scheme in ("", "file")
         self.local_base = _local_path(base) if self.adopt_files else ""
         self.trusted_owners = {os.geteuid(), 0}
+        self.proc_fds: int | None = None
+        if self.adopt_files:
+            with contextlib.suppress(OSError):
+                self.proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     # -- fetching --------------------------------------------------------------------------------
 
@@ -203,6 +209,9 @@ class _Transfer:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.proc_fds is not None:
+            os.close(self.proc_fds)
+            self.proc_fds = None
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -257,30 +266,63 @@ class _Transfer:
             self._adopt_content(checksum)
 
     def _adopt_content(self, checksum: str) -> None:
-        """Local archive -> archive: read the ``.filez`` once through the fetcher and check it; then hardlink
-        the source file into ``objects/`` when only we or root can change it (no byte written), else write the
-        checked bytes. Nothing unchecked is ever visible."""
-        data = self.fetch(checksum, ObjectType.FILE)
-        try:
-            verify_filez_bytes(data, checksum)
-        except CorruptionError as exc:
-            raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+        """Local archive -> archive, like ``ostree pull-local``: read the source ``.filez`` once, check it, and
+        hardlink that very inode (through its open descriptor) into ``objects/`` when only we or root can
+        change it; else write the checked bytes. Nothing unchecked is ever visible."""
         src = f"{self.local_base}/objects/{checksum[:2]}/{checksum[2:]}.filez"
-        dest = f"{self.repo.objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
+        url = object_url(self.base, checksum, ObjectType.FILE)
         try:
-            if os.stat(src).st_uid in self.trusted_owners:
-                try:
-                    os.link(src, dest)
-                    return
-                except FileNotFoundError:   # first object of its objects/XX directory
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
-                    os.link(src, dest)
-                    return
-        except FileExistsError:
-            return   # stored meanwhile (it was verified by whoever stored it)
-        except OSError:
-            pass     # another file system, or links not allowed: write the bytes
+            fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise NotFoundError(f"filez object {checksum} is missing on {self.source} ({url})") from None
+        except OSError as exc:
+            raise FetchError(f"{url}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FetchError(f"{url}: not a regular file")
+            data = _read_fd(fd, st.st_size)
+            with self.lock:
+                self.bytes += len(data)
+                self.content_objects += 1
+            if self.progress is not None:
+                self.progress.advance(1, len(data))
+            try:
+                verify_filez_bytes(data, checksum)
+            except CorruptionError as exc:
+                raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+            if st.st_uid in self.trusted_owners and not st.st_mode & 0o022 and self._link_fd(fd, checksum):
+                return
+        finally:
+            os.close(fd)
         self.repo.write_archive_filez(checksum, data)
+
+    def _link_fd(self, fd: int, checksum: str) -> bool:
+        if self.proc_fds is None:
+            return False
+        dest = f"{self.repo.objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
+        for _ in range(2):
+            try:
+                # linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW): the inode we read, whatever the path holds now
+                os.link(str(fd), dest, src_dir_fd=self.proc_fds, follow_symlinks=True)
+                return True
+            except FileExistsError:
+                return True   # stored meanwhile, checked by whoever stored it
+            except FileNotFoundError:   # the first object of its objects/XX directory
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+            except OSError:
+                return False  # another file system, no /proc, or links not allowed: write the bytes
+        return False
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, max(size, 1 << 16))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size = 1 << 16
 
 
 def _local_path(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -10,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hybridos.errors import FormatError, NotFoundError, UsageError
+from hybridos.errors import CorruptionError, FormatError, NotFoundError, UsageError
 from hybridos.ostree.objects import BAREUSER_XATTR, DirMeta, DirTree, ObjectType, is_checksum
 
 if TYPE_CHECKING:
@@ -184,6 +185,39 @@ class _Checkout:
         dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
         return dfd, existed
 
+    def _dirtree(self, tree: str) -> DirTree:
+        """A dirtree, checksum-verified; the normal-form check is fsck's job."""
+        data = self.repo.read_metadata_bytes(tree, ObjectType.DIR_TREE)
+        if hashlib.sha256(data).hexdigest() != tree:
+            raise CorruptionError(f"dirtree object {tree} is corrupt (checksum mismatch)")
+        try:
+            return DirTree.parse(data, normal_form=False)
+        except FormatError as exc:
+            raise CorruptionError(f"dirtree object {tree} is corrupt: {exc}") from None
+
+    def files(self, dirtree: DirTree, dfd: int) -> None:
+        """Link (fast path) or copy every file of a directory into ``dfd``."""
+        if not self.link:
+            for fname, checksum in dirtree.files:
+                self.file(checksum, fname, dfd)
+            return
+        link = os.link
+        fds = self._objdir_fds
+        bare_user = self.bare_user
+        for fname, c in dirtree.files:
+            if bare_user and self._bareuser_is_symlink(c):
+                self._copy(c, fname, dfd)
+                continue
+            fd = fds.get(c[:2])
+            try:
+                if fd is None:
+                    fd = self._objdir_fd(c[:2])
+                link(c[2:] + ".file", fname, src_dir_fd=fd, dst_dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                self.file(c, fname, dfd)  # the slow path handles --union, EXDEV fallback and missing objects
+        if self.progress is not None:
+            self.progress.advance(len(dirtree.files))
+
     def _dirmeta(self, meta: str) -> DirMeta:
         dirmeta = self._metas.get(meta)
         if dirmeta is None:
@@ -193,11 +227,10 @@ class _Checkout:
     def directory(self, tree: str, meta: str, name: str, parent_fd: int) -> None:
         """Sequential, post-order: a directory gets its final mode only once it is filled."""
         dirmeta = self._dirmeta(meta)
-        dirtree: DirTree = self.repo.load_dirtree(tree)
+        dirtree = self._dirtree(tree)
         dfd, existed = self._make_dir(name, parent_fd)
         try:
-            for fname, checksum in dirtree.files:
-                self.file(checksum, fname, dfd)
+            self.files(dirtree, dfd)
             for dname, t, m in dirtree.dirs:
                 self.directory(t, m, dname, dfd)
             if not existed:
@@ -228,7 +261,7 @@ class _Checkout:
         try:
             if self._error is None:
                 dirmeta = self._dirmeta(meta)
-                dirtree: DirTree = self.repo.load_dirtree(tree)
+                dirtree = self._dirtree(tree)
                 pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     dfd, existed = self._make_dir(name, pfd)
@@ -237,8 +270,7 @@ class _Checkout:
                 try:
                     if not existed:
                         self._apply(dfd, dirmeta.uid, dirmeta.gid, dirmeta.mode, dirmeta.xattrs)
-                    for fname, checksum in dirtree.files:
-                        self.file(checksum, fname, dfd)
+                    self.files(dirtree, dfd)
                 finally:
                     os.close(dfd)
                 path = os.path.join(parent, name)

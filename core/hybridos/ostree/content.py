@@ -72,7 +72,7 @@ def check_header_for_mode(repo: Repo, header: FileHeader) -> None:
 
 def place_object(repo: Repo, tmp: str, checksum: str, otype: ObjectType) -> bool:
     """Rename a verified temp file into ``objects/``; drop it when the object exists. True when newly placed."""
-    dest = repo.object_path(checksum, otype)
+    dest = repo.object_path_str(checksum, otype)
     d = os.path.dirname(dest)
     if d not in repo._known_dirs:
         os.makedirs(d, exist_ok=True)
@@ -277,7 +277,7 @@ def read_filez_header(f: BinaryIO, checksum: str) -> FileHeader:
 
 def open_content(repo: Repo, checksum: str) -> tuple[FileHeader, BinaryIO | None]:
     """(header, stream of the file's bytes or None for a symlink) for a content object in any mode."""
-    path = repo.object_path(checksum, ObjectType.FILE)
+    path = repo.object_path_str(checksum, ObjectType.FILE)
     mode = repo.mode.value
     try:
         if mode == "archive-z2":

@@ -43,7 +43,7 @@ _META_PARSERS = {ObjectType.COMMIT: Commit.parse, ObjectType.DIR_TREE: DirTree.p
 def check_metadata(repo: Repo, checksum: str, otype: ObjectType) -> str | None:
     """None when the metadata object is sound, else what is wrong."""
     try:
-        with open(repo.object_path(checksum, otype), "rb") as f:
+        with open(repo.object_path_str(checksum, otype), "rb") as f:
             data = f.read()
     except OSError as exc:
         return f"cannot read: {exc.strerror}"
@@ -76,7 +76,7 @@ def check_content(repo: Repo, checksum: str) -> tuple[str | None, int]:
     if got != checksum:
         return f"corrupted: checksum mismatch (the content hashes to {got})", n
     if repo.mode.value == "bare-user" and header.is_regular:
-        st = os.stat(repo.object_path(checksum, ObjectType.FILE))
+        st = os.stat(repo.object_path_str(checksum, ObjectType.FILE))
         if st.st_mode & 0o7777 & ~_content.bareuser_ondisk_mode(header.mode):
             return f"corrupted: on-disk mode {st.st_mode & 0o7777:o} exceeds the recorded {header.mode & 0o7777:o}", n
     return None, n

@@ -205,10 +205,12 @@ class DirTree:
         return _dirtree_bytes(files, dirs)
 
     @classmethod
-    def parse(cls, data: bytes) -> DirTree:
+    def parse(cls, data: bytes, *, normal_form: bool = True) -> DirTree:
+        """Parse a dirtree; ``normal_form=False`` skips the re-serialization check (bytes already verified by
+        their checksum, as for a checkout)."""
         try:
             files, dirs = _dirtree_fast_parse(data)
-            if _dirtree_bytes(files, dirs) != data:
+            if normal_form and _dirtree_bytes(files, dirs) != data:
                 raise ValueError("not normal form")
             out = DirTree(tuple((validate_filename(n.decode("utf-8")), c.hex()) for n, c in files),
                           tuple((validate_filename(n.decode("utf-8")), t.hex(), m.hex()) for n, t, m in dirs))

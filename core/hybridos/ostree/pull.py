@@ -144,6 +144,8 @@ class _Transfer:
         except NotFoundError:
             raise NotFoundError(f"{_EXT[otype]} object {checksum} is missing on {self.source} ({url})") from None
         with self.lock:
+            if otype in (ObjectType.COMMIT, ObjectType.COMMIT_META):   # fetched directly, not as tasks
+                self._expect(1)
             self.bytes += len(data)
             if otype is ObjectType.FILE:
                 self.content_objects += 1
@@ -174,15 +176,20 @@ class _Transfer:
             self.claimed.add(key)
             return True
 
-    def _submit(self, fn: Callable, *args) -> None:
+    def _submit(self, fn: Callable, *args, objects: int = 1) -> None:
+        """Run ``fn(*args)`` on the pool; ``objects`` is how many objects it will deliver (for progress)."""
         with self.lock:
             if self.error is not None:
                 return
             self.pending += 1
-            self.scheduled += 1
-            if self.progress is not None:
-                self.progress.total_items = max(self.scheduled, getattr(self.progress, "total_items", 0) or 0)
+            self._expect(objects)
         self.pool.submit(self._run, fn, args)
+
+    def _expect(self, objects: int) -> None:
+        """Count objects to come into the progress total (lock held)."""
+        self.scheduled += objects
+        if self.progress is not None:
+            self.progress.total_items = self.scheduled
 
     def _run(self, fn: Callable, args) -> None:
         try:
@@ -233,6 +240,8 @@ class _Transfer:
     def _get_dirtree(self, checksum: str) -> None:
         if self.repo.has_object(checksum, ObjectType.DIR_TREE):
             tree = self.repo.load_dirtree(checksum)   # from an earlier, interrupted pull
+            if self.progress is not None:
+                self.progress.advance(1, 0)
         else:
             tree = DirTree.parse(self._get_metadata(checksum, ObjectType.DIR_TREE))
         # The per-object hot path: plain strings and one lock round per directory.
@@ -245,7 +254,8 @@ class _Transfer:
         if self.adopt_files:
             # Local files are cheap to get: hand them out in batches to save a task per object.
             for i in range(0, len(missing), ADOPT_BATCH):
-                self._submit(self._adopt_batch, missing[i:i + ADOPT_BATCH])
+                batch = missing[i:i + ADOPT_BATCH]
+                self._submit(self._adopt_batch, batch, objects=len(batch))
         else:
             for file_csum in missing:
                 self._submit(self._get_content, file_csum)

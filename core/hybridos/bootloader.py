@@ -65,6 +65,19 @@ class BootConfigContext:
         """The new ``boot/loader.N`` directory, not yet pointed to by ``boot/loader``."""
         return self.boot_dir / f"loader.{self.bootversion}"
 
+    def int_option(self, key: str, default: int | None = None) -> int | None:
+        """A non-negative integer ``[sysroot]`` setting (decimal or 0x hex), ``default`` when absent."""
+        if key not in self.options:
+            return default
+        text = self.options[key]
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise BootloaderError(f"[sysroot] {key}={text!r} is not a number") from None
+        if value < 0:
+            raise BootloaderError(f"[sysroot] {key}={text!r} must not be negative")
+        return value
+
     def boot_file(self, path: str) -> Path:
         """The sysroot file behind a /boot-relative entry path such as ``/ostree/x-<csum>/vmlinuz-6.1``."""
         return self.boot_dir / path.lstrip("/")

@@ -53,7 +53,7 @@ def test_bootloader_members_are_documented():
         assert f"| `{name}" in DOC, f"Bootloader.{name} is not documented"
 
 
-OPTION_USE = re.compile(r'(?:_int_option|_bool_option)\([^,()]+, "([a-z0-9-]+)"|options\.get\("([a-z0-9-]+)"'
+OPTION_USE = re.compile(r'(?:_bool_option\([^,()]+, |\bint_option\()"([a-z0-9-]+)"|options\.get\("([a-z0-9-]+)"'
                         r'|opts\["([a-z0-9-]+)"\]|"([a-z0-9-]+)" in opts')
 
 

@@ -83,22 +83,11 @@ def settings_for(context: BootConfigContext, layout: GrubLayout) -> GrubSettings
     return GrubSettings(
         flavour=flavour,
         arch=context.arch,
-        timeout=_int_option(opts, "timeout", 5),
-        boot_counting=_int_option(opts, "boot-counting", 0),
+        timeout=context.int_option("timeout", 5),
+        boot_counting=context.int_option("boot-counting", 0),
         fdt_file=opts.get("fdt-file") or None,
     )
 
-
-def _int_option(opts: dict[str, str], key: str, default: int) -> int:
-    if key not in opts:
-        return default
-    try:
-        value = int(opts[key], 0)
-    except ValueError:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
-    if value < 0:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
-    return value
 
 
 def _read_text(path: Path) -> str:

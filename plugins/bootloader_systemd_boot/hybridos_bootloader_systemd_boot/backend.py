@@ -49,17 +49,6 @@ def find_esp(sysroot: Path) -> Path | None:
     return None
 
 
-def _int_option(opts: dict[str, str], key: str) -> int | None:
-    if key not in opts:
-        return None
-    try:
-        value = int(opts[key], 0)
-    except ValueError:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
-    if value < 0:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
-    return value
-
 
 def read_manifest(staging: Path) -> Manifest | None:
     try:
@@ -103,8 +92,8 @@ class SystemdBootBootloader(Bootloader):
     def write_config(self, context: BootConfigContext) -> None:
         self.validate(context)
         esp = self._esp(context)
-        tries = _int_option(context.options, "boot-counting") or 0
-        timeout = _int_option(context.options, "timeout")
+        tries = context.int_option("boot-counting") or 0
+        timeout = context.int_option("timeout")
         new = self.esp_entries(context)
         staging = esp / STAGING
         pending = read_manifest(staging)
@@ -145,7 +134,7 @@ class SystemdBootBootloader(Bootloader):
                 shutil.rmtree(staging)
             new = self.esp_entries(context)
             manifest = Manifest(context.bootversion, new[0].name, tuple(e.name for e in new))
-        self._commit(esp, manifest, _int_option(context.options, "timeout"))
+        self._commit(esp, manifest, context.int_option("timeout"))
 
     def _commit(self, esp: Path, manifest: Manifest, timeout: int | None) -> None:
         """Make a staged set current: move it in, switch the default, then remove what it does not use."""

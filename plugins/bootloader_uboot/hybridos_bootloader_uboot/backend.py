@@ -28,17 +28,6 @@ ALTBOOTCMD = "setenv hybridos_fallback 1; run bootcmd"
 OSTREE_AWARE = re.compile(r"uEnv\.txt|\$\{?kernel_image")
 
 
-def _int_option(opts: dict[str, str], key: str, default: int) -> int:
-    if key not in opts:
-        return default
-    try:
-        value = int(opts[key], 0)
-    except ValueError:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} is not a number") from None
-    if value < 0:
-        raise BootloaderError(f"[sysroot] {key}={opts[key]!r} must not be negative")
-    return value
-
 
 def _bool_option(opts: dict[str, str], key: str) -> bool | None:
     if key not in opts:
@@ -84,7 +73,7 @@ class UBootBootloader(Bootloader):
     # -- what to write ---------------------------------------------------------------------------
 
     def settings(self, context: BootConfigContext) -> UBootSettings:
-        return UBootSettings(timeout=_int_option(context.options, "timeout", 5),
+        return UBootSettings(timeout=context.int_option("timeout", 5),
                              fdt_file=context.options.get("fdt-file") or None)
 
     def uses_extlinux(self, context: BootConfigContext) -> bool:
@@ -133,7 +122,7 @@ class UBootBootloader(Bootloader):
     def _read_env(self, context: BootConfigContext) -> tuple[dict[str, str], int]:
         path = self.env_path(context)
         redundant = bool(_bool_option(context.options, "uboot-env-redundant"))
-        size = _int_option(context.options, "uboot-env-size", DEFAULT_SIZE)
+        size = context.int_option("uboot-env-size", DEFAULT_SIZE)
         if not path.exists():
             return {}, size
         data = path.read_bytes()
@@ -147,7 +136,7 @@ class UBootBootloader(Bootloader):
     def write_config(self, context: BootConfigContext) -> None:
         self.validate(context)
         settings = self.settings(context)
-        tries = _int_option(context.options, "boot-counting", 0)
+        tries = context.int_option("boot-counting", 0)
         if tries:
             self._read_env(context)  # refuse an unreadable environment before anything is written
         files: dict[str, bytes] = {
@@ -187,7 +176,7 @@ class UBootBootloader(Bootloader):
         for name, rel in (("extlinux.conf", EXTLINUX), ("boot.scr", BOOT_SCR)):
             if (context.loader_dir / name).exists():
                 self._link(context, context.sysroot / rel, name)
-        tries = _int_option(context.options, "boot-counting", 0)
+        tries = context.int_option("boot-counting", 0)
         if tries and len(context.entries) > 1:
             variables, size = self._read_env(context)
             variables.update({"upgrade_available": "1", "bootcount": "0", "bootlimit": str(tries)})

@@ -326,12 +326,24 @@ class FileHeader:
 
     @classmethod
     def parse(cls, data: bytes, size: int = 0) -> FileHeader:
+        fast = _fast_header(data, 16, ">IIII")
+        if fast is not None:
+            (uid, gid, mode, rdev), target = fast
+            h = FileHeader(uid, gid, mode, target, (), rdev, size)
+            if h.serialize() == data:
+                return _checked_header(h)
         uid, gid, mode, rdev, target, xattrs = gvariant.parse(FILEHEADER_TYPE, data)
         return _checked_header(FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), target,
                                           _check_xattrs(_xattrs_in(xattrs)), bswap32(rdev), size))
 
     @classmethod
     def parse_zlib(cls, data: bytes) -> FileHeader:
+        fast = _fast_header(data, 24, ">QIIII")
+        if fast is not None:
+            (size, uid, gid, mode, rdev), target = fast
+            h = FileHeader(uid, gid, mode, target, (), rdev, size)
+            if h.serialize_zlib() == data:
+                return _checked_header(h)
         size, uid, gid, mode, rdev, target, xattrs = gvariant.parse(ZLIB_FILEHEADER_TYPE, data)
         return _checked_header(FileHeader(bswap32(uid), bswap32(gid), bswap32(mode), target,
                                           _check_xattrs(_xattrs_in(xattrs)), bswap32(rdev), bswap64(size)))
@@ -339,6 +351,24 @@ class FileHeader:
     def replace(self, **kw) -> FileHeader:
         from dataclasses import replace
         return replace(self, **kw)
+
+
+def _fast_header(data: bytes, head: int, fmt: str):
+    """The common case of a content header without xattrs: (fixed fields, symlink target) or None."""
+    size = len(data)
+    if size <= head or size > 255:
+        return None
+    s_end = data[-1]
+    if s_end != size - 1 or data[s_end - 1] != 0:
+        return None
+    raw = data[head:s_end - 1]
+    if b"\0" in raw:
+        return None
+    try:
+        target = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return struct.unpack_from(fmt, data), target
 
 
 def _checked_header(h: FileHeader) -> FileHeader:
@@ -394,6 +424,8 @@ def serialize_bareuser_meta(h: FileHeader) -> bytes:
 
 
 def parse_bareuser_meta(data: bytes) -> tuple[int, int, int, Xattrs]:
+    if len(data) == 12:  # no xattrs: three big-endian fields, nothing else to check
+        return struct.unpack(">III", data) + ((),)
     uid, gid, mode, xattrs = gvariant.parse(BAREUSER_META_TYPE, data)
     return bswap32(uid), bswap32(gid), bswap32(mode), _check_xattrs(_xattrs_in(xattrs))
 

@@ -73,3 +73,20 @@ def test_cleanup_tmp_removes_only_stale_leftovers(tmp_path):
     os.chmod(fresh, 0o600)  # a change of metadata renews ctime, as a writer's fchmod/utime does
     assert cleanup_tmp(repo, max_age=0.2) == 1
     assert not os.path.exists(stale) and os.path.exists(fresh) and os.path.exists(other)
+
+
+def test_lock_is_reentrant_within_a_process(tmp_path):
+    repo = Repo.init(tmp_path / "repo", "archive")
+    (tmp_path / "t").mkdir()
+    with repo.lock():
+        repo.commit_tree(tmp_path / "t", branch="x")  # takes the shared lock again
+        repo.prune()  # upgrades to exclusive, then back
+        with repo.lock(exclusive=True, timeout=1), repo.lock():
+            pass
+    holder = _hold(repo, exclusive=True, seconds=30)
+    try:
+        with pytest.raises(LockTimeout), repo.lock(timeout=0.2):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -102,6 +102,14 @@ CASES = {
         (Pkg("a", "2.0", requires=("b >= 2",)), Pkg("b", "2.0"), Pkg("c", "1.0"), Pkg("c", "1.1")),
         ("upgrade",), {"upgrade_all": True},
         setup=("a", "b", "c"), setup_packages=(Pkg("a", "1.0", requires=("b",)), Pkg("b", "1.0"), Pkg("c", "1.0"))),
+    "install-already-installed": Case(
+        (Pkg("a", "2.0"), Pkg("b", requires=("a",))),
+        ("install", "a", "b"), {"install": ("a", "b")},
+        setup=("a",), setup_packages=(Pkg("a", "1.0"),)),
+    "install-needs-newer-installed": Case(
+        (Pkg("a", "2.0"), Pkg("b", requires=("a >= 2",))),
+        ("install", "b"), {"install": ("b",)},
+        setup=("a",), setup_packages=(Pkg("a", "1.0"),)),
     "erase-with-dependents": Case(
         (Pkg("base"), Pkg("mid", requires=("base",)), Pkg("top", requires=("mid",)), Pkg("other")),
         ("remove", "base"), {"erase": ("base",)}, setup=("top", "other")),

@@ -110,6 +110,12 @@ CASES = {
         (Pkg("a", "2.0"), Pkg("b", requires=("a >= 2",))),
         ("install", "b"), {"install": ("b",)},
         setup=("a",), setup_packages=(Pkg("a", "1.0"),)),
+    "conflict-with-installed": Case(
+        (Pkg("x", conflicts=("y",)), Pkg("y")), ("install", "x"), {"install": ("x",)},
+        setup=("y",), setup_packages=(Pkg("y"),), fails=True),
+    "install-obsoleting-installed": Case(
+        (Pkg("newtool", "2.0", obsoletes=("oldtool",)),), ("install", "newtool"), {"install": ("newtool",)},
+        setup=("oldtool",), setup_packages=(Pkg("oldtool", "1.0"),)),
     "erase-with-dependents": Case(
         (Pkg("base"), Pkg("mid", requires=("base",)), Pkg("top", requires=("mid",)), Pkg("other")),
         ("remove", "base"), {"erase": ("base",)}, setup=("top", "other")),

@@ -384,6 +384,10 @@ def _read_header(f: BinaryIO, what: str) -> RawHeader:
 # ---------------------------------------------------------------------------------------------- domain values
 
 
+#: PGPHASHALGO numbers (FILEDIGESTALGO, PAYLOADDIGESTALGO) -> hashlib names
+DIGEST_ALGOS: Mapping[int, str] = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+
+
 @dataclass(frozen=True)
 class Dependency:
     """One Requires/Provides/...: ``flags`` are RPMSENSE bits, ``evr`` may be empty."""
@@ -507,6 +511,12 @@ class RpmHeader:
     def blob(self) -> bytes:
         """The header as the rpmdb stores it (no magic)."""
         return self.raw.blob if self.raw else b""
+
+    @property
+    def file_digest_algo(self) -> str:
+        """hashlib name of the file digests (md5 when the header does not say, as in rpm < 4.6)."""
+        algo = self.raw.get(Tag.FILEDIGESTALGO) if self.raw else None
+        return DIGEST_ALGOS.get(algo[0] if algo else 1, "md5")
 
     def scriptlet(self, kind: str) -> Scriptlet | None:
         for s in self.scriptlets:

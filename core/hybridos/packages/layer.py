@@ -17,7 +17,6 @@ triggers get the matching paths on stdin, except %transfiletriggerpostun, as in 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import stat
@@ -39,9 +38,7 @@ from hybridos.packages.header import (
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
 from hybridos.packages.scriptlets import ScriptResult, arch_runnable, guarded_usr, run_scriptlet, run_trigger
-from hybridos.packages.unpack import TreeResolver, load_owners, split_path, unpack_rpm
-
-_DIGESTS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
+from hybridos.packages.unpack import TreeResolver, file_digest, load_owners, split_path, unpack_rpm
 
 
 @dataclass(eq=False)   # identity: a reinstall has two equal headers
@@ -220,8 +217,7 @@ def _erase(state: _State, pkg: _Pkg, *, upgrade: bool, keep: set[str] | None = N
 
 def _remove_files(state: _State, h: RpmHeader, owned: set[str]) -> None:
     resolver = TreeResolver(state.tree)
-    algo = h.raw.get(5011) if h.raw else None
-    hash_name = _DIGESTS.get(algo[0] if algo else 1, "md5")
+    hash_name = h.file_digest_algo
     for e in sorted(h.file_entries, key=lambda e: e.path, reverse=True):
         if e.path in owned:
             continue
@@ -241,18 +237,10 @@ def _remove_files(state: _State, h: RpmHeader, owned: set[str]) -> None:
             with contextlib.suppress(OSError):
                 os.rmdir(hostp)     # only when empty, as rpm does
             continue
-        if e.is_config and stat.S_ISREG(st.st_mode) and e.digest and _digest(hostp, hash_name) != e.digest:
+        if e.is_config and stat.S_ISREG(st.st_mode) and e.digest and file_digest(hostp, hash_name) != e.digest:
             os.rename(hostp, hostp + ".rpmsave")
             continue
         os.unlink(hostp)
-
-
-def _digest(path: str, name: str) -> str:
-    h = hashlib.new(name)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_file_conflicts(installed: list[_Pkg], erases: list[TransactionItem],

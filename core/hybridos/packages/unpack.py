@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridos.errors import FormatError, PackageError
-from hybridos.packages.header import FileEntry, FileFlag, RpmFileInfo, RpmHeader, read_rpm
+from hybridos.packages.header import DIGEST_ALGOS, FileEntry, FileFlag, RpmFileInfo, RpmHeader, Tag, read_rpm
 from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed
 
 _MAX_LINKS = 40
-_DIGEST_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
 
 # ---------------------------------------------------------------------------------------------- owners
 
@@ -291,8 +290,7 @@ class _Unpacker:
             else:
                 overlay[e.path] = ("file",)
         self.resolver = TreeResolver(tree, overlay)
-        algo = header.raw.get(5011) if header.raw else None
-        self.hash_name = _DIGEST_ALGOS.get(algo[0] if algo else 1, "")
+        self.hash_name = header.file_digest_algo
         self.written: list[str] = []
         self.rpmnew: list[str] = []
         self.rpmsave: list[str] = []
@@ -463,7 +461,7 @@ class _Unpacker:
             raise PackageError(f"{self.what}: cannot replace the directory {e.path} with a file")
         if e.is_config and st is not None and stat.S_ISREG(st.st_mode) and not _same_content(hostp, tmp):
             before = self.previous.get(e.path)
-            if before is None or _file_digest(hostp, self.hash_name or "sha256") != before:
+            if before is None or file_digest(hostp, self.hash_name or "sha256") != before:
                 if e.flags & FileFlag.NOREPLACE:
                     os.rename(tmp, hostp + ".rpmnew")
                     self.rpmnew.append(e.path)
@@ -493,7 +491,8 @@ def _unlink_quiet(p: str) -> None:
         os.unlink(p)
 
 
-def _file_digest(path: str, name: str) -> str:
+def file_digest(path: str, name: str) -> str:
+    """Hex digest of a file with the hashlib algorithm ``name``."""
     h = hashlib.new(name)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -587,9 +586,9 @@ def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> bool:
     """Check the compressed payload against the header's PAYLOADDIGEST before a byte is unpacked.
 
     Returns whether there was a digest to check (older packages have only per-file digests)."""
-    digests = header.raw.get(5092) if header.raw else None
-    algo = header.raw.get(5093) if header.raw else None
-    name = _DIGEST_ALGOS.get(algo[0] if algo else 8)
+    digests = header.raw.get(Tag.PAYLOADDIGEST) if header.raw else None
+    algo = header.raw.get(Tag.PAYLOADDIGESTALGO) if header.raw else None
+    name = DIGEST_ALGOS.get(algo[0] if algo else 8)
     if not digests or not name:
         return False
     h = hashlib.new(name)

@@ -60,7 +60,6 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
 
     Raises Unchanged when the requests stay the same.
     """
-    from hybridos.sysroot.deploy import deploy_commit
     from hybridos.sysroot.upgrade import merge_base_commit
 
     stateroot, merge = _merge(sysroot, stateroot)
@@ -84,7 +83,18 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
             with tx.step("download"):
                 download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=options.cache_only)
         return ChangeResult(sysroot, origin, plan)
-    if new.empty:
+    new_sysroot = deploy_layered(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, options=options,
+                                 plan=plan)
+    return ChangeResult(new_sysroot, origin, plan, new_sysroot.default.checksum, True)
+
+
+def deploy_layered(sysroot, base: str, origin: Origin, *, tx, merge, stateroot: str,
+                   options: AssembleOptions = AssembleOptions(), plan: Plan | None = None):
+    """Deploy ``base`` with ``origin``'s requests applied (the base itself when there are none); returns the
+    reloaded sysroot. Used by the layering verbs and by upgrade/deploy/rebase (``hybridos.sysroot.upgrade``)."""
+    from hybridos.sysroot.deploy import deploy_commit
+
+    if Requests.from_origin(origin).empty:
         commit, tree, assembled = base, None, None
     else:
         assembled = assemble_tree(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, options=options,
@@ -99,4 +109,4 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
             assembled.discard()
     write_base_refs(new_sysroot)
     prune_local_store(new_sysroot.repo, _all_local(new_sysroot))
-    return ChangeResult(new_sysroot, origin, plan, commit, True)
+    return new_sysroot

@@ -130,9 +130,9 @@ def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, orig
     from hybridos.sysroot.deploy import deploy_commit
 
     if origin.is_layered:
-        from hybridos.layering.assemble import assemble_deployment_tree
+        from hybridos.layering.operation import deploy_layered
 
-        commit = assemble_deployment_tree(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
+        return deploy_layered(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
     return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
 
 

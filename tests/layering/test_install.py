@@ -32,6 +32,10 @@ def test_install_makes_a_new_deployment_and_keeps_the_old(host, layering_env):
     assert "baserefspec=testos/stable" in origin and "requested=layered-tool;" in origin
     # the real ostree finds every object intact (scriptlets did not write into hardlinked objects)
     subprocess.run(["ostree", "fsck", f"--repo={host}/ostree/repo"], check=True, capture_output=True)
+    # and the real `ostree admin` reads the new boot configuration: the layered commit first, the base after it
+    text = subprocess.run(["ostree", "admin", "status", f"--sysroot={host}"], check=True, capture_output=True,
+                          text=True).stdout
+    assert text.index(new["checksum"]) < text.index(env.v1)
 
     # asking again: an error, or nothing with --idempotent / 77 with --unchanged-exit-77
     again = hyb(host, "install", "layered-tool", check=False)

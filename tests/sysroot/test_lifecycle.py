@@ -151,6 +151,8 @@ def test_admin_undeploy_and_status_text(host):
     assert "Version: 2.0" in out and "KernelArguments: root=/dev/vda1 rw" in out
     assert out.index(v2) < out.index(v1)
     hyb(sr, "admin", "pin", "1")
+    # `admin status` prints exactly what `ostree admin status` prints for the same sysroot
+    assert hyb(sr, "admin", "status").stdout == ostree("admin", "status", f"--sysroot={sr}").stdout
     hyb(sr, "admin", "undeploy", "1")    # an explicit undeploy removes a pinned deployment, as ostree's does
     assert [d["checksum"] for d in status(sr)] == [v2]
     r = hyb(sr, "admin", "undeploy", "5", check=False)

@@ -323,7 +323,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         qemu = provide_binfmt_interpreter(tree, tf.basearch) if options.run_scripts else None
         step(f"Installing {len(installs)} packages (scriptlets {'on' if options.run_scripts else 'off'})")
         layer_request = LayerRequest(tree=tree, transaction=transaction, rpms=rpms, arch=tf.basearch,
-                                     run_scripts=options.run_scripts)
+                                     run_scripts=options.run_scripts, hardlinked_usr=False)
         layered = get_registry().hook.hybridos_layer(request=layer_request)
         if layered is None:
             raise PluginError("no layer plugin handled the request (is hybridos installed correctly?)")

@@ -552,6 +552,7 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                 request = LayerRequest(tree=tree, transaction=plan.transaction, rpms=rpms, arch=plan.arch,
                                        run_scripts=options.run_scripts,
                                        force_replacefiles=options.force_replacefiles,
+                                       hardlinked_usr=True,  # the base is a hardlink checkout of the repo
                                        protected_paths=frozenset() if options.force_replacefiles
                                        else protected_paths(plan, rpms))
                 result = get_registry().hook.hybridos_layer(request=request)

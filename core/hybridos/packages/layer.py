@@ -92,7 +92,7 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
         with contextlib.ExitStack() as stack:
             if request.run_scripts:
                 try:
-                    state.usr = stack.enter_context(guarded_usr(tree))
+                    state.usr = stack.enter_context(guarded_usr(tree, hardlinked=request.hardlinked_usr))
                 except PackageError as e:   # only fatal once a scriptlet actually has to run
                     state.usr_problem = e
             _run(state, erases, installs, tid)

@@ -108,6 +108,9 @@ class LayerRequest:
     run_scripts: bool = True
     force_replacefiles: bool = False
     protected_paths: frozenset[str] = frozenset()        #: base files layering may not overwrite
+    #: whether the tree's /usr is a hardlink checkout of an object store (scriptlets then see it read-only
+    #: for in-place edits); None lets the layer implementation find out from the tree
+    hardlinked_usr: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -201,11 +201,12 @@ def is_hardlink_checkout(tree: str | os.PathLike, sample: int = 20) -> bool:
 
 
 @contextlib.contextmanager
-def guarded_usr(tree: str | os.PathLike) -> Iterator[Path | None]:
+def guarded_usr(tree: str | os.PathLike, hardlinked: bool | None = None) -> Iterator[Path | None]:
     """Mount the tree's /usr through rofiles-fuse for the block; yields the mountpoint, or None when the tree is
-    not a hardlink checkout. A hardlinked tree without rofiles-fuse or FUSE is refused rather than risked."""
+    not a hardlink checkout (``hardlinked`` says so; None: guessed with :func:`is_hardlink_checkout`).
+    A hardlinked tree without rofiles-fuse or FUSE is refused rather than risked."""
     tree = Path(tree)
-    if not is_hardlink_checkout(tree):
+    if not (is_hardlink_checkout(tree) if hardlinked is None else hardlinked):
         yield None
         return
     rofiles = which("rofiles-fuse")

@@ -90,12 +90,16 @@ class Sysroot:
     entries: dict[str, bls.ParsedEntry] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Sysroot:
-        """Load without the lock: a concurrent swap (and the cleanup after it) is detected and read again."""
+    def load(cls, path: str | os.PathLike, *, cmdline: str | None = None) -> Sysroot:
+        """Load without the lock: a concurrent swap (and the cleanup after it) is detected and read again.
+
+        ``cmdline``: a kernel command line whose ``ostree=`` names the booted deployment inside ``path`` (for
+        tests and offline inspection). By default only ``/`` has a booted deployment, from ``/proc/cmdline``.
+        """
         for attempt in range(3):
             before = _readlink(Path(path) / "boot/loader")
             try:
-                loaded = cls._load(Path(path))
+                loaded = cls._load(Path(path), cmdline)
             except SysrootError:
                 if attempt == 2 or _readlink(Path(path) / "boot/loader") == before:
                     raise
@@ -105,7 +109,7 @@ class Sysroot:
         return loaded
 
     @classmethod
-    def _load(cls, root: Path) -> Sysroot:
+    def _load(cls, root: Path, cmdline: str | None = None) -> Sysroot:
         if not (root / "ostree/repo").is_dir() or not (root / "ostree/deploy").is_dir():
             if not root.is_dir():
                 raise NotFoundError(f"sysroot {root} does not exist")
@@ -130,7 +134,7 @@ class Sysroot:
                 except (OSError, FormatError) as exc:
                     raise SysrootError(f"cannot read boot entry {entry_path}: {exc}") from None
         parsed.sort(key=lambda t: (-t[0], t[1]))
-        booted_key = _booted_key(root)
+        booted_key = booted_from_cmdline(root, cmdline) if cmdline is not None else _booted_key(root)
         deployments, entries = [], {}
         for index, (_, name, entry) in enumerate(parsed):
             dep = _deployment_from_entry(root, bootversion, index, name, entry)
@@ -138,6 +142,11 @@ class Sysroot:
                 dep = dep.replace(booted=True)
             deployments.append(dep)
             entries[dep.name] = entry
+        if cmdline is None and booted_key is None and _is_running_root(root):
+            # /proc/cmdline names a bootlink of the boot version we booted with, which a later swap removes:
+            # then, as libostree does, the booted deployment is the one whose directory is "/" itself
+            found = booted_by_inode(root, deployments, Path("/"))
+            deployments = [d.replace(booted=True) if d.same(found) else d for d in deployments]
         booted = next((d for d in deployments if d.booted), None)
         return cls(root, bootversion, subbootversion, tuple(deployments), booted, entries)
 
@@ -214,19 +223,47 @@ class Sysroot:
         return Repo.open(self.path / "ostree/repo")
 
 
+def _is_running_root(root: Path) -> bool:
+    try:
+        return root.resolve() == Path("/")
+    except OSError:
+        return False
+
+
+def booted_by_inode(root: Path, deployments, running_root: Path) -> Deployment | None:
+    """The deployment whose checkout is the same directory (device and inode) as ``running_root``."""
+    try:
+        want = os.stat(running_root)
+    except OSError:
+        return None
+    for d in deployments:
+        try:
+            st = os.stat(root / d.relpath)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+            return d
+    return None
+
+
 def _booted_key(root: Path) -> tuple[str, str, int] | None:
     """(stateroot, commit, serial) of the booted deployment when ``root`` is the running system's ``/``."""
+    if not _is_running_root(root):
+        return None
     try:
-        if root.resolve() != Path("/"):
-            return None
         cmdline = Path("/proc/cmdline").read_text()
     except OSError:
         return None
+    return booted_from_cmdline(Path("/"), cmdline)
+
+
+def booted_from_cmdline(root: Path, cmdline: str) -> tuple[str, str, int] | None:
+    """Resolve a command line's ``ostree=/ostree/boot.N/...`` bootlink inside ``root`` to its deployment."""
     value, _ = bls.split_ostree_karg(cmdline)
     if not value:
         return None
     try:
-        target = Path(os.path.realpath(Path("/") / value.lstrip("/")))
+        target = Path(os.path.realpath(root / value.lstrip("/")))
         checksum, serial = parse_deploy_name(target.name)
     except (OSError, FormatError):
         return None

@@ -26,8 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.common import case, drop_caches_if_root, timed_command  # noqa: E402
-from tests.helpers.httpserver import serve  # noqa: E402
+if "--ours-install" not in sys.argv:   # the timed child process imports only what installing needs
+    from bench.common import case, drop_caches_if_root, timed_command  # noqa: E402
+    from tests.helpers.httpserver import serve  # noqa: E402
 
 REPO_COUNT = 20_000
 INSTALL_COUNT = 200

@@ -42,6 +42,7 @@ from hybridos.errors import (
     UsageError,
 )
 from hybridos.fetch import Fetcher, FetchOptions
+from hybridos.ostree import content as _content
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
 from hybridos.ostree.objects import (
@@ -265,7 +266,11 @@ class _Transfer:
     def _get_content(self, checksum: str) -> None:
         data = self.fetch(checksum, ObjectType.FILE)
         try:
-            self.repo.write_archive_filez(checksum, data)
+            if self.repo.mode.is_archive:
+                verify_filez_bytes(data, checksum)
+                store_verified_filez(self.repo, checksum, data)
+            else:   # unpacked into the bare layout by the store, which checks while it writes
+                self.repo.write_archive_filez(checksum, data)
         except (CorruptionError, FormatError) as exc:
             raise self._corrupt(exc, checksum, ObjectType.FILE) from None
 
@@ -305,7 +310,7 @@ class _Transfer:
                 return
         finally:
             os.close(fd)
-        self.repo.write_archive_filez(checksum, data)
+        store_verified_filez(self.repo, checksum, data)
 
     def _link_fd(self, fd: int, checksum: str) -> bool:
         if self.proc_fds is None:
@@ -326,13 +331,14 @@ class _Transfer:
 
 
 def _read_fd(fd: int, size: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, max(size, 1 << 16))
-        if not chunk:
-            return b"".join(chunks)
+    """The whole file: usually one read of size + 1 (short, so the end is known without another call)."""
+    data = os.read(fd, size + 1)
+    if len(data) == size or not data:
+        return data
+    chunks = [data]   # a short read (files over 2 GiB) or a file that changed size: read to the end
+    while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
-        size = 1 << 16
+    return b"".join(chunks)
 
 
 def _local_path(url: str) -> str:
@@ -342,29 +348,82 @@ def _local_path(url: str) -> str:
     return os.path.abspath(url)
 
 
+class _HeaderCache:
+    """Parsed ``.filez`` headers keyed by their bytes after the size field.
+
+    Most files of a tree share ownership, mode and xattrs, so their zlib headers differ only in the leading
+    big-endian size (a fixed 8 bytes, any value valid). The rest is parsed and checked once; what is cached is
+    (is_symlink, the content-checksum prefix).
+    """
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self.entries: dict[bytes, tuple[bool, bytes]] = {}
+
+    def lookup(self, hdr: bytes, checksum: str) -> tuple[int, bool, bytes]:
+        """(file size, is_symlink, checksum prefix) for a zlib header."""
+        if len(hdr) < 8:
+            raise CorruptionError(f"content object {checksum}: truncated header")
+        key = hdr[8:]
+        hit = self.entries.get(key)
+        if hit is None:
+            try:
+                header = FileHeader.parse_zlib(hdr)
+            except FormatError as exc:
+                raise CorruptionError(f"content object {checksum}: {exc}") from None
+            hit = (header.is_symlink, header.checksum_prefix())
+            if len(self.entries) < self.limit:
+                self.entries[key] = hit
+        return int.from_bytes(hdr[:8], "big"), hit[0], hit[1]
+
+
+_headers = _HeaderCache()
+
+
 def verify_filez_bytes(data: bytes, checksum: str) -> None:
     """Check a whole ``.filez`` held in memory (the one-shot form of the store's streaming check)."""
     try:
         hdr, offset = split_sized(data, f"content object {checksum}")
-        header = FileHeader.parse_zlib(hdr)
     except FormatError as exc:
         raise CorruptionError(f"content object {checksum}: {exc}") from None
+    size, is_symlink, prefix = _headers.lookup(hdr, checksum)
     body = b""
-    if header.is_symlink:
+    if is_symlink:
         if len(data) != offset:
             raise CorruptionError(f"content object {checksum}: symlink with data")
     else:
         d = zlib.decompressobj(-15)
         try:
-            body = d.decompress(memoryview(data)[offset:], header.size + 1)
+            body = d.decompress(memoryview(data)[offset:], size + 1)
         except zlib.error as exc:
             raise CorruptionError(f"content object {checksum}: bad compressed data ({exc})") from None
-        if not d.eof or d.unused_data or d.unconsumed_tail or len(body) != header.size:
+        if not d.eof or d.unused_data or d.unconsumed_tail or len(body) != size:
             raise CorruptionError(f"content object {checksum}: compressed data does not match its header")
-    h = hashlib.sha256(header.checksum_prefix())
+    h = hashlib.sha256(prefix)
     h.update(body)
     if h.hexdigest() != checksum:
         raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {h.hexdigest()}")
+
+
+def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:
+    """Put a ``.filez`` that :func:`verify_filez_bytes` accepted into an archive repository: a temp file in
+    ``tmp/``, then the store's own ``place_object`` rename (what ``write_archive_filez`` does after checking
+    the same bytes once more)."""
+    tmp = _content.tmp_name(repo, "pull")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
+        _content.place_object(repo, tmp, checksum, ObjectType.FILE)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 class Puller:

@@ -17,7 +17,7 @@ from hybridos_bootloader_uboot.script import make_script_image
 from tests.bootloader import e2e
 from tests.bootloader.checks import bootctl_list, grub_script_check
 from tests.bootloader.test_uboot import check_script_image
-from tests.conftest import require_tool
+from tests.conftest import require_tool, run_cli
 
 
 def _grub(root):
@@ -125,3 +125,25 @@ def test_deploy_upgrade_rollback_and_crash(tmp_path, case):
     e2e.deploy(root, c3)  # the next attempt completes
     order = _booted_order(root, reader)
     assert order == e2e.ostree_status_order(root) and order[0] == f"{c3}.0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["systemd-boot-x86_64", "grub2-aarch64-efi"])
+def test_crash_after_the_swap_then_cleanup_keeps_the_esp_bootable(tmp_path, case):
+    """Killed after boot/loader moved but before post_swap switched the ESP: a later ``cleanup`` first finishes
+    the switch, so it never removes the bootlinks and deployments the ESP configuration still names."""
+    arch, name, layout, options, reader, tools = CASES[case]
+    require_tool("ostree", *tools)
+    root = e2e.make_sysroot(tmp_path / "sysroot", options)
+    layout(root)
+    c1, c2, c3 = (e2e.commit(root, arch, n, tmp_path) for n in (1, 2, 3))
+    e2e.deploy(root, c1)
+    e2e.deploy(root, c2)
+    proc = e2e.deploy(root, c3, env={"HYBRIDOS_TEST_ABORT_AT": "post-swap"}, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert e2e.ostree_status_order(root) == [f"{c3}.0", f"{c2}.0"]
+    run_cli("--sysroot", str(root), "cleanup", "-b")
+    order = _booted_order(root, reader)  # every entry resolves to an existing deployment
+    assert order == [f"{c3}.0", f"{c2}.0"]
+    assert all((root / "ostree/deploy" / e2e.STATEROOT / "deploy" / d).is_dir() for d in order)
+    assert not (root / "ostree/.hybridos-post-swap-pending").exists()

@@ -340,9 +340,50 @@ def _registry():
     return get_registry()
 
 
+#: Written just before the swap, removed after the bootloader's post_swap: its presence after a crash says the
+#: bootloader may still boot the previous version's bootlinks (e.g. an ESP configuration not yet switched).
+POST_SWAP_PENDING = "ostree/.hybridos-post-swap-pending"
+
+
+def _boot_context(sysroot: Sysroot, deployments: list[Deployment], bootversion: int) -> BootConfigContext:
+    from hybridos.plugins import _read_sysroot_options
+
+    root = sysroot.path
+    multi_os = len({d.stateroot for d in deployments}) > 1
+    entries = tuple(
+        boot_entry_for(root, d, i, len(deployments), bootversion, sysroot.repo.load_commit(d.checksum).version or "",
+                       multi_os=multi_os)
+        for i, d in enumerate(deployments))
+    return BootConfigContext(sysroot=root, bootversion=bootversion, entries=entries, arch=_arch_of(entries, root),
+                             options=_read_sysroot_options(root))
+
+
+def finish_interrupted_swap(sysroot: Sysroot, tx: Transaction) -> None:
+    """Run the bootloader's post_swap that a crash after the swap skipped, before anything is cleaned up.
+
+    Until it runs, a bootloader whose configuration lives outside ``boot/loader`` (an ESP) may still point at
+    the previous boot version's bootlinks, which cleanup would otherwise remove.
+    """
+    marker = sysroot.path / POST_SWAP_PENDING
+    try:
+        pending = int(marker.read_text().strip() or -1)
+    except (FileNotFoundError, ValueError):
+        if not marker.exists():
+            return
+        pending = -1
+    if pending == sysroot.bootversion and sysroot.deployments:
+        with tx.step("finish-post-swap"):
+            choice = _registry().select_bootloader(sysroot.path)
+            if choice.bootloader is not None:
+                choice.bootloader.post_swap(
+                    _boot_context(sysroot, assign_bootserials(list(sysroot.deployments)), sysroot.bootversion))
+    marker.unlink(missing_ok=True)
+
+
 def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Transaction) -> Sysroot:
     """Make ``deployments`` (in boot order) the sysroot's boot configuration; returns the reloaded sysroot."""
     root = sysroot.path
+    finish_interrupted_swap(sysroot, tx)
     deployments = assign_bootserials(deployments)
     new_bv = 1 - sysroot.bootversion if (root / "boot/loader").is_symlink() else 1
     old_sub_target = None
@@ -359,12 +400,8 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
         loader_dir = root / f"boot/loader.{new_bv}"
         remove_tree(loader_dir)
         (loader_dir / "entries").mkdir(parents=True)
-        entries = []
-        multi_os = len({d.stateroot for d in deployments}) > 1
-        for i, d in enumerate(deployments):
-            version = repo.load_commit(d.checksum).version or ""
-            entry = boot_entry_for(root, d, i, len(deployments), new_bv, version, multi_os=multi_os)
-            entries.append(entry)
+        context = _boot_context(sysroot, deployments, new_bv)
+        for entry in context.entries:
             atomic_write(loader_dir / "entries" / f"{entry.id}.conf", bls.format_entry(entry), sync=False)
 
     with tx.step("bootlinks"):
@@ -383,12 +420,9 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
         for i, d in enumerate(deployments):
             repo.set_ref(f"ostree/{new_bv}/{new_sub}/{i}", d.checksum)
 
+    entries = context.entries
     with tx.step("bootloader"):
-        from hybridos.plugins import _read_sysroot_options
-
         choice = _registry().select_bootloader(root)
-        context = BootConfigContext(sysroot=root, bootversion=new_bv, entries=tuple(entries),
-                                    arch=_arch_of(entries, root), options=_read_sysroot_options(root))
         if choice.bootloader is not None and entries:
             choice.bootloader.write_config(context)
 
@@ -399,6 +433,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
         if not (boot / "boot").is_symlink():
             with contextlib.suppress(FileExistsError):
                 os.symlink(".", boot / "boot")
+        atomic_write(root / POST_SWAP_PENDING, f"{new_bv}\n", sync=False)
         syncfs(root)
         if os.stat(boot).st_dev != os.stat(root).st_dev:
             syncfs(boot)
@@ -411,6 +446,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
                 choice.bootloader.post_swap(context)
             except HybridosError as exc:
                 tx.message(f"warning: {choice.bootloader.name} post-swap: {exc}")
+        (root / POST_SWAP_PENDING).unlink(missing_ok=True)
 
     new = Sysroot.load(root)
     with tx.step("cleanup"):

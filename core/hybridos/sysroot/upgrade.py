@@ -228,8 +228,9 @@ def cleanup(sysroot: Sysroot, tx: Transaction, *, pending: bool = False, rollbac
             base: bool = False, repomd: bool = False) -> tuple[Sysroot, list[str]]:
     """rpm-ostree ``cleanup``: drop the pending and/or rollback deployment (pinned ones stay), clear caches."""
     from hybridos.sysroot.cleanup import cleanup_sysroot, prune_repo, remove_tree
-    from hybridos.sysroot.deploy import write_deployments
+    from hybridos.sysroot.deploy import finish_interrupted_swap, write_deployments
 
+    finish_interrupted_swap(sysroot, tx)
     notes: list[str] = []
     p, r = sysroot.pending_and_rollback()
     drop = []

@@ -47,6 +47,7 @@ from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
 from hybridos.ostree.objects import (
     Commit,
+    DirMeta,
     DirTree,
     FileHeader,
     ObjectType,
@@ -58,6 +59,8 @@ from hybridos.ostree.objects import (
 from hybridos.ostree.refs import validate_ref
 from hybridos.ostree.repo import Repo
 from hybridos.util.atomic import atomic_write
+
+_METADATA_PARSERS = {ObjectType.DIR_TREE: DirTree.parse, ObjectType.DIR_META: DirMeta.parse}
 
 #: Local content objects handed to one task, and the number of workers for local sources.
 ADOPT_BATCH = 32
@@ -230,13 +233,21 @@ class _Transfer:
         if self._claim(tree, ObjectType.DIR_TREE):
             self._submit(self._get_dirtree, tree)
 
-    def _get_metadata(self, checksum: str, otype: ObjectType) -> bytes:
+    def _get_metadata(self, checksum: str, otype: ObjectType):
+        """Fetch a dirtree or dirmeta, check its checksum and form, store it; returns the parsed object."""
         data = self.fetch(checksum, otype)
         try:
-            self.repo.write_metadata_bytes(otype, data, expected=checksum)
-        except (CorruptionError, FormatError) as exc:
+            got = hashlib.sha256(data).hexdigest()
+            if got != checksum:
+                raise CorruptionError(f"{_EXT[otype]} object {checksum} is corrupt: its bytes hash to {got}")
+            parsed = _METADATA_PARSERS[otype](data)
+        except FormatError as exc:
+            raise self._corrupt(CorruptionError(f"{_EXT[otype]} object {checksum} is malformed: {exc}"),
+                                checksum, otype) from None
+        except CorruptionError as exc:
             raise self._corrupt(exc, checksum, otype) from None
-        return data
+        store_checked_object(self.repo, checksum, otype, data)
+        return parsed
 
     def _get_dirtree(self, checksum: str) -> None:
         if self.repo.has_object(checksum, ObjectType.DIR_TREE):
@@ -244,7 +255,7 @@ class _Transfer:
             if self.progress is not None:
                 self.progress.advance(1, 0)
         else:
-            tree = DirTree.parse(self._get_metadata(checksum, ObjectType.DIR_TREE))
+            tree = self._get_metadata(checksum, ObjectType.DIR_TREE)
         # The per-object hot path: plain strings and one lock round per directory.
         prefix, ext = self.repo.objects_dir, self.content_ext
         with self.lock:
@@ -406,9 +417,14 @@ def verify_filez_bytes(data: bytes, checksum: str) -> None:
 
 
 def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:
-    """Put a ``.filez`` that :func:`verify_filez_bytes` accepted into an archive repository: a temp file in
-    ``tmp/``, then the store's own ``place_object`` rename (what ``write_archive_filez`` does after checking
-    the same bytes once more)."""
+    """Put a ``.filez`` that :func:`verify_filez_bytes` accepted into an archive repository (what
+    ``write_archive_filez`` does after checking the same bytes once more)."""
+    store_checked_object(repo, checksum, ObjectType.FILE, data)
+
+
+def store_checked_object(repo: Repo, checksum: str, otype: ObjectType, data: bytes) -> None:
+    """Write already checked object bytes to a temp file in ``tmp/``, then let the store's own
+    ``place_object`` rename it into ``objects/`` (or drop it when the object is there)."""
     tmp = _content.tmp_name(repo, "pull")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -419,7 +435,7 @@ def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:
             os.fchmod(fd, 0o644)
         finally:
             os.close(fd)
-        _content.place_object(repo, tmp, checksum, ObjectType.FILE)
+        _content.place_object(repo, tmp, checksum, otype)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -70,18 +70,80 @@ def check_header_for_mode(repo: Repo, header: FileHeader) -> None:
             raise FormatError(f"bare-user-only repositories cannot store mode {header.mode & 0o7777:04o}")
 
 
-def place_object(repo: Repo, tmp: str, checksum: str, otype: ObjectType) -> bool:
-    """Rename a verified temp file into ``objects/``; drop it when the object exists. True when newly placed."""
-    dest = repo.object_path_str(checksum, otype)
+def _ensure_dir(repo: Repo, dest: str) -> None:
     d = os.path.dirname(dest)
     if d not in repo._known_dirs:
         os.makedirs(d, exist_ok=True)
         repo._known_dirs.add(d)
+
+
+def place_object(repo: Repo, tmp: str, checksum: str, otype: ObjectType) -> bool:
+    """Rename a verified temp file into ``objects/``; drop it when the object exists. True when newly placed."""
+    dest = repo.object_path_str(checksum, otype)
+    _ensure_dir(repo, dest)
     if os.path.lexists(dest):
         os.unlink(tmp)
         return False
     os.rename(tmp, dest)
     return True
+
+
+_ROOT_FD: list[int] = []
+
+
+def _root_fd() -> int:
+    if not _ROOT_FD:
+        _ROOT_FD.append(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    return _ROOT_FD[0]
+
+
+class TmpObject:
+    """A temporary object file: unnamed (O_TMPFILE) where the filesystem allows, so that an interrupted writer
+    leaves nothing behind; linked into ``objects/`` only once its checksum is verified."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.name: str | None = None
+        self.fd = -1
+        if repo._tmpfile_ok:
+            try:
+                self.fd = os.open(repo.tmp_dir, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                repo._tmpfile_ok = False
+        self.name = tmp_name(repo)
+        self.fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+    def place(self, checksum: str, otype: ObjectType) -> bool:
+        """Make the file visible as the object; False when the object was there already."""
+        if self.name is not None:
+            os.close(self.fd)
+            self.fd = -1
+            placed = place_object(self.repo, self.name, checksum, otype)
+            self.name = None
+            return placed
+        dest = self.repo.object_path_str(checksum, otype)
+        _ensure_dir(self.repo, dest)
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) of an O_TMPFILE file; a dir fd makes Python use linkat() at all
+            os.link(f"/proc/self/fd/{self.fd}", dest, src_dir_fd=_root_fd(), follow_symlinks=True)
+        except FileExistsError:
+            return False
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+        return True
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.name)
+            self.name = None
 
 
 def write_content(repo: Repo, header: FileHeader, data: bytes | BinaryIO | None,
@@ -98,26 +160,37 @@ def write_content(repo: Repo, header: FileHeader, data: bytes | BinaryIO | None,
     if header.is_symlink:
         stream = None
         header = header.replace(size=0)
-    tmp = tmp_name(repo)
+    if header.is_symlink and repo.mode.value in ("bare", "bare-user-only"):
+        return _write_bare_symlink(repo, header, expected)
+    tmp = TmpObject(repo)
     try:
         if repo.mode.value == "archive-z2":
-            checksum = _write_archive(repo, tmp, header, stream)
+            checksum = _write_archive(repo, tmp.fd, header, stream)
         else:
-            checksum = _write_bare(repo, tmp, header, stream)
+            checksum = _write_bare(repo, tmp.fd, header, stream)
         if expected is not None and checksum != expected:
             raise CorruptionError(f"content object {expected} is corrupt: its data hashes to {checksum}")
-        place_object(repo, tmp, checksum, ObjectType.FILE)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        tmp.place(checksum, ObjectType.FILE)
+    finally:
+        tmp.discard()
     return checksum
 
 
-def _write_archive(repo: Repo, tmp: str, header: FileHeader, stream: BinaryIO | None) -> str:
+def write_object_bytes(repo: Repo, checksum: str, otype: ObjectType, data: bytes) -> bool:
+    """Store already verified bytes as an object file (0644)."""
+    tmp = TmpObject(repo)
+    try:
+        _write_all(tmp.fd, data)
+        os.fchmod(tmp.fd, 0o644)
+        return tmp.place(checksum, otype)
+    finally:
+        tmp.discard()
+
+
+def _write_archive(repo: Repo, fd: int, header: FileHeader, stream: BinaryIO | None) -> str:
     h = hashlib.sha256(header.checksum_prefix())
     prefix = filez_prefix(header)
-    with open(tmp, "wb") as f:
+    with os.fdopen(fd, "wb", closefd=False) as f:
         f.write(prefix)
         if stream is not None:
             comp = zlib.compressobj(repo.zlib_level, zlib.DEFLATED, -15)
@@ -129,9 +202,9 @@ def _write_archive(repo: Repo, tmp: str, header: FileHeader, stream: BinaryIO | 
             f.write(comp.flush())
             if total != header.size:
                 # the size field is a fixed-width ``t``: rewrite the prefix in place with the real size
-                f.seek(0)
-                f.write(filez_prefix(header.replace(size=total)))
-        os.fchmod(f.fileno(), 0o644)
+                f.flush()
+                os.pwrite(fd, filez_prefix(header.replace(size=total)), 0)
+    os.fchmod(fd, 0o644)
     return h.hexdigest()
 
 
@@ -154,35 +227,44 @@ def iter_stream(stream: BinaryIO, size: int = CHUNK):
             yield chunk
 
 
-def _write_bare(repo: Repo, tmp: str, header: FileHeader, stream: BinaryIO | None) -> str:
-    mode = repo.mode.value
-    h = hashlib.sha256(header.checksum_prefix())
-    if header.is_symlink and mode in ("bare", "bare-user-only"):
+def _write_bare_symlink(repo: Repo, header: FileHeader, expected: str | None) -> str:
+    """bare and bare-user-only store symlinks as symlinks (a named temp: there is no O_TMPFILE symlink)."""
+    checksum = hashlib.sha256(header.checksum_prefix()).hexdigest()
+    if expected is not None and checksum != expected:
+        raise CorruptionError(f"content object {expected} is corrupt: its data hashes to {checksum}")
+    tmp = tmp_name(repo)
+    try:
         os.symlink(header.symlink_target, tmp)
-        if mode == "bare":
+        if repo.mode.value == "bare":
             os.lchown(tmp, header.uid, header.gid)
             _xattrs_to_fd(tmp, header.xattrs, follow=False)
-        return h.hexdigest()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        if header.is_symlink:  # bare-user: a regular file holding the target and a NUL
-            os.write(fd, header.symlink_target.encode("utf-8") + b"\0")
-        elif stream is not None:
-            for chunk in iter_stream(stream):
-                h.update(chunk)
-                _write_all(fd, chunk)
-        if mode == "bare":
-            os.fchown(fd, header.uid, header.gid)
-            os.fchmod(fd, header.mode & 0o7777)
-            _xattrs_to_fd(fd, header.xattrs)
-        elif mode == "bare-user":
-            os.setxattr(fd, BAREUSER_XATTR, serialize_bareuser_meta(header))
-            os.fchmod(fd, bareuser_ondisk_mode(header.mode) if header.is_regular else 0o644)
-        else:
-            os.fchmod(fd, header.mode & 0o7777)
-        os.utime(fd, ns=(0, 0))
-    finally:
-        os.close(fd)
+        place_object(repo, tmp, checksum, ObjectType.FILE)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return checksum
+
+
+def _write_bare(repo: Repo, fd: int, header: FileHeader, stream: BinaryIO | None) -> str:
+    mode = repo.mode.value
+    h = hashlib.sha256(header.checksum_prefix())
+    if header.is_symlink:  # bare-user: a regular file holding the target and a NUL
+        _write_all(fd, header.symlink_target.encode("utf-8") + b"\0")
+    elif stream is not None:
+        for chunk in iter_stream(stream):
+            h.update(chunk)
+            _write_all(fd, chunk)
+    if mode == "bare":
+        os.fchown(fd, header.uid, header.gid)
+        os.fchmod(fd, header.mode & 0o7777)
+        _xattrs_to_fd(fd, header.xattrs)
+    elif mode == "bare-user":
+        os.setxattr(fd, BAREUSER_XATTR, serialize_bareuser_meta(header))
+        os.fchmod(fd, bareuser_ondisk_mode(header.mode) if header.is_regular else 0o644)
+    else:
+        os.fchmod(fd, header.mode & 0o7777)
+    os.utime(fd, ns=(0, 0))
     return h.hexdigest()
 
 

@@ -65,6 +65,7 @@ class Repo:
         self.objects_dir = str(self.path / "objects")
         self.tmp_dir = str(self.path / "tmp")
         self._known_dirs: set[str] = set()
+        self._tmpfile_ok = True  # O_TMPFILE works here (cleared on the first refusal)
         try:
             self.zlib_level = int(config.get("core", "zlib-level", fallback="6"))
         except ValueError:
@@ -188,16 +189,7 @@ class Repo:
         return checksum
 
     def _write_object_file(self, checksum: str, otype: ObjectType, data: bytes) -> None:
-        tmp = _content.tmp_name(self, "meta")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                os.fchmod(f.fileno(), 0o644)
-            _content.place_object(self, tmp, checksum, otype)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _content.write_object_bytes(self, checksum, otype, data)
 
     def write_dirtree(self, tree: DirTree) -> str:
         return self.write_metadata_bytes(ObjectType.DIR_TREE, tree.serialize())

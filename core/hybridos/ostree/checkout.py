@@ -168,7 +168,7 @@ class _Checkout:
         os.fchmod(fd, perm)
 
     # ------------------------------------------------------------------------------------------ dirs
-    def _make_dir(self, name: str, parent_fd: int) -> tuple[int, bool]:
+    def _make_dir(self, name: str, parent_fd: int | None) -> tuple[int, bool]:
         """mkdir (0700 until its metadata is applied) and open it: (fd, whether it existed already)."""
         existed = False
         try:
@@ -240,7 +240,7 @@ class _Checkout:
 
     # Parallel checkout (root only: root may fill a directory after its final mode is set, so every directory is
     # finished at once and directories are independent tasks; the I/O of several overlaps).
-    def run_parallel(self, tree: str, meta: str, parent: str, name: str, workers: int = 4) -> None:
+    def run_parallel(self, tree: str, meta: str, parent: str, name: str, workers: int = 3) -> None:
         self._pending = 0
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -262,18 +262,14 @@ class _Checkout:
             if self._error is None:
                 dirmeta = self._dirmeta(meta)
                 dirtree = self._dirtree(tree)
-                pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    dfd, existed = self._make_dir(name, pfd)
-                finally:
-                    os.close(pfd)
+                path = os.path.join(parent, name)
+                dfd, existed = self._make_dir(path, None)
                 try:
                     if not existed:
                         self._apply(dfd, dirmeta.uid, dirmeta.gid, dirmeta.mode, dirmeta.xattrs)
                     self.files(dirtree, dfd)
                 finally:
                     os.close(dfd)
-                path = os.path.join(parent, name)
                 for dname, t, m in dirtree.dirs:
                     self._spawn(t, m, path, dname)
         except BaseException as exc:  # handed to the caller of run_parallel

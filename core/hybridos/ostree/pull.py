@@ -423,23 +423,9 @@ def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:
 
 
 def store_checked_object(repo: Repo, checksum: str, otype: ObjectType, data: bytes) -> None:
-    """Write already checked object bytes to a temp file in ``tmp/``, then let the store's own
-    ``place_object`` rename it into ``objects/`` (or drop it when the object is there)."""
-    tmp = _content.tmp_name(repo, "pull")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, 0o644)
-        finally:
-            os.close(fd)
-        _content.place_object(repo, tmp, checksum, otype)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Hand already checked object bytes to the store's writer (temp file, then linked or renamed into
+    ``objects/``; nothing visible before that)."""
+    _content.write_object_bytes(repo, checksum, otype, data)
 
 
 class Puller:

@@ -12,8 +12,8 @@ from hybridos.arch import Architecture
 from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundError
 from hybridos.packages.download import download_packages
 from hybridos.packages.model import SolveRequest
-from hybridos.packages.repofile import RepoConfig
-from hybridos.packages.repomd import decompress, load_repo, parse_filelists, parse_repomd
+from hybridos.packages.repofile import RepoConfig, parse_repo_file
+from hybridos.packages.repomd import decompress, load_repo, parse_filelists, parse_metalink, parse_repomd
 from hybridos.packages.solver import solve
 from tests.helpers.httpserver import serve
 from tests.helpers.rpms import File, Pkg, make_repo
@@ -270,3 +270,45 @@ def test_location_base_is_honoured(tmp_path):
     trans = solve(SolveRequest(arch=Architecture.X86_64, repos=(loaded,), install=("far",)))
     assert trans.items[0].location == rpm.as_uri()
     assert download_packages(trans, tmp_path / "pkgs")["far-1.0-1.x86_64"].read_bytes() == rpm.read_bytes()
+
+
+def _metalink(urls_prefs: list[tuple[str, int]], sha256: str) -> bytes:
+    urls = "".join(f'<url protocol="{u.split(":")[0]}" preference="{p}">{u}repodata/repomd.xml</url>'
+                   for u, p in urls_prefs)
+    return (f'<?xml version="1.0"?><metalink version="3.0" xmlns="http://www.metalinker.org/"><files>'
+            f'<file name="repomd.xml"><verification><hash type="sha256">{sha256}</hash></verification>'
+            f"<resources>{urls}</resources></file></files></metalink>").encode()
+
+
+def test_metalink_and_mirrorlist(tmp_path):
+    good = make_repo(tmp_path / "good", PKGS)
+    stale = make_repo(tmp_path / "stale", PKGS[:1])
+    repomd_sha = hashlib.sha256((good.path / "repodata/repomd.xml").read_bytes()).hexdigest()
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    with serve(good.path) as g, serve(stale.path) as st, serve(meta) as m:
+        # The stale mirror is preferred but its repomd.xml does not match the metalink: skipped.
+        (meta / "metalink").write_bytes(_metalink([(st.url + "/", 100), (g.url + "/", 50)], repomd_sha))
+        cfg = RepoConfig(id="ml", name="ml", baseurls=(), options={"metalink": m.url + "/metalink"})
+        loaded = load_repo(cfg, tmp_path / "cache")
+        assert loaded.baseurl == g.url + "/" and loaded.mirrors == (st.url + "/", g.url + "/")
+        assert "app-1.0-1.x86_64" in _names(loaded, install=("app",))
+        (meta / "metalink").write_bytes(_metalink([(st.url + "/", 100)], repomd_sha))
+        with pytest.raises(FetchError, match="does not match the metalink"):
+            load_repo(cfg, tmp_path / "cache2")
+        (meta / "mirrors").write_text(f"# mirrors\n{tmp_path.as_uri()}/nowhere/\n\n{g.url}/\n")
+        cfg = RepoConfig(id="mlist", name="mlist", baseurls=(), options={"mirrorlist": m.url + "/mirrors"})
+        assert load_repo(cfg, tmp_path / "cache").baseurl == g.url + "/"
+        (meta / "mirrors").write_text("# none\n")
+        with pytest.raises(FetchError, match="lists no mirror"):
+            load_repo(cfg, tmp_path / "cache3")
+    with pytest.raises(FormatError, match="corrupt metalink"):
+        parse_metalink(b"<metalink", "m")
+    with pytest.raises(FetchError, match="has no baseurl, metalink or mirrorlist"):
+        load_repo(RepoConfig(id="none", name="n", baseurls=()), tmp_path / "cache4")
+
+
+def test_repo_file_with_metalink_parses():
+    (cfg,) = parse_repo_file("[f]\nmetalink=https://mirrors.example/metalink?repo=f$releasever&arch=$basearch\n",
+                             "f.repo", {"releasever": "41", "basearch": "aarch64"})
+    assert cfg.baseurls == () and cfg.get("metalink") == "https://mirrors.example/metalink?repo=f41&arch=aarch64"

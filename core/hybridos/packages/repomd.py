@@ -147,6 +147,56 @@ def cache_key(repomd: Repomd) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
+_METALINK_NS = "{http://www.metalinker.org/}"
+_REPOMD_SUFFIX = "repodata/repomd.xml"
+
+
+def parse_mirrorlist(text: str) -> tuple[str, ...]:
+    """A yum mirrorlist (one base URL per line, ``#`` comments) -> base URLs."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+@dataclass(frozen=True)
+class Metalink:
+    """What a metalink says about repomd.xml: mirror base URLs (best first) and the expected hashes."""
+
+    baseurls: tuple[str, ...]
+    hashes: Mapping[str, str]
+
+
+def parse_metalink(data: bytes, source: str = "metalink") -> Metalink:
+    """A metalink 3.0 document for repomd.xml -> base URLs ordered by preference, and repomd.xml hashes."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise FormatError(f"{source}: corrupt metalink ({exc})") from None
+    file_el = next((f for f in root.iter(f"{_METALINK_NS}file") if f.get("name") == "repomd.xml"), None)
+    if file_el is None:
+        raise FormatError(f"{source}: the metalink describes no repomd.xml")
+    hashes = {h.get("type", "").lower(): (h.text or "").strip().lower()
+              for h in file_el.iter(f"{_METALINK_NS}hash") if h.get("type") and (h.text or "").strip()}
+    urls = []
+    for pos, u in enumerate(file_el.iter(f"{_METALINK_NS}url")):
+        url = (u.text or "").strip()
+        if (u.get("protocol") or url.split(":", 1)[0]) not in ("http", "https", "file") or \
+                not url.endswith(_REPOMD_SUFFIX):
+            continue
+        pref = int(u.get("preference") or 0) if (u.get("preference") or "0").isdigit() else 0
+        urls.append((-pref, pos, url[: -len(_REPOMD_SUFFIX)]))
+    return Metalink(tuple(u for _, _, u in sorted(urls)), hashes)
+
+
+def check_metalink_hashes(data: bytes, metalink: Metalink, url: str) -> None:
+    """Raise CorruptionError when repomd.xml from a mirror does not match the metalink (a stale mirror)."""
+    for kind in ("sha512", "sha256", "sha1", "md5"):
+        expected = metalink.hashes.get(kind)
+        if expected:
+            actual = hashlib.new(kind, data).hexdigest()
+            if actual != expected:
+                raise CorruptionError(f"{url} does not match the metalink ({kind} {actual}, expected {expected})")
+            return
+
+
 # -- libsolv loading --------------------------------------------------------------------------------------
 
 
@@ -316,7 +366,7 @@ def _cached_repomd(cachedir: Path, config: RepoConfig) -> tuple[Repomd, str] | N
 
 def _fresh(cachedir: Path, config: RepoConfig) -> bool:
     """True when the cached repomd.xml may be used without asking the repository (metadata_expire)."""
-    if all(url.startswith("file:") or "://" not in url for url in config.baseurls):
+    if config.baseurls and all(url.startswith("file:") or "://" not in url for url in config.baseurls):
         return False        # local repositories are always re-read: reading repomd.xml costs nothing
     if config.metadata_expire < 0:
         return True
@@ -336,14 +386,14 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
     """
     if isinstance(config, str):
         config = RepoConfig(id=_url_id(config), name=config, baseurls=(config,), metadata_expire=0)
-    if not config.baseurls:
-        raise FetchError(f"repository [{config.id}] has no baseurl (mirrorlist/metalink are not supported)")
     cachedir = Path(cachedir)
     rdir = _repo_dir(cachedir, config.id)
 
+    mirrors = config.baseurls
+
     def loaded(repomd: Repomd, baseurl: str, from_cache: bool) -> LoadedRepo:
         return LoadedRepo(config.id, baseurl, rdir / f"{cache_key(repomd)}.solv", repomd.revision,
-                          config.priority, config.excludepkgs, config.baseurls, from_cache)
+                          config.priority, config.excludepkgs, mirrors or (baseurl,), from_cache)
 
     cached = _cached_repomd(cachedir, config)
     if cached is not None and (cache_only or (not refresh and _fresh(cachedir, config))):
@@ -354,12 +404,16 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         raise NotFoundError(f"repository [{config.id}] has no cached metadata in {cachedir}",
                             hint="run without --cache-only (or `hybridos refresh-md`) first")
 
+    baseurls, metalink = _resolve_baseurls(config, options)
+    mirrors = baseurls
     errors = []
-    for baseurl in config.baseurls:
+    for baseurl in baseurls:
         url = _join(baseurl, "repodata/repomd.xml")
         try:
             data = _fetch(url, options)
-        except (FetchError, NotFoundError) as exc:     # try the next base URL
+            if metalink is not None:
+                check_metalink_hashes(data, metalink, url)
+        except (FetchError, NotFoundError, CorruptionError) as exc:     # try the next base URL
             errors.append(str(exc))
             continue
         repomd = parse_repomd(data, url)
@@ -375,6 +429,23 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         _prune(rdir, keep=repo.solv_path.name)
         return repo
     raise FetchError(f"repository [{config.id}]: cannot fetch repomd.xml from any baseurl: " + "; ".join(errors))
+
+
+def _resolve_baseurls(config: RepoConfig, options: FetchOptions | None) -> tuple[tuple[str, ...], Metalink | None]:
+    """baseurl, else the mirrors a metalink or mirrorlist names (with the metalink for checking repomd.xml)."""
+    if config.baseurls:
+        return config.baseurls, None
+    if metalink_url := config.get("metalink"):
+        metalink = parse_metalink(_fetch(metalink_url, options), metalink_url)
+        if not metalink.baseurls:
+            raise FetchError(f"repository [{config.id}]: the metalink {metalink_url} lists no usable mirror")
+        return metalink.baseurls, metalink
+    if mirrorlist_url := config.get("mirrorlist"):
+        mirrors = parse_mirrorlist(_fetch(mirrorlist_url, options).decode("utf-8", "replace"))
+        if not mirrors:
+            raise FetchError(f"repository [{config.id}]: the mirrorlist {mirrorlist_url} lists no mirror")
+        return mirrors, None
+    raise FetchError(f"repository [{config.id}] has no baseurl, metalink or mirrorlist")
 
 
 def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None) -> tuple[bytes, bytes | None]:

@@ -38,13 +38,20 @@ def _table(results: dict[str, dict]) -> str:
     for name, res in sorted(results.items()):
         for case in res.get("cases", []):
             ours, ref = case.get("ours"), case.get("reference")
-            ratio = case.get("ratio")
-            goal = case.get("goal")
-            met = "" if goal is None or ratio is None else ("yes" if ratio <= goal else "no")
+            ratio, goal, goal_s = case.get("ratio"), case.get("goal"), case.get("goal_seconds")
+            goals = []
+            if goal is not None:
+                goals.append(f"<= {goal}x")
+            if goal_s is not None:
+                goals.append(f"<= {goal_s} s")
+            met = case.get("met")
+            if met is None and goals:
+                met = (goal is None or (ratio is not None and ratio <= goal)) and \
+                      (goal_s is None or (ours is not None and ours <= goal_s))
             fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
             lines.append(f"| {name} | {case.get('name', '')} | {fmt(ours)} | {fmt(ref)} | "
-                         f"{'' if ratio is None else f'{ratio:.2f}x'} | "
-                         f"{'' if goal is None else f'<= {goal}x'} | {met} |")
+                         f"{'' if ratio is None else f'{ratio:.2f}x'} | {', '.join(goals)} | "
+                         f"{'' if met is None else ('yes' if met else 'no')} |")
     return "\n".join(lines)
 
 

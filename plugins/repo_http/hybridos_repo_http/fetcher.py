@@ -38,6 +38,8 @@ from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions, ProgressCallb
 #: Statuses worth asking again: the server or a middlebox may recover.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CHUNK = 1 << 16
+#: Bodies up to this size are read in one piece (a cut-off one is fetched again whole, not resumed).
+SMALL_BODY = 1 << 18
 
 
 class _Transient(Exception):
@@ -104,6 +106,8 @@ class HttpFetcher(Fetcher):
 
     def _manager(self, url: str) -> urllib3.PoolManager:
         proxy = _proxy_for(url, self.proxies) if self.proxies else None
+        if proxy is None and self._direct is not None:
+            return self._direct   # the per-request path: no lock once the pool exists
         with self._lock:
             if proxy is None:
                 if self._direct is None:
@@ -167,12 +171,14 @@ class HttpFetcher(Fetcher):
                     delay *= 0.5 + random.random() / 2
                 time.sleep(delay)
 
-    def _transfer(self, url: str, offset: int, sink, progress: ProgressCallback | None) -> None:
+    def _transfer(self, url: str, offset: int, sink, progress: ProgressCallback | None, resp=None) -> None:
         """Copy the body from ``offset`` into ``sink(chunk)``; a cut-off body raises _Transient.
 
-        ``sink.restart()`` is called when the server ignores the Range and sends the whole body.
+        ``sink.restart()`` is called when the server ignores the Range and sends the whole body. ``resp`` is
+        a response already opened for this offset.
         """
-        resp = self._open(url, offset)
+        if resp is None:
+            resp = self._open(url, offset)
         try:
             if offset:
                 if resp.status == 200:
@@ -198,15 +204,35 @@ class HttpFetcher(Fetcher):
 
     def read(self, url: str) -> bytes:
         buf = _MemorySink()
+        first = True
+        whole: bytes | None = None
 
         def attempt():
+            nonlocal first, whole
+            resp = None
+            if first:
+                first = False
+                resp = self._open(url)
+                length = int(resp.headers.get("Content-Length", "-1"))
+                if 0 <= length <= SMALL_BODY:
+                    # the common small file: the whole body in one call
+                    try:
+                        data = resp.read()
+                    except (urllib3.exceptions.HTTPError, OSError) as exc:
+                        raise _Transient(f"{url}: connection lost ({exc})") from None
+                    finally:
+                        resp.release_conn()
+                    if len(data) != length:
+                        raise _Transient(f"{url}: body cut short")
+                    whole = data
+                    return
             try:
-                self._transfer(url, buf.size, buf, None)
+                self._transfer(url, buf.size, buf, None, resp)
             except _RangeNotSatisfiable:
                 buf.restart()
                 raise _Transient(f"{url}: range not satisfiable") from None
         self._with_retries(url, attempt)
-        return bytes(buf.data)
+        return whole if whole is not None else bytes(buf.data)
 
     # -- downloading -----------------------------------------------------------------------------
 

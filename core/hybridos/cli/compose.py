@@ -9,22 +9,13 @@ from pathlib import Path
 import click
 
 from hybridos.arch import Architecture
+from hybridos.cli._options import parse_key_values
 from hybridos.errors import UsageError
 
 
 @click.group()
 def compose() -> None:
     """Build OS images from treefiles."""
-
-
-def _parse_metadata_strings(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--add-metadata-string expects KEY=VALUE, got {v!r}")
-        out[key] = value
-    return out
 
 
 def _read_metadata_json(path: Path | None) -> dict:
@@ -86,7 +77,7 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
     from hybridos.compose.pipeline import ComposeOptions, compose_tree
 
     metadata = _read_metadata_json(add_metadata_from_json)
-    metadata.update(_parse_metadata_strings(add_metadata_string))
+    metadata.update(parse_key_values(add_metadata_string, "--add-metadata-string"))
     options = ComposeOptions(
         repo=repo_path,
         arch=arch,

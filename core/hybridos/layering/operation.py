@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hybridos.errors import SysrootError, Unchanged
+from hybridos.errors import Unchanged
 from hybridos.layering.assemble import (
     AssembleOptions,
     Plan,
@@ -32,19 +32,6 @@ class ChangeResult:
     deployed: bool = False
 
 
-def _merge(sysroot, stateroot: str | None):
-    stateroot = stateroot or sysroot.default_stateroot()
-    if stateroot is None:
-        raise SysrootError(f"no deployment in {sysroot.path}", hint="deploy one first with `hybridos admin deploy`")
-    merge = sysroot.merge_deployment(stateroot)
-    if merge is None:
-        raise SysrootError(f"stateroot {stateroot!r} has no deployment in {sysroot.path}")
-    if merge.origin is None:
-        raise SysrootError(merge.origin_error or f"deployment {merge.id} has no origin",
-                           hint="repair the origin file ([origin] refspec=REMOTE:REF) or redeploy")
-    return stateroot, merge
-
-
 def _all_local(sysroot) -> list[LocalPackage]:
     out = []
     for d in sysroot.deployments:
@@ -62,7 +49,7 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
     """
     from hybridos.sysroot.upgrade import merge_base_commit
 
-    stateroot, merge = _merge(sysroot, stateroot)
+    stateroot, merge = sysroot.require_merge(stateroot)
     old = Requests.from_origin(merge.origin)
     new = apply(old, change)
     origin = new.to_origin(merge.origin)

@@ -177,6 +177,19 @@ class Sysroot:
             return self.booted
         return next((d for d in self.deployments if d.stateroot == stateroot), None)
 
+    def require_merge(self, stateroot: str | None) -> tuple[str, Deployment]:
+        """The stateroot (``--os``, else the default one) and its merge deployment, which must have an origin."""
+        stateroot = stateroot or self.default_stateroot()
+        if stateroot is None:
+            raise SysrootError(f"no deployment in {self.path}", hint="deploy one first with `hybridos admin deploy`")
+        merge = self.merge_deployment(stateroot)
+        if merge is None:
+            raise SysrootError(f"stateroot {stateroot!r} has no deployment in {self.path}")
+        if merge.origin is None:
+            raise SysrootError(merge.origin_error or f"deployment {merge.id} has no origin",
+                               hint="repair the origin file ([origin] refspec=REMOTE:REF) or redeploy")
+        return stateroot, merge
+
     def deployment_path(self, dep: Deployment) -> Path:
         return self.path / dep.relpath
 

@@ -30,16 +30,7 @@ class UpgradeResult:
 
 
 def _merge(sysroot: Sysroot, stateroot: str | None) -> tuple[str, Deployment, Origin]:
-    stateroot = stateroot or sysroot.default_stateroot()
-    if stateroot is None:
-        raise SysrootError(f"no deployment in {sysroot.path} to upgrade",
-                           hint="deploy one first with `hybridos admin deploy`")
-    merge = sysroot.merge_deployment(stateroot)
-    if merge is None:
-        raise SysrootError(f"stateroot {stateroot!r} has no deployment in {sysroot.path}")
-    if merge.origin is None:
-        raise SysrootError(merge.origin_error or f"deployment {merge.id} has no origin",
-                           hint="repair the origin file ([origin] refspec=REMOTE:REF) or redeploy")
+    stateroot, merge = sysroot.require_merge(stateroot)
     return stateroot, merge, merge.origin
 
 

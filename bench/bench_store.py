@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mbytes", type=int, default=None, help="minimum MiB of file data")
     ap.add_argument("--src", type=Path, default=Path("/usr"), help="where the tree is copied from")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/hybridos-bench"))
-    ap.add_argument("--repeat", type=int, default=1, help="runs per measurement (the best is kept)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs per measurement, alternating which tool goes first (the best is kept)")
     ap.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "store.json")
     args = ap.parse_args(argv)
     min_files = args.files or (3000 if args.small else 30000)
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def measure(name: str, goal: float | None, theirs, ours, prepare=None) -> None:
         best: dict = {}
-        for _ in range(args.repeat):
-            for who, fn in (("ostree", theirs), ("hybridos", ours)):
+        for i in range(args.repeat):
+            order = (("ostree", theirs), ("hybridos", ours))
+            for who, fn in (order if i % 2 == 0 else order[::-1]):  # alternate who goes first
                 if prepare:
                     prepare(who)
                 sync()

@@ -48,6 +48,7 @@ class StaticServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else every keep-alive response waits ~40 ms for a delayed ACK
 
             def log_message(self, *args):  # quiet
                 pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hybridos.cli._options import parse_key_values
 from hybridos.errors import ConfigError, NotFoundError, UsageError
 from hybridos.ostree import remotes, sign
 from hybridos.ostree.repo import Repo, RepoMode
@@ -88,7 +89,7 @@ def test_add_delete_rules(tmp_path):
     with pytest.raises(NotFoundError):
         remotes.get_remote(cfg, "zz")
     with pytest.raises(UsageError, match="KEY=VALUE"):
-        remotes.parse_set_options(["novalue"])
+        parse_key_values(["novalue"], "--set")
     cfg.add_section('remote "broken"')
     cfg.set('remote "broken"', "url", "http://x/")
     cfg.set('remote "broken"', "gpg-verify", "maybe")

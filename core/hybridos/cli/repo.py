@@ -11,21 +11,8 @@ from pathlib import Path
 
 import click
 
-from hybridos.cli.main import global_options
+from hybridos.cli._options import open_repo, parse_key_values, repo_option, repo_path_of
 from hybridos.errors import CorruptionError, NotFoundError, UsageError
-
-repo_option = click.option(
-    "--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="OSTREE_REPO",
-    help="Path to the repository (default: $OSTREE_REPO, else SYSROOT/ostree/repo).")
-
-
-def _repo_path(ctx: click.Context, repo_path: Path | None) -> Path:
-    return repo_path if repo_path is not None else global_options(ctx).sysroot / "ostree/repo"
-
-
-def _open(ctx: click.Context, repo_path: Path | None):
-    from hybridos.ostree.repo import Repo
-    return Repo.open(_repo_path(ctx, repo_path))
 
 
 def _progress(label: str):
@@ -74,20 +61,10 @@ def repo() -> None:
 def init_cmd(ctx, repo_path, mode) -> None:
     """Initialize a new empty repository."""
     from hybridos.ostree.repo import Repo
-    Repo.init(_repo_path(ctx, repo_path), mode)
+    Repo.init(repo_path_of(ctx, repo_path), mode)
 
 
 # ---------------------------------------------------------------------------------------------------- commit
-
-def _parse_kv(values: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k:
-            raise UsageError(f"{option} takes KEY=VALUE, got {v!r}")
-        out[k] = val
-    return out
-
 
 @repo.command("commit")
 @repo_option
@@ -129,14 +106,14 @@ def commit_cmd(ctx, repo_path, branch, subject, body, trees, meta_strings, detac
             ts = int(timestamp)
         except ValueError:
             raise UsageError(f"--timestamp takes seconds since the epoch, got {timestamp!r}") from None
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     checksum = r.commit_tree(dirs[0], branch=branch, subject=subject, body=body,
-                             metadata=_parse_kv(meta_strings, "--add-metadata-string"), parent=parent,
+                             metadata=parse_key_values(meta_strings, "--add-metadata-string"), parent=parent,
                              timestamp=ts, owner_uid=owner_uid, owner_gid=owner_gid, xattrs=not no_xattrs,
                              devino_cache=True if link_checkout_speedup else None, bind_ref=not no_bindings,
                              progress=_progress("Committing"))
     if detached_strings:
-        r.write_commitmeta(checksum, _parse_kv(detached_strings, "--add-detached-metadata-string"))
+        r.write_commitmeta(checksum, parse_key_values(detached_strings, "--add-detached-metadata-string"))
     click.echo(checksum)
 
 
@@ -169,7 +146,7 @@ def format_commit(checksum: str, commit) -> str:
 @click.pass_context
 def log_cmd(ctx, repo_path, rev) -> None:
     """Show the history of a commit (parent chain)."""
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     checksum: str | None = r.resolve_rev(rev)
     while checksum is not None:
         try:
@@ -192,7 +169,7 @@ def show_cmd(ctx, repo_path, meta_key, detached_key, raw, rev) -> None:
     """Show a commit, or one of its metadata values."""
     from hybridos.ostree.gvtext import format_value
 
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     checksum = r.resolve_rev(rev)
     commit = r.load_commit(checksum)
     if meta_key is not None:
@@ -234,7 +211,7 @@ def ls_cmd(ctx, repo_path, recursive, show_checksum, dironly, show_xattrs, nul_f
     from hybridos.ostree.checkout import find_subpath, resolve_root
     from hybridos.ostree.gvtext import format_value
 
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     root_tree, root_meta = resolve_root(r, rev)
     out = sys.stdout
 
@@ -293,7 +270,7 @@ def cat_cmd(ctx, repo_path, rev, paths) -> None:
     """Write the contents of files in a commit to stdout."""
     from hybridos.ostree.checkout import find_subpath, resolve_root
 
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     root_tree, root_meta = resolve_root(r, rev)
     out = sys.stdout.buffer
     for p in paths:
@@ -325,7 +302,7 @@ def checkout_cmd(ctx, repo_path, require_hardlinks, force_copy, user_mode, union
     """Check out a commit into a directory (default: the rev's name)."""
     if require_hardlinks and force_copy:
         raise UsageError("-H and -C contradict each other")
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     dest = destination if destination is not None else Path(rev.replace("/", "_").replace(":", "_"))
     mode = "hardlink" if require_hardlinks else "copy" if force_copy else "auto"
     r.checkout(rev, dest, mode=mode, user_mode=user_mode, union=union, subpath=subpath,
@@ -340,7 +317,7 @@ def checkout_cmd(ctx, repo_path, require_hardlinks, force_copy, user_mode, union
 @click.pass_context
 def fsck_cmd(ctx, repo_path, quiet) -> None:
     """Verify every object; exit 1 naming each corrupt or missing object."""
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     objects = sum(1 for _ in r.list_objects())
     problems = r.fsck(progress=_progress("Verifying"))
     for p in problems:
@@ -359,7 +336,7 @@ def fsck_cmd(ctx, repo_path, quiet) -> None:
 @click.pass_context
 def prune_cmd(ctx, repo_path, refs_only, depth, no_prune) -> None:
     """Delete objects that are not reachable."""
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     res = r.prune(depth=depth, refs_only=refs_only, dry_run=no_prune)
     click.echo(f"Total objects: {res.objects_total}")
     if res.objects_pruned:
@@ -380,7 +357,7 @@ def prune_cmd(ctx, repo_path, refs_only, depth, no_prune) -> None:
 @click.pass_context
 def refs_cmd(ctx, repo_path, delete, create, list_all, prefixes) -> None:
     """List, create or delete refs."""
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     if create is not None:
         if len(prefixes) != 1:
             raise UsageError("--create=NEWREF needs exactly one existing rev")
@@ -410,7 +387,7 @@ def refs_cmd(ctx, repo_path, delete, create, list_all, prefixes) -> None:
 @click.pass_context
 def rev_parse_cmd(ctx, repo_path, rev) -> None:
     """Print the checksum a rev resolves to."""
-    click.echo(_open(ctx, repo_path).resolve_rev(rev))
+    click.echo(open_repo(ctx, repo_path).resolve_rev(rev))
 
 
 # ---------------------------------------------------------------------------------------------------- summary
@@ -425,9 +402,9 @@ def summary_cmd(ctx, repo_path, update, view, add_meta) -> None:
     """Update or view the summary file."""
     from hybridos.ostree.summary import read_summary
 
-    r = _open(ctx, repo_path)
+    r = open_repo(ctx, repo_path)
     if update:
-        r.generate_summary(additional_metadata=_parse_kv(add_meta, "--add-metadata"))
+        r.generate_summary(additional_metadata=parse_key_values(add_meta, "--add-metadata"))
     if view or not update:
         s = read_summary(r)
         if s is None:

@@ -9,22 +9,10 @@ from pathlib import Path
 
 import click
 
-from hybridos.cli.main import global_options
+from hybridos.cli._options import open_repo, parse_key_values, repo_option
 from hybridos.errors import UsageError
 from hybridos.fetch import FetchOptions
 from hybridos.util.progress import Progress, human_bytes
-
-repo_option = click.option(
-    "--repo", "repo_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Path to the repository (default: SYSROOT/ostree/repo).")
-
-
-def _open_repo(ctx: click.Context, repo_path: Path | None):
-    from hybridos.ostree.repo import Repo
-    if repo_path is None:
-        repo_path = global_options(ctx).sysroot / "ostree/repo"
-    return Repo.open(repo_path)
-
 
 # ---------------------------------------------------------------------------------------------------- remote
 
@@ -55,13 +43,13 @@ def remote_add(ctx, repo_path, set_opts, no_gpg_verify, no_sign_verify, sign_spe
         raise UsageError("--sign-verify and --no-sign-verify contradict each other")
     if if_not_exists and force:
         raise UsageError("--if-not-exists and --force contradict each other")
-    options = remotes.parse_set_options(set_opts)
+    options = parse_key_values(set_opts, "--set")
     if no_gpg_verify or no_sign_verify:
         options["gpg-verify"] = "false"
     if no_sign_verify:
         options["sign-verify"] = "false"
     options.update(remotes.sign_verify_options(sign_specs))
-    repo = _open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if remotes.add_remote(repo.config, name, url, branches=branches, options=options,
                           if_not_exists=if_not_exists, force=force):
         repo.write_config()
@@ -76,7 +64,7 @@ def remote_delete(ctx, repo_path, if_exists, name) -> None:
     """Delete the remote NAME."""
     from hybridos.ostree import remotes
 
-    repo = _open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     if remotes.delete_remote(repo.config, name, if_exists=if_exists):
         repo.write_config()
 
@@ -89,7 +77,7 @@ def remote_list(ctx, repo_path, show_urls) -> None:
     """List remotes."""
     from hybridos.ostree import remotes
 
-    repo = _open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     names = remotes.list_remotes(repo.config)
     width = max((len(n) for n in names), default=0)
     for n in names:
@@ -107,7 +95,7 @@ def remote_show_url(ctx, repo_path, name) -> None:
     """Print the URL of the remote NAME."""
     from hybridos.ostree import remotes
 
-    click.echo(remotes.get_remote(_open_repo(ctx, repo_path).config, name).url)
+    click.echo(remotes.get_remote(open_repo(ctx, repo_path).config, name).url)
 
 
 # ---------------------------------------------------------------------------------------------------- pull
@@ -146,7 +134,7 @@ def pull(ctx, repo_path, depth, commit_metadata_only, mirror, url, network_retri
     """Download REFs (or commit checksums) from REMOTE into refs/remotes/REMOTE/REF."""
     from hybridos.ostree.pull import pull as do_pull
 
-    repo = _open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     with PullProgress("Receiving objects:") as progress:
         result = do_pull(repo, remote_name, refs, depth=depth, commit_metadata_only=commit_metadata_only,
                          mirror=mirror, progress=progress, url=url,
@@ -178,7 +166,7 @@ def sign(ctx, repo_path, sign_type, keys_file, verify, delete, commit, keys) -> 
         all_keys.extend(_sign.read_key_file(keys_file))
     if not all_keys:
         raise UsageError("no key given: pass KEY arguments or --keys-file")
-    repo = _open_repo(ctx, repo_path)
+    repo = open_repo(ctx, repo_path)
     checksum = repo.resolve_rev(commit)
     if verify:
         key = _sign.verify_commit_in_repo(repo, checksum, all_keys)

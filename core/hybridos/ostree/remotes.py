@@ -167,13 +167,3 @@ def delete_remote(config: RepoConfig, name: str, *, if_exists: bool = False) -> 
     config.remove_section(section)
     return True
 
-
-def parse_set_options(pairs: Sequence[str]) -> dict[str, str]:
-    """``--set KEY=VALUE`` arguments -> a dict."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {pair!r}: expected KEY=VALUE")
-        out[key] = value
-    return out

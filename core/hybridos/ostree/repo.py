@@ -26,7 +26,7 @@ from hybridos.ostree.objects import (
     ObjectType,
     validate_checksum,
 )
-from hybridos.util.atomic import atomic_write
+from hybridos.util.atomic import atomic_write, syncfs
 
 
 class RepoMode(enum.Enum):
@@ -338,20 +338,6 @@ def read_small_file(path: str) -> bytes:
     finally:
         os.close(fd)
 
-
-def syncfs(path: str) -> None:
-    import ctypes
-    import ctypes.util
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
 
 
 def _iter_objects(repo: Repo):

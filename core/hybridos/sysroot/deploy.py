@@ -11,8 +11,6 @@ bootable sysroot and the next command succeeds.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
@@ -29,7 +27,7 @@ from hybridos.sysroot.kargs import KernelArgs
 from hybridos.sysroot.origin import Origin, serialize_origin
 from hybridos.sysroot.sysroot import Sysroot
 from hybridos.sysroot.transaction import Transaction
-from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir
+from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir, syncfs
 
 MODULES_DIR = "usr/lib/modules"
 
@@ -270,17 +268,6 @@ def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootvers
 
 # -- writing a new deployment list -----------------------------------------------------------------------
 
-
-def syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
 
 
 def assign_bootserials(deployments: list[Deployment]) -> list[Deployment]:

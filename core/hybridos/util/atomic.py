@@ -19,6 +19,22 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def syncfs(path: str | os.PathLike) -> None:
+    """Flush the whole file system holding ``path`` (syncfs(2); sync(2) where it is unavailable)."""
+    import ctypes
+    import ctypes.util
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    except (OSError, AttributeError):
+        os.sync()
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: int = 0o644, *, sync: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block ends without error."""

@@ -101,6 +101,14 @@ def _matches_local(spec: str, pkg: LocalPackage) -> bool:
     return spec in (pkg.name, str(pkg.nevra), pkg.sha256)
 
 
+def _drop(spec: str, names: list[str], local: list[LocalPackage]) -> tuple[list[str], list[LocalPackage], bool]:
+    """Remove ``spec`` from the requested names, else the local packages it matches; whether it was found."""
+    if spec in names:
+        return [n for n in names if n != spec], local, True
+    kept = [p for p in local if not _matches_local(spec, p)]
+    return names, kept, len(kept) != len(local)
+
+
 def apply(requests: Requests, change: Change) -> Requests:
     """The requests after ``change``; UsageError/NotFoundError when the change contradicts them."""
     packages = list(requests.packages)
@@ -134,14 +142,8 @@ def apply(requests: Requests, change: Change) -> Requests:
     if change.uninstall_all:
         packages, local = [], []
     for spec in change.uninstall:
-        if spec in packages:
-            packages.remove(spec)
-            continue
-        hits = [p for p in local if _matches_local(spec, p)]
-        if hits:
-            local = [p for p in local if p not in hits]
-            continue
-        if change.idempotent:
+        packages, local, found = _drop(spec, packages, local)
+        if found or change.idempotent:
             continue
         requested = ", ".join([*packages, *(str(p.nevra) for p in local)]) or "none"
         raise NotFoundError(f"package {spec!r} is not a layered package (requested: {requested})")
@@ -168,14 +170,8 @@ def apply(requests: Requests, change: Change) -> Requests:
     if change.reset_all_overrides:
         removals, replacements = [], []
     for spec in change.reset_overrides:
-        if spec in removals:
-            removals.remove(spec)
-            continue
-        hits = [p for p in replacements if _matches_local(spec, p)]
-        if hits:
-            replacements = [p for p in replacements if p not in hits]
-            continue
-        if change.idempotent:
+        removals, replacements, found = _drop(spec, removals, replacements)
+        if found or change.idempotent:
             continue
         raise NotFoundError(f"no override for package {spec!r}")
 

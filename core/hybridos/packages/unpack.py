@@ -25,6 +25,7 @@ from pathlib import Path
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import DIGEST_ALGOS, FileEntry, FileFlag, RpmFileInfo, RpmHeader, Tag, read_rpm
 from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed
+from hybridos.util.files import same_bytes
 
 _MAX_LINKS = 40
 
@@ -459,7 +460,7 @@ class _Unpacker:
         if st is not None and stat.S_ISDIR(st.st_mode):
             _unlink_quiet(tmp)
             raise PackageError(f"{self.what}: cannot replace the directory {e.path} with a file")
-        if e.is_config and st is not None and stat.S_ISREG(st.st_mode) and not _same_content(hostp, tmp):
+        if e.is_config and st is not None and stat.S_ISREG(st.st_mode) and not same_bytes(hostp, tmp):
             before = self.previous.get(e.path)
             if before is None or file_digest(hostp, self.hash_name or "sha256") != before:
                 if e.flags & FileFlag.NOREPLACE:
@@ -500,16 +501,6 @@ def file_digest(path: str, name: str) -> str:
     return h.hexdigest()
 
 
-def _same_content(a: str, b: str) -> bool:
-    if os.path.getsize(a) != os.path.getsize(b):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owners | None = None,

@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridos.util.files import same_bytes
+
 
 @dataclass(frozen=True)
 class EtcDiff:
@@ -51,15 +53,7 @@ def _same_content(a: Path, b: Path, sa: os.stat_result, sb: os.stat_result) -> b
     if stat.S_ISLNK(sa.st_mode):
         return os.readlink(a) == os.readlink(b)
     if stat.S_ISREG(sa.st_mode):
-        if sa.st_size != sb.st_size:
-            return False
-        with open(a, "rb") as fa, open(b, "rb") as fb:
-            while True:
-                ca, cb = fa.read(1 << 16), fb.read(1 << 16)
-                if ca != cb:
-                    return False
-                if not ca:
-                    return True
+        return same_bytes(a, b)
     return True
 
 

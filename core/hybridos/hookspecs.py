@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hybridos.fetch import Fetcher
     from hybridos.initramfs import InitramfsRequest
     from hybridos.packages.model import LayerRequest, LayerResult, SolveRequest, Transaction
+    from hybridos.plugins import FetcherRef
 
 PROJECT = "hybridos"
 ENTRY_POINT_GROUP = "hybridos.plugins"
@@ -42,11 +43,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def hybridos_fetchers() -> list[type[Fetcher]]:
+def hybridos_fetchers() -> list[type[Fetcher] | FetcherRef]:
     """Return the fetcher classes this plugin provides.
 
     Each class names the URL ``schemes`` it serves and is instantiated by the core with a
-    :class:`hybridos.fetch.FetchOptions`. Return an empty list to provide none.
+    :class:`hybridos.fetch.FetchOptions`. A :class:`hybridos.plugins.FetcherRef` (name, schemes, "module:Class")
+    may stand for a class, which is then imported only when one of its schemes is fetched. Return an empty list
+    to provide none.
     """
 
 

@@ -165,3 +165,73 @@ def test_third_party_and_broken_plugins_from_a_directory(tmp_path):
 def test_report_without_sysroot_has_no_bootloader_choice():
     data = report(PluginRegistry())
     assert "selected" not in data["selection"]["bootloader"]
+
+
+def test_listing_plugins_imports_no_fetcher_or_bootloader_backend():
+    """Fetchers are FetcherRefs and bootloader backends load when asked for: a file:// fetch imports neither
+    urllib3 nor any bootloader backend."""
+    code = textwrap.dedent("""\
+        import sys
+        from hybridos.plugins import get_registry
+        reg = get_registry()
+        cls = reg.fetcher_class_for("file:///srv/repo")[1]
+        print(cls.__module__, [m for m in ("urllib3", "hybridos_repo_http.fetcher", "hybridos_bootloader_grub.backend",
+              "hybridos_bootloader_systemd_boot.backend", "hybridos_bootloader_uboot.backend") if m in sys.modules])
+        print(reg.fetcher_class_for("https://example.invalid/")[1].__module__, "urllib3" in sys.modules)
+        print(sorted(bl.name for _, bl in reg.bootloaders))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "hybridos_repo_fs.fetcher []"
+    assert out[1] == "hybridos_repo_http.fetcher True"
+    assert out[2] == "['grub2', 'systemd-boot', 'uboot']"
+
+
+def _fetch_plugin(*fetchers):
+    from hybridos.hookspecs import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def hybridos_fetchers(self):
+            return list(fetchers)
+
+    return Plugin()
+
+
+def test_plugin_returning_a_fetcher_class_still_works(tmp_path):
+    from hybridos.fetch import Fetcher
+
+    class AcmeFetcher(Fetcher):
+        name = "acme"
+        schemes = ("acme",)
+
+        def read(self, url):
+            return b"acme:" + url.encode()
+
+        def download(self, request, progress=None):
+            raise NotImplementedError
+
+    reg = PluginRegistry()
+    reg.register(_fetch_plugin(AcmeFetcher), "acme")
+    assert reg.fetcher_class_for("acme://x") == ("acme", AcmeFetcher)
+    assert reg.fetcher_for("acme://x").read("acme://x") == b"acme:acme://x"
+    assert {f["scheme"] for f in report(reg)["selection"]["fetch"]} >= {"acme", "http", "file"}
+
+
+def test_fetcher_ref_loads_on_selection_and_a_bad_one_is_reported():
+    from hybridos.errors import PluginError
+    from hybridos.plugins import FetcherRef
+
+    reg = PluginRegistry()
+    reg.register(_fetch_plugin(FetcherRef("file", ("file", ""), "hybridos_repo_fs.fetcher:FileFetcher"),
+                               FetcherRef("ghost", ("ghost",), "no_such_module_xyz:Ghost"),
+                               FetcherRef("liar", ("liar",), "hybridos_repo_fs.fetcher:FileFetcher")), "acme")
+    from hybridos_repo_fs.fetcher import FileFetcher
+    assert reg.fetcher_class_for("file:///x") == ("acme", FileFetcher)   # registered last: asked first
+    with pytest.raises(PluginError, match="cannot load no_such_module_xyz:Ghost"):
+        reg.fetcher_for("ghost://x")
+    with pytest.raises(PluginError, match="serves file .* not liar"):
+        reg.fetcher_class_for("liar://x")
+    data = report(reg)
+    acme = next(p for p in data["plugins"] if p["name"] == "acme")
+    assert not acme["loaded"] and "no_such_module_xyz" in acme["error"]
+    assert "ghost" not in {f["scheme"] for f in data["selection"]["fetch"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import importlib
 import importlib.metadata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +49,40 @@ class BootloaderChoice:
     plugin: str | None
     reason: str
     detections: tuple[tuple[str, Detection | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class FetcherRef:
+    """A fetcher class named by import path, imported only when a URL of its schemes is fetched.
+
+    A fetch plugin may return one from ``hybridos_fetchers`` instead of the class itself, so that listing the
+    fetchers (which every command that fetches does) does not import every fetcher's dependencies::
+
+        FetcherRef("http", ("http", "https"), "hybridos_repo_http.fetcher:HttpFetcher")
+
+    ``name`` and ``schemes`` must equal the class's own; :meth:`load` checks that.
+    """
+
+    name: str
+    schemes: tuple[str, ...]
+    target: str   #: "module:attribute"
+
+    def load(self) -> type[Fetcher]:
+        """Import the class; PluginError when it is missing or does not match this reference."""
+        module, _, attr = self.target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"fetcher {self.name}: cannot load {self.target}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Fetcher)):
+            raise PluginError(f"fetcher {self.name}: {self.target} is not a Fetcher subclass")
+        if cls.name != self.name or tuple(cls.schemes) != tuple(self.schemes):
+            raise PluginError(f"fetcher {self.name}: {self.target} serves {cls.name} {tuple(cls.schemes)}, "
+                              f"not {self.name} {tuple(self.schemes)} as its plugin says")
+        return cls
+
+    def __call__(self, options: FetchOptions | None = None) -> Fetcher:
+        return self.load()(options)
 
 
 def _dist_of(entry_point) -> tuple[str | None, str | None]:
@@ -158,13 +193,16 @@ class PluginRegistry:
     # -- fetch -----------------------------------------------------------------------------------
 
     @cached_property
-    def fetchers(self) -> list[tuple[str, type[Fetcher]]]:
+    def fetchers(self) -> list[tuple[str, type[Fetcher] | FetcherRef]]:
+        """(plugin, fetcher class or :class:`FetcherRef`) in call order; references are not imported here."""
         return [(plugin, cls) for plugin, classes in self._per_plugin("hybridos_fetchers") for cls in classes]
 
     def fetcher_class_for(self, url: str) -> tuple[str, type[Fetcher]]:
         scheme = urlsplit(url).scheme.lower() if "://" in url else ""
         for plugin, cls in self.fetchers:  # call order: last registered first
             if scheme in cls.schemes:
+                if isinstance(cls, FetcherRef):
+                    cls = cls.load()
                 return plugin, cls
         known = sorted({s or "(local path)" for _, c in self.fetchers for s in c.schemes})
         raise PluginError(
@@ -240,6 +278,14 @@ def report(registry: PluginRegistry, sysroot: Path | None = None) -> dict:
     fetch = []
     seen: set[str] = set()
     for plugin, cls in registry.fetchers:
+        if isinstance(cls, FetcherRef):   # a reference that does not load is a broken plugin
+            try:
+                cls.load()
+            except PluginError as exc:
+                info = next((i for i in registry.infos if i.name == plugin), None)
+                if info is not None and info.error is None:
+                    info.error = f"hybridos_fetchers: {exc}"
+                continue
         for scheme in cls.schemes:
             fetch.append({
                 "scheme": scheme or "(local path)",

@@ -1,9 +1,9 @@
-"""Entry point of hybridos-repo-fs: registers the file fetcher."""
+"""Entry point of hybridos-repo-fs: registers the file fetcher (imported when a local URL is fetched)."""
 
 from hybridos.hookspecs import hookimpl
-from hybridos_repo_fs.fetcher import FileFetcher
+from hybridos.plugins import FetcherRef
 
 
 @hookimpl
 def hybridos_fetchers():
-    return [FileFetcher]
+    return [FetcherRef("file", ("file", ""), "hybridos_repo_fs.fetcher:FileFetcher")]

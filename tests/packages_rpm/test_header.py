@@ -147,7 +147,9 @@ def test_interpreters_and_triggers_from_rpmbuild(tmp_path, rpmbuild_dir):
 @pytest.mark.parametrize("db", sorted(p.name for p in TESTDATA.iterdir()) if TESTDATA.exists() else [])
 def test_real_centos_headers_parse(db, tmp_path):
     require_tool("rpmdb")
-    dbpath = TESTDATA / db
+    dbpath = tmp_path / db   # rpm takes a lock file in the dbpath: a private one, so parallel tests do not clash
+    dbpath.mkdir()
+    (dbpath / "Packages").symlink_to(TESTDATA / db / "Packages")
     exported = subprocess.run(["rpmdb", "--define", "_db_backend bdb_ro", "--dbpath", str(dbpath), "--exportdb"],
                               capture_output=True, check=True).stdout
     expected = subprocess.run(

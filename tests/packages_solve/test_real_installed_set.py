@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ def _headers(db: str):
     if not (TESTDATA / db).is_dir():
         msg = "golang-github-knqyf263-go-rpmdb-dev is not installed"
         pytest.fail(msg) if REQUIRE_TOOLS else pytest.skip(msg)
-    blob = subprocess.run(["rpmdb", "--define", "_db_backend bdb_ro", "--dbpath", str(TESTDATA / db),
-                           "--exportdb"], capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as dbpath:   # rpm takes a lock file in the dbpath: a private one
+        (Path(dbpath) / "Packages").symlink_to(TESTDATA / db / "Packages")
+        blob = subprocess.run(["rpmdb", "--define", "_db_backend bdb_ro", "--dbpath", dbpath, "--exportdb"],
+                              capture_output=True, check=True).stdout
     headers, off = [], 0
     while off < len(blob):
         raw, off = parse_raw_header(blob, off)

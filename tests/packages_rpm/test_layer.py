@@ -27,6 +27,9 @@ def test_layering_onto_a_database_rpm_wrote(tmp_path, base_rpms):
     extra = build_rpm(Pkg("extra", requires=("busybox",), files=(File("/usr/bin/extra", b"e", mode=0o755),)),
                       tmp_path)
     layer(tree, [extra])
+    db = tree / "usr/lib/sysimage/rpm/rpmdb.sqlite"
+    assert db.read_bytes()[18:20] == b"\x01\x01"   # left in rollback-journal mode (works on a read-only /usr)
+    assert not list(db.parent.glob("rpmdb.sqlite-*")) and not list(db.parent.glob(".rpmdb*"))
     assert set(rpm_q(tree, "-qa").stdout.split()) == {"filesystem-3.18-1.x86_64", "busybox-1.35.0-1.x86_64",
                                                       "extra-1.0-1.x86_64"}
     assert rpm_q(tree, "-Va", check=False).stdout == ""
@@ -149,3 +152,30 @@ def test_config_files_on_upgrade_follow_rpm_rules(tmp_path, base_tree):
     assert "warning: cfg-2-1.x86_64: /etc/cfg/b.conf was changed" in result.script_output
     verify = rpm_q(base_tree, "-V", "cfg", check=False).stdout.splitlines()
     assert [line.split()[-1] for line in verify] == ["/etc/cfg/b.conf"]     # only the admin's edit differs
+
+
+def test_owners_from_a_passwd_installed_earlier_in_the_same_transaction(tmp_path, base_rpms):
+    """Owners are looked up once per transaction and again after a package wrote passwd or group."""
+    svc = build_rpm(Pkg("svcfiles", files=(File("/srv/alice", dir=True, mode=0o750, user="alice", group="staff"),
+                                           File("/srv/alice/data", b"d", user="alice", group="staff"))), tmp_path)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    result = layer(tree, [base_rpms["filesystem"], svc], run_scripts=False)
+    for path in ("srv/alice", "srv/alice/data"):
+        st = os.stat(tree / path)
+        assert (st.st_uid, st.st_gid) == (1234, 2345), path
+    assert "does not exist" not in result.script_output
+    assert rpm_q(tree, "-V", "svcfiles", check=False).stdout == ""
+
+
+def test_directories_are_checked_again_after_a_scriptlet(tmp_path, base_tree):
+    """A scriptlet may turn a directory an earlier package created into a symlink out of the tree: a later
+    package of the same transaction is refused rather than written through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    a = build_rpm(Pkg("opt-a", requires=("/bin/sh",), post=f"rmdir /opt/data && ln -s {outside} /opt/data",
+                      files=(File("/opt/data", dir=True, mode=0o755),)), tmp_path)
+    b = build_rpm(Pkg("opt-b", files=(File("/opt/data/file", b"b"),)), tmp_path)
+    with pytest.raises(PackageError, match="absolute symlink"):
+        layer(base_tree, [a, b])
+    assert not any(outside.iterdir())

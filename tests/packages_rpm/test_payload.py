@@ -10,7 +10,7 @@ import rpm_rs
 
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import read_rpm
-from hybridos.packages.payload import iter_cpio, open_decompressed
+from hybridos.packages.payload import iter_cpio, open_decompressed, read_whole
 from hybridos.packages.unpack import hardlink_sets, stripped_sizes, unpack_rpm
 from tests.conftest import require_tool
 from tests.helpers.rpms import File, Pkg, build_with_rpmbuild
@@ -175,3 +175,58 @@ def test_stripped_cpio_members_come_by_header_index(tmp_path):
     assert len(got) == len(header.file_entries)
     with pytest.raises(FormatError, match="needs the header"):
         list(iter_cpio(io.BytesIO(archive)))
+
+
+def _tree_listing(root):
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        data = str(p.readlink()) if p.is_symlink() else (p.read_bytes() if p.is_file() else None)
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), data)
+    return out
+
+
+@pytest.mark.parametrize("compression", [rpm_rs.CompressionType.Gzip, rpm_rs.CompressionType.Xz,
+                                         rpm_rs.CompressionType.Zstd, rpm_rs.CompressionType.NONE])
+def test_in_memory_and_streamed_payloads_read_the_same(tmp_path, compression):
+    """iter_cpio over the whole payload as bytes, over a stream, and over read_whole's stream when the payload
+    exceeds its limit (its already read start first) yields the same members."""
+    path = build(tmp_path, compression)
+    info = read_rpm(path)
+    streamed = members(path)
+    raw = path.read_bytes()[info.payload_offset:]
+    whole = read_whole(open_decompressed(io.BytesIO(raw), info.header.payload_compressor), 1 << 24)
+    assert isinstance(whole, bytes)
+    assert [(e.name, e.size, r.read()) for e, r in iter_cpio(whole)] == streamed
+    over = read_whole(open_decompressed(io.BytesIO(raw), info.header.payload_compressor), 1000)
+    assert not isinstance(over, bytes)
+    assert [(e.name, e.size, r.read()) for e, r in iter_cpio(over)] == streamed
+    with pytest.raises(FormatError, match="truncated"):
+        list(iter_cpio(whole[:-200]))
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 24], ids=["streamed", "in-memory"])
+def test_unpack_streamed_or_in_memory_gives_the_same_tree_and_checks_the_digest(tmp_path, monkeypatch, limit):
+    """Small payloads are read once and unpacked from memory, large ones streamed (the limit is lowered here to
+    take that path): the same tree either way, and a payload that does not match its digest writes nothing."""
+    from hybridos.packages import unpack
+
+    path = build(tmp_path, rpm_rs.CompressionType.NONE)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    unpack_rpm(path, reference)
+    monkeypatch.setattr(unpack, "_IN_MEMORY", limit)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    unpack_rpm(path, tree)
+    assert _tree_listing(tree) == _tree_listing(reference)
+    assert (tree / "usr/share/pay/big").read_bytes() == bytes(range(256)) * 4096
+    data = path.read_bytes()
+    at = data.index(b"small\n", read_rpm(path).payload_offset)
+    bad = tmp_path / "bad.rpm"
+    bad.write_bytes(data[:at] + b"SMALL\n" + data[at + 6:])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PackageError, match="payload does not match its digest"):
+        unpack_rpm(bad, empty)
+    assert not any(empty.iterdir())

@@ -230,7 +230,7 @@ def _installed_by_rpm(tmp_path, rpm_file):
 @pytest.mark.parametrize("builder", ["rpm-rs", "rpmbuild"])
 def test_installed_header_is_byte_identical_to_rpms(tmp_path, builder):
     from hybridos.packages.header import Tag
-    from hybridos.packages.rpmdb import installed_blob
+    from hybridos.packages.rpmdb import index_rows, installed_blob, installed_header
     from tests.helpers.rpms import build_with_rpmbuild
 
     if builder == "rpm-rs":
@@ -261,6 +261,11 @@ def test_installed_header_is_byte_identical_to_rpms(tmp_path, builder):
     ours = installed_blob(info.header.raw, info.signature, install_time=raw.get(Tag.INSTALLTIME)[0],
                           tid=raw.get(Tag.INSTALLTID)[0])
     assert ours == theirs
+    # the header the rpmdb indexes is built directly, without parsing the blob back: it must be the same
+    built = installed_header(info.header.raw, info.signature, install_time=raw.get(Tag.INSTALLTIME)[0],
+                             tid=raw.get(Tag.INSTALLTID)[0])
+    assert (built.entries, built.data, built.blob) == (raw.entries, raw.data, raw.blob)
+    assert index_rows(built) == index_rows(raw)
 
 
 RPMBUILD_FEATURES = """\

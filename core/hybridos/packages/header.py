@@ -25,7 +25,6 @@ _MAX_HEADER = 256 * 1024 * 1024
 # Header data types.
 NULL, CHAR, INT8, INT16, INT32, INT64, STRING, BIN, STRING_ARRAY, I18NSTRING = range(10)
 _TYPE_SIZE = {CHAR: 1, INT8: 1, INT16: 2, INT32: 4, INT64: 8}
-_TYPE_ALIGN = {INT16: 2, INT32: 4, INT64: 8}
 
 
 class Tag:
@@ -220,8 +219,9 @@ class FileFlag:
 # ---------------------------------------------------------------------------------------------- raw header
 
 
-@dataclass(frozen=True)
-class RawEntry:
+class RawEntry(NamedTuple):
+    """One index entry of a header (a NamedTuple: headers have many, and parsing them is on the install path)."""
+
     tag: int
     type: int
     offset: int
@@ -314,6 +314,9 @@ def _data_length(e: RawEntry, data: bytes) -> int:
     return 0
 
 
+_INDEX_ENTRY = struct.Struct(">IIiI")
+
+
 def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tuple[RawHeader, int]:
     """Parse one header at ``offset``; return it and the offset just past its data."""
     start = offset
@@ -335,16 +338,20 @@ def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tupl
         raise FormatError(f"RPM header is truncated ({len(buf) - start} of {end - start} bytes)")
     data = bytes(buf[data_at:end])
     entries = []
-    for i in range(il):
-        tag, typ, off, cnt = struct.unpack_from(">IIiI", buf, index_at + 16 * i)
+    for tag, typ, off, cnt in _INDEX_ENTRY.iter_unpack(buf[index_at:data_at]):
         if typ > I18NSTRING:
             raise FormatError(f"RPM header tag {tag} has unknown type {typ}")
-        e = RawEntry(tag, typ, off, cnt)
-        if off < 0 or off > dl or (typ in _TYPE_ALIGN and off % _TYPE_ALIGN[typ]):
+        if off < 0 or off > dl:
             raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
-        if (e.type in _TYPE_SIZE or e.type == BIN) and off + _data_length(e, data) > dl:
+        size = _TYPE_SIZE.get(typ)
+        if size is not None:
+            if size > 1 and off % size:   # numbers are aligned to their size
+                raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
+            if off + size * cnt > dl:
+                raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
+        elif typ == BIN and off + cnt > dl:
             raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
-        entries.append(e)
+        entries.append(RawEntry(tag, typ, off, cnt))
     blob = bytes(buf[offset:end])
     return RawHeader(tuple(entries), data, blob), end
 

@@ -22,8 +22,11 @@ import platform
 import stat
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hybridos.errors import PackageError
 from hybridos.packages.header import (
@@ -37,8 +40,10 @@ from hybridos.packages.header import (
 )
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
-from hybridos.packages.scriptlets import ScriptResult, arch_runnable, guarded_usr, run_scriptlet, run_trigger
-from hybridos.packages.unpack import TreeResolver, file_digest, load_owners, split_path, unpack_rpm
+from hybridos.packages.unpack import Owners, TreeResolver, file_digest, load_owners, split_path, unpack_rpm
+
+if TYPE_CHECKING:   # the scriptlet sandbox is imported only for a transaction that has scriptlets or triggers
+    from hybridos.packages.scriptlets import ScriptResult
 
 
 @dataclass(eq=False)   # identity: a reinstall has two equal headers
@@ -62,13 +67,49 @@ class _State:
     new_files: list[str] = field(default_factory=list)
     usr: Path | None = None       #: the rofiles-fuse view of /usr for scriptlets in a hardlink checkout
     usr_problem: PackageError | None = None
+    #: what earlier steps learned about the tree (its owners, its real directories), kept until something
+    #: other than unpacking (a scriptlet, an erase) or a package's own passwd/group may have changed it
+    owners: Owners | None = None
+    known_dirs: set[tuple[str, ...]] = field(default_factory=set)
 
     def count(self, name: str) -> int:
-        return sum(1 for p in self.installed if p.header.name == name)
+        """How many packages of this name are installed (the scriptlets' $1 and $2; 0 when none can run)."""
+        return sum(1 for p in self.installed if p.header.name == name) if self.run_scripts else 0
 
     def script(self, result: ScriptResult | None) -> None:
+        self.tree_changed()   # a scriptlet ran: it may have added users or moved directories
         if result is not None:
             self.outputs.append(result)
+
+    def tree_changed(self) -> None:
+        self.owners = None
+        self.known_dirs.clear()
+
+
+#: a written path with one of these names may change what load_owners reads ({etc,usr/etc,usr/lib}/{passwd,group})
+_OWNER_NAMES = frozenset({"passwd", "group", "etc", "usr", "lib"})
+
+
+class _PreviousDigests(Mapping):
+    """path -> digest in the installed packages, for ``paths``; computed on the first lookup (the unpacker asks
+    only for a %config file that exists and differs, so usually never)."""
+
+    def __init__(self, installed: list[_Pkg], paths: set[str]):
+        self._installed = list(installed)
+        self._paths = paths
+
+    @cached_property
+    def _digests(self) -> dict[str, str]:
+        return {e.path: e.digest for p in self._installed for e in p.header.file_entries if e.path in self._paths}
+
+    def __getitem__(self, path: str) -> str:
+        return self._digests[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
 
 
 def apply_transaction(request: LayerRequest) -> LayerResult:
@@ -86,11 +127,16 @@ def apply_transaction(request: LayerRequest) -> LayerResult:
     _check_file_conflicts(installed, erases, installs, request.force_replacefiles)
 
     db = RpmDb(tree)
-    state = _State(tree, request, db, installed, request.run_scripts)
+    # with no scriptlet or trigger anywhere (transaction and installed set) nothing can run: no sandbox needed
+    run_scripts = request.run_scripts and any(
+        p.header.scriptlets or p.header.triggers for p in [*installed, *(pkg for _, pkg in installs)])
+    state = _State(tree, request, db, installed, run_scripts)
     tid = int(time.time())
     try:
         with contextlib.ExitStack() as stack:
-            if request.run_scripts:
+            if run_scripts:
+                from hybridos.packages.scriptlets import guarded_usr
+
                 try:
                     state.usr = stack.enter_context(guarded_usr(tree, hardlinked=request.hardlinked_usr))
                 except PackageError as e:   # only fatal once a scriptlet actually has to run
@@ -181,12 +227,15 @@ def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
     count = state.count(h.name) + 1
     _package_triggers(state, h, "triggerprein", count, include_own=True)
     _scriptlet(state, h, "pre", count)
-    owners = load_owners(state.tree)   # after %pre, which may have added users
+    if state.owners is None:   # again after %pre (or anything else) that may have added users
+        state.owners = load_owners(state.tree)
     config = {e.path for e in h.file_entries if e.is_config}
-    previous = {e.path: e.digest for p in state.installed for e in p.header.file_entries if e.path in config} \
-        if config else {}
-    result = unpack_rpm(pkg.rpm, state.tree, owners=owners, protected=state.request.protected_paths,
-                        force=state.request.force_replacefiles, info=pkg.info, previous_digests=previous)
+    previous = _PreviousDigests(state.installed, config) if config else {}
+    result = unpack_rpm(pkg.rpm, state.tree, owners=state.owners, protected=state.request.protected_paths,
+                        force=state.request.force_replacefiles, info=pkg.info, previous_digests=previous,
+                        known_dirs=state.known_dirs)
+    if any(p.rsplit("/", 1)[-1] in _OWNER_NAMES for p in result.written):
+        state.owners = None
     state.new_files += [e.path for e in h.file_entries if not e.is_ghost]
     pkg.hnum = state.db.add(h, pkg.signature, tid=tid, install_time=tid)
     state.installed.append(pkg)
@@ -208,6 +257,7 @@ def _erase(state: _State, pkg: _Pkg, *, upgrade: bool, keep: set[str] | None = N
     state.installed.remove(pkg)
     owned = {f for p in state.installed for f in p.header.files} | (keep or set())
     _remove_files(state, h, owned)
+    state.tree_changed()
     if pkg.hnum is not None:
         state.db.erase(pkg.hnum)
     _scriptlet(state, h, "postun", remaining)
@@ -280,6 +330,8 @@ def _scriptlet(state: _State, h: RpmHeader, kind: str, count: int) -> None:
     if s is None or (not s.body and len(s.interpreter) == 1 and s.interpreter[0] == "/bin/sh"):
         return
     _check_arch(state, h, kind)
+    from hybridos.packages.scriptlets import run_scriptlet
+
     state.script(run_scriptlet(state.tree, h, s, count, usr=state.usr))
 
 
@@ -288,6 +340,8 @@ def _check_arch(state: _State, h: RpmHeader, what: str) -> None:
     if state.usr_problem is not None:
         raise PackageError(f"{h.nevra}: cannot run its %{what} scriptlet: {state.usr_problem}",
                            hint=state.usr_problem.hint)
+    from hybridos.packages.scriptlets import arch_runnable
+
     arch = str(state.request.arch)
     if not arch_runnable(arch):
         raise PackageError(f"{h.nevra}: cannot run its %{what} scriptlet: the tree is {arch} and this "
@@ -299,6 +353,8 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
     """Triggers of installed packages on ``h``, and ``h``'s own triggers on installed packages."""
     if not state.run_scripts:
         return
+    from hybridos.packages.scriptlets import run_trigger
+
     done: set[tuple[str, int]] = set()
     for p in list(state.installed):
         for t in p.header.triggers:
@@ -333,6 +389,8 @@ def _file_triggers(state: _State, kind: str, files: list[str], *, stdin: bool = 
     %transfiletriggerpostun, which rpm runs without them)."""
     if not state.run_scripts or not files:
         return
+    from hybridos.packages.scriptlets import run_trigger
+
     for p in _by_priority(state, kind):
         for t in p.header.triggers:
             if t.kind != kind:

@@ -11,6 +11,7 @@ import gzip
 import io
 import lzma
 import os
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ _MAGICS = {
     "zstd": (b"\x28\xb5\x2f\xfd",),
 }
 COMPRESSORS = frozenset(_MAGICS) | {"identity"}
+_DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
 
 
 def open_decompressed(raw: BinaryIO, compressor: str) -> BinaryIO:
@@ -65,21 +67,32 @@ def open_decompressed(raw: BinaryIO, compressor: str) -> BinaryIO:
     return io.BufferedReader(reader, 1 << 16)
 
 
+def read_whole(stream: BinaryIO, limit: int) -> bytes | BinaryIO:
+    """All of a decompressed payload as bytes when it has at most ``limit`` bytes (cheaper to parse), else a
+    stream of the same data. :func:`iter_cpio` takes either."""
+    try:
+        data = stream.read(limit + 1)
+    except _DECOMPRESS_ERRORS as e:
+        raise FormatError(f"RPM payload is corrupt or truncated: {e}") from None
+    return data if len(data) <= limit else io.BufferedReader(_Prefixed(data, stream))
+
+
 class _Prefixed(io.RawIOBase):
     """A raw stream that first returns already-read bytes."""
 
     def __init__(self, prefix: bytes, rest: BinaryIO):
-        self._prefix = prefix
+        self._prefix = memoryview(prefix)   # consumed by moving an offset: the prefix may be large
+        self._pos = 0
         self._rest = rest
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        if self._prefix:
-            n = min(len(b), len(self._prefix))
-            b[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
+        if self._pos < len(self._prefix):
+            n = min(len(b), len(self._prefix) - self._pos)
+            b[:n] = self._prefix[self._pos:self._pos + n]
+            self._pos += n
             return n
         data = self._rest.read(len(b))
         b[:len(data)] = data
@@ -87,8 +100,8 @@ class _Prefixed(io.RawIOBase):
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            data = self._prefix + self._rest.read()
-            self._prefix = b""
+            data = bytes(self._prefix[self._pos:]) + self._rest.read()
+            self._pos = len(self._prefix)
             return data
         return super().read(n)
 
@@ -143,7 +156,7 @@ class _Stream:
                 if not more:
                     break
                 data += more
-        except (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+        except _DECOMPRESS_ERRORS as e:
             raise FormatError(f"RPM payload is corrupt or truncated: {e}") from None
         if len(data) != n:
             raise FormatError("RPM payload is truncated")
@@ -162,12 +175,42 @@ class _Stream:
             self.read(pad)
 
 
-def iter_cpio(f: BinaryIO, size_of: Callable[[int], int] | None = None) -> Iterator[tuple[CpioEntry, _Reader]]:
+class _Buffer:
+    """The same reads over a payload already in memory."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        start, end = self.pos, self.pos + n
+        if end > len(self._data):
+            raise FormatError("RPM payload is truncated")
+        self.pos = end
+        return self._data[start:end]
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > len(self._data):
+            raise FormatError("RPM payload is truncated")
+        self.pos += n
+
+    def align(self) -> None:
+        pad = (-self.pos) % 4
+        if pad:
+            self.skip(pad)
+
+
+_FIELDS = struct.Struct(">13I")
+
+
+def iter_cpio(f: BinaryIO | bytes, size_of: Callable[[int], int] | None = None
+              ) -> Iterator[tuple[CpioEntry, _Reader]]:
     """Yield each member and a reader for its data; unread data is skipped when the next member is requested.
 
-    ``size_of(index)`` gives a stripped member's size from the header (needed only for 07070X archives).
+    ``f`` is a stream or the whole archive as bytes. ``size_of(index)`` gives a stripped member's size from
+    the header (needed only for 07070X archives).
     """
-    s = _Stream(f)
+    s = _Buffer(f) if isinstance(f, bytes) else _Stream(f)
     while True:
         magic = s.read(6)
         if magic == STRIPPED_MAGIC:
@@ -177,9 +220,8 @@ def iter_cpio(f: BinaryIO, size_of: Callable[[int], int] | None = None) -> Itera
                 raise FormatError("stripped cpio payload needs the header's file sizes")
             entry = CpioEntry("", 0, 0, 0, 0, 1, 0, size_of(index), 0, index)
         elif magic in (NEWC_MAGIC, CRC_MAGIC):
-            fields = s.read(104)
-            v = [_hex(fields[i:i + 8], "header") for i in range(0, 104, 8)]
-            ino, mode, uid, gid, nlink, mtime, size, _dmaj, _dmin, rmaj, rmin, namesize, _check = v
+            ino, mode, uid, gid, nlink, mtime, size, _dmaj, _dmin, rmaj, rmin, namesize, _check = \
+                _header_fields(s.read(104))
             if namesize == 0 or namesize > 65536:
                 raise FormatError(f"RPM payload member has a bad name size {namesize}")
             raw_name = s.read(namesize)
@@ -199,6 +241,16 @@ def iter_cpio(f: BinaryIO, size_of: Callable[[int], int] | None = None) -> Itera
         if reader.remaining:
             s.skip(reader.remaining)
         s.align()
+
+
+def _header_fields(b: bytes) -> tuple[int, ...]:
+    """The 13 hex numbers of a newc member header (all 104 characters at once)."""
+    try:
+        if b.isalnum():   # bytes.fromhex would skip whitespace, which int(x, 16) accepts only around a field
+            return _FIELDS.unpack(bytes.fromhex(b.decode("ascii")))
+    except ValueError:
+        pass
+    return tuple(_hex(b[i:i + 8], "header") for i in range(0, 104, 8))
 
 
 def _hex(b: bytes, what: str) -> int:

@@ -27,6 +27,7 @@ from hybridos.packages.header import (
     CHAR,
     INT32,
     Dependency,
+    RawEntry,
     RawHeader,
     RpmHeader,
     Sense,
@@ -175,6 +176,12 @@ _SIG_TO_HEADER = (
 def installed_blob(header: RawHeader, signature: RawHeader | None, *, install_time: int, tid: int,
                    color: int = 3) -> bytes:
     """The header as rpm stores an installed package: the signature digests and install tags appended."""
+    return installed_header(header, signature, install_time=install_time, tid=tid, color=color).blob
+
+
+def installed_header(header: RawHeader, signature: RawHeader | None, *, install_time: int, tid: int,
+                     color: int = 3) -> RawHeader:
+    """:func:`installed_blob` as a parsed header (built directly, not parsed back)."""
     present = {e.tag for e in header.entries}
     extra: list[tuple[int, int, int, bytes]] = []   # (tag, type, count, data)
     if signature is not None:
@@ -192,7 +199,7 @@ def installed_blob(header: RawHeader, signature: RawHeader | None, *, install_ti
         extra.append((Tag.INSTALLCOLOR, INT32, 1, struct.pack(">I", color)))
     if Tag.INSTALLTID not in present:
         extra.append((Tag.INSTALLTID, INT32, 1, struct.pack(">I", tid)))
-    return append_tags(header, sorted(extra))
+    return _append(header, sorted(extra))
 
 
 _ALIGN = {3: 2, 4: 4, 5: 8}
@@ -200,18 +207,21 @@ _ALIGN = {3: 2, 4: 4, 5: 8}
 
 def append_tags(header: RawHeader, extra: Iterable[tuple[int, int, int, bytes]]) -> bytes:
     """Append entries after the existing index and data (outside the immutable region), keeping alignment."""
-    index = bytearray()
+    return _append(header, extra).blob
+
+
+def _append(header: RawHeader, extra: Iterable[tuple[int, int, int, bytes]]) -> RawHeader:
+    entries = list(header.entries)
+    index = bytearray(header.blob[8:8 + 16 * len(entries)])   # the existing index, as it is
     data = bytearray(header.data)
-    n = len(header.entries)
-    for e in header.entries:
-        index += struct.pack(">IIiI", e.tag, e.type, e.offset, e.count)
     for tag, typ, count, value in extra:
         pad = (-len(data)) % _ALIGN.get(typ, 1)
         data += bytes(pad)
         index += struct.pack(">IIiI", tag, typ, len(data), count)
+        entries.append(RawEntry(tag, typ, len(data), count))
         data += value
-        n += 1
-    return struct.pack(">II", n, len(data)) + bytes(index) + bytes(data)
+    data = bytes(data)
+    return RawHeader(tuple(entries), data, struct.pack(">II", len(entries), len(data)) + bytes(index) + data)
 
 
 # ---------------------------------------------------------------------------------------------- location
@@ -296,15 +306,20 @@ class RpmDb:
                 raise PackageError(f"cannot read the rpmdb {self.path}: {e}") from None
             finally:
                 src.close()
-        self.db.execute("PRAGMA journal_mode = DELETE")
+        self.db.execute("PRAGMA journal_mode = DELETE")   # out of WAL for good (this one is stored in the file)
+        # the copy is private until commit() fsyncs and renames it: no rollback journal, no syncs of its own
+        self.db.execute("PRAGMA journal_mode = MEMORY")
+        self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("BEGIN")
         for stmt in schema():
             self.db.execute(stmt)
 
     def add_blob(self, blob: bytes) -> int:
         """Store one installed header blob and its index rows; return its hnum."""
-        raw, _ = parse_raw_header(blob, magic=False)
-        cur = self.db.execute("INSERT INTO Packages (blob) VALUES (?)", (blob,))
+        return self._insert(parse_raw_header(blob, magic=False)[0])
+
+    def _insert(self, raw: RawHeader) -> int:
+        cur = self.db.execute("INSERT INTO Packages (blob) VALUES (?)", (raw.blob,))
         hnum = cur.lastrowid
         for table, rows in index_rows(raw).items():
             if rows:
@@ -315,8 +330,8 @@ class RpmDb:
     def add(self, header: RpmHeader, signature: RawHeader | None = None, *, tid: int | None = None,
             install_time: int | None = None) -> int:
         now = int(time.time())
-        blob = installed_blob(header.raw, signature, install_time=install_time or now, tid=tid or now)
-        return self.add_blob(blob)
+        return self._insert(installed_header(header.raw, signature, install_time=install_time or now,
+                                             tid=tid or now))
 
     def erase(self, hnum: int) -> None:
         for table, _tag in INDEXES:

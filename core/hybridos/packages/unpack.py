@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat
 import struct
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import DIGEST_ALGOS, FileEntry, FileFlag, RpmFileInfo, RpmHeader, Tag, read_rpm
-from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed
+from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed, read_whole
 from hybridos.util.files import same_bytes
 
 _MAX_LINKS = 40
@@ -160,12 +161,18 @@ class TreeResolver:
     """Resolve directory paths inside ``tree`` with chroot semantics, refusing every escape.
 
     ``overlay`` describes entries the package is about to create: {"/a/b": ("link", target) | ("dir",) | ("file",)}.
+    ``known_dirs`` holds in-tree paths (tuples of components) known to be real directories, not symlinks; the
+    layerer shares one set between the packages of a transaction and empties it whenever something else (a
+    scriptlet, an erase) may have changed the tree.
     """
 
-    def __init__(self, tree: Path, overlay: Mapping[str, tuple] | None = None):
+    def __init__(self, tree: Path, overlay: Mapping[str, tuple] | None = None,
+                 known_dirs: set[tuple[str, ...]] | None = None):
         self.tree = tree
         self.overlay = overlay or {}
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
+        self.known_dirs = known_dirs if known_dirs is not None else set()
+        self._hosts: dict[tuple[str, ...], str] = {}
 
     def reset(self) -> None:
         """Forget resolved directories (after a dry run that created nothing)."""
@@ -173,6 +180,13 @@ class TreeResolver:
 
     def host(self, parts: Iterable[str]) -> str:
         return os.path.join(self.tree, *parts)
+
+    def host_dir(self, real: tuple[str, ...]) -> str:
+        """``host(real)``, remembered (the same few directories hold most files)."""
+        h = self._hosts.get(real)
+        if h is None:
+            h = self._hosts[real] = os.path.join(self.tree, *real)
+        return h
 
     def resolve_dir(self, parts: tuple[str, ...], what: str, *, create: bool) -> tuple[str, ...]:
         """The real (symlink-free) in-tree location of directory ``parts``."""
@@ -182,12 +196,15 @@ class TreeResolver:
         cached = self._cache.get(parts)
         if cached is not None:
             if create:
-                self._ensure(cached)
+                self.ensure(cached)
             return cached
         parent = self._resolve(parts[:-1], what, create, depth)
         comp = parts[-1]
         real = parent + (comp,)
-        hostp = self.host(real)
+        if real in self.known_dirs:
+            self._cache[parts] = real
+            return real
+        hostp = self.host_dir(real)
         try:
             st = os.lstat(hostp)
         except FileNotFoundError:
@@ -200,6 +217,7 @@ class TreeResolver:
             result = self._follow(parent, target, what, create, depth)
         elif st is not None and stat.S_ISDIR(st.st_mode):
             result = real
+            self.known_dirs.add(real)
         elif st is not None:
             over = self.overlay.get("/" + "/".join(parts))
             if over and over[0] == "link":
@@ -215,7 +233,7 @@ class TreeResolver:
             else:
                 result = real
                 if create:
-                    self._ensure(real)
+                    self.ensure(real)
         self._cache[parts] = result
         return result
 
@@ -237,10 +255,18 @@ class TreeResolver:
                 stack.append(comp)
         return self._resolve(tuple(stack), what, create, depth + 1) if stack else ()
 
-    def _ensure(self, real: tuple[str, ...]) -> None:
-        hostp = self.host(real)
-        if not os.path.isdir(hostp):   # parents were resolved and created already: nothing here is a symlink
+    def ensure(self, real: tuple[str, ...]) -> None:
+        """Make the resolved (symlink-free) directory ``real`` exist, with its missing parents."""
+        if not real or real in self.known_dirs:
+            return
+        self.ensure(real[:-1])
+        hostp = self.host_dir(real)
+        try:
             os.mkdir(hostp, 0o755)
+        except FileExistsError:   # resolved as absent, or in an earlier package: it must be a real directory
+            if not stat.S_ISDIR(os.lstat(hostp).st_mode):
+                raise PackageError(f"/{'/'.join(real)} exists in the tree and is not a directory") from None
+        self.known_dirs.add(real)
 
 
 def split_path(path: str, what: str) -> tuple[str, ...]:
@@ -270,7 +296,7 @@ class UnpackResult:
 
 class _Unpacker:
     def __init__(self, header: RpmHeader, tree: Path, owners: Owners, protected: frozenset[str], force: bool,
-                 verify_digests: bool, previous: Mapping[str, str]):
+                 verify_digests: bool, previous: Mapping[str, str], known_dirs: set[tuple[str, ...]] | None):
         self.h = header
         self.tree = tree
         self.owners = owners
@@ -290,7 +316,8 @@ class _Unpacker:
                 overlay[e.path] = ("dir",)
             else:
                 overlay[e.path] = ("file",)
-        self.resolver = TreeResolver(tree, overlay)
+        self.resolver = TreeResolver(tree, overlay, known_dirs)
+        self.places: dict[str, tuple[tuple[str, ...], str]] = {}   #: path -> (resolved parent, name)
         self.hash_name = header.file_digest_algo
         self.written: list[str] = []
         self.rpmnew: list[str] = []
@@ -301,14 +328,15 @@ class _Unpacker:
 
     # -- checks before anything is written
     def check_all(self) -> None:
+        """Resolve every path (remembered for writing: nothing but this package changes the tree meanwhile)."""
         for e in self.h.file_entries:
             parts = split_path(e.path, self.what)
             if e.is_ghost or not parts:
                 continue
             parent = self.resolver.resolve_dir(parts[:-1], self.what, create=False)
+            self.places[e.path] = (parent, parts[-1])
             if not stat.S_ISDIR(e.mode):
                 self._check_protected(e.path, parent + parts[-1:])
-        self.resolver.reset()
 
     def _check_protected(self, path: str, real: tuple[str, ...]) -> None:
         if self.force or not self.protected:
@@ -333,9 +361,14 @@ class _Unpacker:
 
     def locate(self, e: FileEntry) -> tuple[str, str]:
         """(host parent directory, name) for an entry, creating missing parent directories."""
-        parts = split_path(e.path, self.what)
-        parent = self.resolver.resolve_dir(parts[:-1], self.what, create=True)
-        return self.resolver.host(parent), parts[-1]
+        place = self.places.get(e.path)
+        if place is None:
+            parts = split_path(e.path, self.what)
+            parent = self.resolver.resolve_dir(parts[:-1], self.what, create=True)
+            place = self.places[e.path] = (parent, parts[-1])
+        else:
+            self.resolver.ensure(place[0])
+        return self.resolver.host_dir(place[0]), place[1]
 
     def _tmpname(self, name: str) -> str:
         return f".{name}.hyb{os.getpid()}"
@@ -369,6 +402,8 @@ class _Unpacker:
         if st is None:
             os.mkdir(hostp, 0o700)
             self.written.append(e.path)
+        parent, name = self.places[e.path]
+        self.resolver.known_dirs.add(parent + (name,))
         self.dirs.append((hostp, e))
 
     def _finish_dir(self, hostp: str, e: FileEntry) -> None:
@@ -380,17 +415,23 @@ class _Unpacker:
     def make_symlink(self, e: FileEntry) -> None:
         pdir, name = self.locate(e)
         hostp = os.path.join(pdir, name)
-        self._check_protected(e.path, tuple(os.path.relpath(hostp, self.tree).split("/")))
-        st = _lstat(hostp)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            raise PackageError(f"{self.what}: cannot replace the directory {e.path} with a symlink")
-        tmp = os.path.join(pdir, self._tmpname(name))
-        _unlink_quiet(tmp)
-        os.symlink(e.linkto, tmp)
+        if self.protected:
+            self._check_protected(e.path, tuple(os.path.relpath(hostp, self.tree).split("/")))
         uid, gid = self.uid_gid(e)
-        os.lchown(tmp, uid, gid)
-        os.utime(tmp, (e.mtime, e.mtime), follow_symlinks=False)
-        os.rename(tmp, hostp)
+        try:   # a free path gets the symlink in place; an existing one is replaced by rename
+            os.symlink(e.linkto, hostp)
+        except FileExistsError:
+            if stat.S_ISDIR(os.lstat(hostp).st_mode):
+                raise PackageError(f"{self.what}: cannot replace the directory {e.path} with a symlink") from None
+            tmp = os.path.join(pdir, self._tmpname(name))
+            _unlink_quiet(tmp)
+            os.symlink(e.linkto, tmp)
+            os.lchown(tmp, uid, gid)
+            os.utime(tmp, (e.mtime, e.mtime), follow_symlinks=False)
+            os.rename(tmp, hostp)
+        else:
+            os.lchown(hostp, uid, gid)
+            os.utime(hostp, (e.mtime, e.mtime), follow_symlinks=False)
         self.written.append(e.path)
 
     def make_node(self, e: FileEntry) -> None:
@@ -415,12 +456,15 @@ class _Unpacker:
         if self.protected:
             self._check_protected(e.path, tuple(os.path.relpath(hostp, self.tree).split("/")))
         # a new path is written in place; an existing one is replaced by rename (atomic, never followed)
-        fresh = _lstat(hostp) is None
-        target = hostp if fresh else os.path.join(pdir, self._tmpname(name))
-        if not fresh:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        target, fresh = hostp, True
+        try:
+            fd = os.open(target, flags, 0o600)
+        except FileExistsError:
+            target, fresh = os.path.join(pdir, self._tmpname(name)), False
             _unlink_quiet(target)
+            fd = os.open(target, flags, 0o600)
         h = hashlib.new(self.hash_name) if (self.verify and e.digest and self.hash_name) else None
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             written = 0
             while reader is not None and reader.remaining:
@@ -506,11 +550,14 @@ def file_digest(path: str, name: str) -> str:
 def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owners | None = None,
                protected: frozenset[str] = frozenset(), force: bool = False,
                verify_digests: bool = True, info: RpmFileInfo | None = None,
-               previous_digests: Mapping[str, str] | None = None) -> UnpackResult:
+               previous_digests: Mapping[str, str] | None = None,
+               known_dirs: set[tuple[str, ...]] | None = None) -> UnpackResult:
     """Unpack the RPM file ``rpm`` onto ``tree``; raise PackageError (tree untouched) for unsafe packages.
 
     ``info`` is the already read :func:`read_rpm` result of the same file, to avoid parsing it twice;
-    ``previous_digests`` maps paths to their digests in the installed packages (for %config files)."""
+    ``previous_digests`` maps paths to their digests in the installed packages (for %config files; looked up
+    only for a %config file that exists and differs); ``known_dirs`` is a :class:`TreeResolver` directory set
+    shared between the packages of one transaction."""
     tree = Path(tree)
     if not tree.is_dir():
         raise PackageError(f"cannot unpack into {tree}: not a directory")
@@ -523,18 +570,26 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
         raise FormatError(f"{header.nevra}: unknown RPM payload compression {header.payload_compressor!r} "
                           f"(supported: {', '.join(sorted(COMPRESSORS))})")
     u = _Unpacker(header, tree, owners if owners is not None else load_owners(tree), protected, force,
-                  verify_digests, previous_digests or {})
+                  verify_digests, {} if previous_digests is None else previous_digests, known_dirs)
     u.check_all()
-    if verify_digests and _verify_payload_digest(rpm, info.payload_offset, header):
-        u.verify = False   # the payload is what was signed: no need to hash every file again
     by_index = header.file_entries
     seen: set[str] = set()
     with open(rpm, "rb") as f:
+        # a small payload is read once, then checked and unpacked from memory; a large one is streamed twice
+        compressed = None
+        if os.fstat(f.fileno()).st_size - info.payload_offset <= _IN_MEMORY \
+                and sum(e.size for e in by_index) <= _IN_MEMORY // 2:
+            f.seek(info.payload_offset)
+            compressed = f.read()
+        if verify_digests and _verify_payload_digest(f, info.payload_offset, header, compressed):
+            u.verify = False   # the payload is what was signed: no need to hash every file again
         f.seek(info.payload_offset)
-        stream = open_decompressed(f, header.payload_compressor)
+        stream = open_decompressed(f if compressed is None else io.BytesIO(compressed), header.payload_compressor)
         try:
             sets = hardlink_sets(header)
-            for member, reader in iter_cpio(stream, size_of=stripped_sizes(header, sets)):
+            members = iter_cpio(stream if compressed is None else read_whole(stream, _IN_MEMORY),
+                                size_of=stripped_sizes(header, sets))
+            for member, reader in members:
                 if member.index >= 0:
                     if member.index >= len(by_index):
                         raise PackageError(f"{u.what}: payload member {member.index} is not in the header")
@@ -573,8 +628,14 @@ def unpack_rpm(rpm: str | os.PathLike, tree: str | os.PathLike, *, owners: Owner
     )
 
 
-def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> bool:
-    """Check the compressed payload against the header's PAYLOADDIGEST before a byte is unpacked.
+#: payloads up to this size (compressed, and again decompressed) are handled in memory rather than streamed
+_IN_MEMORY = 16 << 20
+
+
+
+def _verify_payload_digest(f, offset: int, header: RpmHeader, compressed: bytes | None) -> bool:
+    """Check the compressed payload (``compressed``, or read from ``f`` at ``offset``) against the header's
+    PAYLOADDIGEST before a byte is unpacked.
 
     Returns whether there was a digest to check (older packages have only per-file digests)."""
     digests = header.raw.get(Tag.PAYLOADDIGEST) if header.raw else None
@@ -582,8 +643,10 @@ def _verify_payload_digest(rpm, offset: int, header: RpmHeader) -> bool:
     name = DIGEST_ALGOS.get(algo[0] if algo else 8)
     if not digests or not name:
         return False
-    h = hashlib.new(name)
-    with open(rpm, "rb") as f:
+    if compressed is not None:
+        h = hashlib.new(name, compressed)
+    else:
+        h = hashlib.new(name)
         f.seek(offset)
         while chunk := f.read(1 << 20):
             h.update(chunk)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import importlib
 import importlib.metadata
 from dataclasses import dataclass, field
@@ -29,18 +28,25 @@ HOOK_FAMILIES: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class PluginInfo:
-    """One discovered entry point."""
+    """One discovered entry point (its distribution's name and version are read when asked for)."""
 
     name: str
     value: str
-    distribution: str | None
-    version: str | None
+    entry_point: importlib.metadata.EntryPoint | None = field(default=None, repr=False, compare=False)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
     def loaded(self) -> bool:
         return self.error is None
+
+    @cached_property
+    def distribution(self) -> str | None:
+        return _dist_of(self.entry_point)[0]
+
+    @cached_property
+    def version(self) -> str | None:
+        return _dist_of(self.entry_point)[1]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ def _dist_of(entry_point) -> tuple[str | None, str | None]:
 
 def _read_sysroot_options(sysroot: Path) -> dict[str, str]:
     """The ``[sysroot]`` section of ``ostree/repo/config``; empty when absent or unreadable."""
+    import configparser  # only for choosing a bootloader
+
     cfg = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         cfg.read(sysroot / "ostree/repo/config")
@@ -111,7 +119,9 @@ class _FreshExtensionManager(ExtensionManager):
     """
 
     def list_entry_points(self):
-        return sorted(importlib.metadata.entry_points(group=self.namespace), key=lambda e: e.name)
+        if not hasattr(self, "_entry_points"):   # asked twice per discovery: scan the installed dists once
+            self._entry_points = sorted(importlib.metadata.entry_points(group=self.namespace), key=lambda e: e.name)
+        return self._entry_points
 
 
 class PluginRegistry:
@@ -142,8 +152,7 @@ class PluginRegistry:
         for ep in mgr.list_entry_points():
             if any(i.name == ep.name for i in self.infos):
                 continue
-            dist, ver = _dist_of(ep)
-            info = PluginInfo(ep.name, ep.value, dist, ver)
+            info = PluginInfo(ep.name, ep.value, ep)
             self.infos.append(info)
             if ep.name in failures or ep.name not in loaded:
                 info.error = failures.get(ep.name, "not loaded")
@@ -153,7 +162,7 @@ class PluginRegistry:
     def register(self, plugin: object, name: str, info: PluginInfo | None = None) -> None:
         """Register a plugin object; a plugin that does not fit the hook specifications is reported."""
         if info is None:
-            info = PluginInfo(name, repr(plugin), None, None)
+            info = PluginInfo(name, repr(plugin))
             self.infos.append(info)
         try:
             self.pm.register(plugin, name=name)

@@ -146,6 +146,27 @@ def test_rpm_ostree_layout(tmp_path, base_rpms):
     assert sorted(p.header.name for p in read_installed(tree)) == ["busybox", "filesystem"]
 
 
+def test_add_and_erase_in_one_transaction_leave_no_index_rows_behind(tmp_path, base_rpms):
+    """Index rows are written together at the end; an erase in between still removes the erased package's."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with RpmDb(tree) as db:
+        fs, bb = read_rpm(base_rpms["filesystem"]), read_rpm(base_rpms["busybox"])
+        first = db.add(fs.header, fs.signature)
+        db.add(bb.header, bb.signature)
+        assert [p.header.name for p in db.find("busybox")] == ["busybox"]
+        db.erase(first)
+    assert [h.name for h in read_rpmdb(tree)] == ["busybox"]
+    con = sqlite3.connect(find_dbdir(tree) / DBFILE)
+    try:
+        for table, _tag in INDEXES:
+            assert con.execute(f"SELECT count(*) FROM '{table}' WHERE hnum = ?", (first,)).fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM Basenames").fetchone()[0] == len(bb.header.files)
+    finally:
+        con.close()
+    assert rpm_q(tree, "-qf", "/bin/busybox").stdout.strip() == "busybox-1.35.0-1.x86_64"
+
+
 def test_failed_transaction_leaves_the_db_unchanged(populated):
     before = (find_dbdir(populated) / DBFILE).read_bytes()
     db = RpmDb(populated)

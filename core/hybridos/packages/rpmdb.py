@@ -313,6 +313,7 @@ class RpmDb:
         self.db.execute("BEGIN")
         for stmt in schema():
             self.db.execute(stmt)
+        self._rows: dict[str, list[tuple[object, int, int]]] = {table: [] for table, _tag in INDEXES}
 
     def add_blob(self, blob: bytes) -> int:
         """Store one installed header blob and its index rows; return its hnum."""
@@ -321,11 +322,16 @@ class RpmDb:
     def _insert(self, raw: RawHeader) -> int:
         cur = self.db.execute("INSERT INTO Packages (blob) VALUES (?)", (raw.blob,))
         hnum = cur.lastrowid
-        for table, rows in index_rows(raw).items():
-            if rows:
-                self.db.executemany(f"INSERT INTO '{table}' (key, hnum, idx) VALUES (?, ?, ?)",
-                                    [(k, hnum, i) for k, i in rows])
+        for table, rows in index_rows(raw).items():   # index rows go in together (see _flush)
+            self._rows[table] += [(k, hnum, i) for k, i in rows]
         return hnum
+
+    def _flush(self) -> None:
+        """Insert the pending index rows: one statement per table for a whole transaction."""
+        for table, rows in self._rows.items():
+            if rows:
+                self.db.executemany(f"INSERT INTO '{table}' (key, hnum, idx) VALUES (?, ?, ?)", rows)
+                rows.clear()
 
     def add(self, header: RpmHeader, signature: RawHeader | None = None, *, tid: int | None = None,
             install_time: int | None = None) -> int:
@@ -334,20 +340,24 @@ class RpmDb:
                                              tid=tid or now))
 
     def erase(self, hnum: int) -> None:
+        self._flush()
         for table, _tag in INDEXES:
             self.db.execute(f"DELETE FROM '{table}' WHERE hnum = ?", (hnum,))
         self.db.execute("DELETE FROM Packages WHERE hnum = ?", (hnum,))
 
     def packages(self) -> Iterator[InstalledPackage]:
+        self._flush()
         for hnum, blob in self.db.execute("SELECT hnum, blob FROM Packages ORDER BY hnum"):
             yield InstalledPackage(hnum, _parse_blob(blob, hnum))
 
     def find(self, name: str) -> list[InstalledPackage]:
+        self._flush()
         rows = self.db.execute("SELECT p.hnum, p.blob FROM Name n JOIN Packages p ON p.hnum = n.hnum "
                                "WHERE n.key = ?", (name,)).fetchall()
         return [InstalledPackage(h, _parse_blob(b, h)) for h, b in rows]
 
     def commit(self) -> None:
+        self._flush()
         self.db.execute("COMMIT")
         self.db.close()
         fd = os.open(self.tmp, os.O_RDONLY)

@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -240,10 +241,8 @@ class RawHeader:
     _bounds: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_tag: dict[int, RawEntry] = {}
-        for e in self.entries:
-            by_tag.setdefault(e.tag, e)   # the first entry of a tag wins, as in rpm
-        object.__setattr__(self, "_by_tag", by_tag)
+        # the first entry of a tag wins, as in rpm
+        object.__setattr__(self, "_by_tag", {e.tag: e for e in reversed(self.entries)})
         # where each entry's data can end at the latest: the next entry's offset (string arrays split at once)
         offsets = sorted({e.offset for e in self.entries if e.offset >= 0} | {len(self.data)})
         object.__setattr__(self, "_bounds", dict(zip(offsets, offsets[1:], strict=False)))
@@ -315,6 +314,7 @@ def _data_length(e: RawEntry, data: bytes) -> int:
 
 
 _INDEX_ENTRY = struct.Struct(">IIiI")
+_new_raw_entry = partial(tuple.__new__, RawEntry)   # RawEntry from a 4-tuple without a Python-level call
 
 
 def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tuple[RawHeader, int]:
@@ -351,9 +351,9 @@ def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tupl
                 raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
         elif typ == BIN and off + cnt > dl:
             raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
-        entries.append(RawEntry(tag, typ, off, cnt))
+        entries.append((tag, typ, off, cnt))
     blob = bytes(buf[offset:end])
-    return RawHeader(tuple(entries), data, blob), end
+    return RawHeader(tuple(map(_new_raw_entry, entries)), data, blob), end
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
@@ -441,6 +441,9 @@ class FileEntry(NamedTuple):
         return bool(self.flags & FileFlag.CONFIG)
 
 
+_new_file_entry = partial(tuple.__new__, FileEntry)   # FileEntry from a 13-tuple without a Python-level call
+
+
 #: scriptlet kind -> (body tag, interpreter tag, flags tag)
 SCRIPTLET_TAGS: Mapping[str, tuple[int, int, int]] = {
     "pretrans": (Tag.PRETRANS, Tag.PRETRANSPROG, Tag.PRETRANSFLAGS),
@@ -506,7 +509,7 @@ class RpmHeader:
     is_source: bool = False
     raw: RawHeader | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @cached_property
     def nevra(self) -> Nevra:
         return Nevra(self.name, self.epoch, self.version, self.release, self.arch)
 
@@ -609,11 +612,8 @@ def _file_entries(h: RawHeader) -> tuple[FileEntry, ...]:
     inodes = col(Tag.FILEINODES, 0)
     rdevs = col(Tag.FILERDEVS, 0)
     langs = col(Tag.FILELANGS, "", _strs)
-    return tuple(
-        FileEntry(paths[i], modes[i], sizes[i], users[i], groups[i], mtimes[i], flags[i], digests[i], links[i],
-                  caps[i], inodes[i], rdevs[i], langs[i])
-        for i in range(n)
-    )
+    return tuple(map(_new_file_entry, zip(paths, modes, sizes, users, groups, mtimes, flags, digests, links, caps,
+                                          inodes, rdevs, langs, strict=True)))
 
 
 def _scriptlets(h: RawHeader) -> tuple[Scriptlet, ...]:

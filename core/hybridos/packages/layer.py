@@ -236,12 +236,13 @@ def _install(state: _State, item: TransactionItem, pkg: _Pkg, tid: int) -> None:
                         known_dirs=state.known_dirs)
     if any(p.rsplit("/", 1)[-1] in _OWNER_NAMES for p in result.written):
         state.owners = None
-    state.new_files += [e.path for e in h.file_entries if not e.is_ghost]
+    files = [e.path for e in h.file_entries if not e.is_ghost] if state.run_scripts else []   # for file triggers
+    state.new_files += files
     pkg.hnum = state.db.add(h, pkg.signature, tid=tid, install_time=tid)
     state.installed.append(pkg)
     _scriptlet(state, h, "post", count)
     _package_triggers(state, h, "triggerin", count, include_own=True)
-    _file_triggers(state, "filetriggerin", [e.path for e in h.file_entries if not e.is_ghost])
+    _file_triggers(state, "filetriggerin", files)
     if old is not None:
         _erase(state, old, upgrade=True, keep=set(h.files))
     state.warnings += result.warnings

@@ -9,16 +9,18 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-from hybridos.errors import CorruptionError
+from hybridos.errors import CorruptionError, HybridosError
 
 #: Called with (items_done, bytes_done) increments as data arrives.
 ProgressCallback = Callable[[int, int], None]
+#: The caller's handle for one item of :meth:`Fetcher.read_batch`.
+Key = TypeVar("Key")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,39 @@ class Fetcher(ABC):
             return [self.read(u) for u in urls]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self.read, urls))
+
+    def read_batch(self, items: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, bytes]]:
+        """Read many small files: yields ``(key, body)`` for each ``(key, url)`` as it arrives, in any order.
+
+        The first failure is raised from the iteration (``NotFoundError`` for a missing file), with the item's
+        key in its ``key`` attribute, and the rest is abandoned; so is everything when the caller stops iterating. ``items`` is consumed lazily, only as fast
+        as transfers can be started. This default keeps ``max_parallel`` reads in flight on threads; fetchers
+        with a cheaper way to keep many requests going (HTTP pipelining, plain file reads) override it.
+        """
+        workers = max(1, self.options.max_parallel)
+        source = iter(items)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+            running: dict = {}
+            try:
+                while True:
+                    for key, url in source:
+                        running[pool.submit(self.read, url)] = key
+                        if len(running) >= 2 * workers:
+                            break
+                    if not running:
+                        return
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        key = running.pop(fut)
+                        try:
+                            data = fut.result()
+                        except HybridosError as exc:
+                            exc.key = key
+                            raise
+                        yield key, data
+            finally:
+                for fut in running:
+                    fut.cancel()
 
     def close(self) -> None:
         """Release connections and other resources."""

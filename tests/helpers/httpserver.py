@@ -19,7 +19,9 @@ class Faults:
 
     ``drop_after``: path suffix -> bytes to send before closing the connection (once per path unless
     ``drop_always``); ``status``: path suffix -> HTTP status to answer instead of the file;
-    ``tamper``: path suffix -> function that changes the body.
+    ``tamper``: path suffix -> function that changes the body; ``requests_per_connection``: close each
+    connection after that many answers, without announcing it (a keep-alive limit); ``chunked``: send
+    bodies with ``Transfer-Encoding: chunked`` instead of a Content-Length.
     """
 
     drop_after: dict[str, int] = field(default_factory=dict)
@@ -27,6 +29,8 @@ class Faults:
     status: dict[str, int] = field(default_factory=dict)
     tamper: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
+    requests_per_connection: int | None = None
+    chunked: bool = False
 
 
 def _match(table: dict, path: str):
@@ -43,6 +47,7 @@ class StaticServer:
         self.root = Path(root)
         self.faults = Faults()
         self.requests: list[tuple[str, str, int]] = []   # (path, range header or "", status)
+        self.connections = 0   # TCP connections accepted
         self._lock = threading.Lock()
         server = self
 
@@ -52,6 +57,11 @@ class StaticServer:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def _log(self, status: int):
                 with server._lock:
@@ -90,7 +100,11 @@ class StaticServer:
                     status = 206
                 self._log(status)
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body) - start))
+                chunked = server.faults.chunked and not head
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(len(body) - start))
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.send_header("Accept-Ranges", "bytes")
@@ -106,7 +120,19 @@ class StaticServer:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(2)
                     return
-                self.wfile.write(body[start:])
+                if chunked:
+                    data = body[start:]
+                    for i in range(0, len(data), 1000):
+                        piece = data[i:i + 1000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.write(body[start:])
+                limit = server.faults.requests_per_connection
+                self.answered = getattr(self, "answered", 0) + 1
+                if limit is not None and self.answered >= limit:
+                    self.wfile.flush()
+                    self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

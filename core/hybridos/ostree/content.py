@@ -255,17 +255,37 @@ def _write_bare(repo: Repo, fd: int, header: FileHeader, stream: BinaryIO | None
         for chunk in iter_stream(stream):
             h.update(chunk)
             _write_all(fd, chunk)
+    _finish_bare(mode, fd, header)
+    return h.hexdigest()
+
+
+def _finish_bare(mode: str, fd: int, header: FileHeader, bareuser_meta: bytes | None = None) -> None:
+    """Ownership, mode, xattrs and the zero mtime of a bare-mode object file, as its mode stores them."""
     if mode == "bare":
         os.fchown(fd, header.uid, header.gid)
         os.fchmod(fd, header.mode & 0o7777)
         _xattrs_to_fd(fd, header.xattrs)
     elif mode == "bare-user":
-        os.setxattr(fd, BAREUSER_XATTR, serialize_bareuser_meta(header))
+        os.setxattr(fd, BAREUSER_XATTR, bareuser_meta or serialize_bareuser_meta(header))
         os.fchmod(fd, bareuser_ondisk_mode(header.mode) if header.is_regular else 0o644)
     else:
         os.fchmod(fd, header.mode & 0o7777)
     os.utime(fd, ns=(0, 0))
-    return h.hexdigest()
+
+
+def write_verified_regular(repo: Repo, checksum: str, header: FileHeader, body: bytes,
+                           bareuser_meta: bytes | None = None) -> bool:
+    """Store a regular file whose ``checksum`` the caller has verified over ``header`` and ``body`` (held in
+    memory) in a bare mode: one write, then what ``_write_bare`` sets. True when newly placed.
+    ``bareuser_meta``, when given, is ``serialize_bareuser_meta(header)`` computed once by the caller."""
+    check_header_for_mode(repo, header)
+    tmp = TmpObject(repo)
+    try:
+        _write_all(tmp.fd, body)
+        _finish_bare(repo.mode.value, tmp.fd, header, bareuser_meta)
+        return tmp.place(checksum, ObjectType.FILE)
+    finally:
+        tmp.discard()
 
 
 def _write_all(fd: int, data) -> None:

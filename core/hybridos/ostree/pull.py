@@ -6,9 +6,13 @@ The flow for each requested ref:
 2. fetch the commit object and its detached metadata (``.commitmeta``, a 404 is fine), verify the commit's
    checksum, its signature when the remote asks for one and its ref binding, mark it
    ``state/<commit>.commitpartial``, store it; then the same for ``--depth`` parents;
-3. walk dirtree -> (dirmeta, dirtree, content) with at most ``max_parallel`` transfers at once; every object is
-   checked against its checksum by the store before it becomes visible; objects already present are not fetched
-   (dirtrees already present are read locally, so a pull interrupted halfway resumes where it stopped);
+3. fetch the dirtrees and dirmetas a tree level at a time, each level as one batch (``Fetcher.read_batch``:
+   pipelined over HTTP); then every content object they name that the repository lacks, as one batch, split
+   over forked worker processes when there are many (checking and storing is CPU work that threads could
+   not share under the GIL). Every object is checked against its checksum before it becomes visible;
+   objects already present are not fetched (dirtrees already present are read locally, so a pull
+   interrupted halfway resumes where it stopped). From a local archive repository into an archive one, each
+   object file is read once, checked and hardlinked (``ostree pull-local`` without its trust shortcut);
 4. sync the file system, drop the ``commitpartial`` markers and only then move ``refs/remotes/REMOTE/REF``.
 """
 
@@ -18,11 +22,10 @@ import configparser
 import contextlib
 import hashlib
 import os
+import signal
 import stat
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -53,6 +56,7 @@ from hybridos.ostree.objects import (
     ObjectType,
     Summary,
     is_checksum,
+    serialize_bareuser_meta,
     sha256_hex,
     split_sized,
 )
@@ -62,9 +66,8 @@ from hybridos.util.atomic import atomic_write
 
 _METADATA_PARSERS = {ObjectType.DIR_TREE: DirTree.parse, ObjectType.DIR_META: DirMeta.parse}
 
-#: Local content objects handed to one task, and the number of workers for local sources.
-ADOPT_BATCH = 32
-LOCAL_PARALLEL = 2
+#: Content objects per worker process below which a pull stores everything in its own process.
+PARALLEL_MIN_OBJECTS = 2000
 
 _EXT = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree", ObjectType.DIR_META: "dirmeta",
         ObjectType.COMMIT: "commit", ObjectType.COMMIT_META: "commitmeta"}
@@ -108,20 +111,22 @@ def parse_remote_mode(config_text: str) -> str | None:
 
 
 class _Transfer:
-    """Fetches and stores objects with bounded parallelism; remembers what it already claimed."""
+    """Fetches and stores the objects of one pull; remembers what it already has.
 
-    def __init__(self, repo: Repo, fetcher: Fetcher, base: str, source: str, max_parallel: int,
-                 progress=None):
+    Metadata (dirtree, dirmeta) is fetched a tree level at a time, each level as one batch; then the content
+    objects the trees name and the repository lacks, as one batch (split over forked worker processes when
+    there are many: checking and storing them is CPU work that threads could not share under the GIL).
+    """
+
+    def __init__(self, repo: Repo, fetcher: Fetcher, base: str, source: str, progress=None,
+                 new_fetcher: Callable[[], Fetcher] | None = None, workers: int = 1):
         self.repo = repo
         self.fetcher = fetcher
+        self.new_fetcher = new_fetcher
+        self.workers = workers
         self.base = base
         self.source = source
         self.progress = progress
-        self.pool = ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="pull")
-        self.lock = threading.Lock()
-        self.idle = threading.Condition(self.lock)
-        self.pending = 0
-        self.error: BaseException | None = None
         self.claimed: set[tuple[str, ObjectType]] = set()
         self.claimed_files: set[str] = set()
         self.content_ext = "filez" if repo.mode.is_archive else "file"
@@ -142,21 +147,14 @@ class _Transfer:
     # -- fetching --------------------------------------------------------------------------------
 
     def fetch(self, checksum: str, otype: ObjectType) -> bytes:
+        """One object by itself (commits and their detached metadata)."""
         url = object_url(self.base, checksum, otype)
         try:
             data = self.fetcher.read(url)
         except NotFoundError:
             raise NotFoundError(f"{_EXT[otype]} object {checksum} is missing on {self.source} ({url})") from None
-        with self.lock:
-            if otype in (ObjectType.COMMIT, ObjectType.COMMIT_META):   # fetched directly, not as tasks
-                self._expect(1)
-            self.bytes += len(data)
-            if otype is ObjectType.FILE:
-                self.content_objects += 1
-            else:
-                self.metadata_objects += 1
-        if self.progress is not None:
-            self.progress.advance(1, len(data))
+        self._expect(1)
+        self._count(otype, len(data))
         return data
 
     def fetch_optional(self, checksum: str, otype: ObjectType) -> bytes | None:
@@ -165,142 +163,162 @@ class _Transfer:
         except NotFoundError:
             return None
 
+    def _fetch_batch(self, wanted: list[tuple[str, ObjectType]]):
+        """Yield ``((checksum, otype), bytes)`` for every wanted object, in the order they arrive."""
+        items = (((c, t), object_url(self.base, c, t)) for c, t in wanted)
+        try:
+            for key, data in self.fetcher.read_batch(items):
+                self._count(key[1], len(data))
+                yield key, data
+        except NotFoundError as exc:
+            key = getattr(exc, "key", None)
+            if key is None:
+                raise
+            url = object_url(self.base, *key)
+            raise NotFoundError(f"{_EXT[key[1]]} object {key[0]} is missing on {self.source} ({url})") from None
+
+    def _count(self, otype: ObjectType, nbytes: int) -> None:
+        self.bytes += nbytes
+        if otype is ObjectType.FILE:
+            self.content_objects += 1
+        else:
+            self.metadata_objects += 1
+        if self.progress is not None:
+            self.progress.advance(1, nbytes)
+
+    def _expect(self, objects: int) -> None:
+        """Count objects to come into the progress total."""
+        self.scheduled += objects
+        if self.progress is not None:
+            self.progress.total_items = self.scheduled
+
     def _corrupt(self, exc: HybridosError, checksum: str, otype: ObjectType) -> CorruptionError:
         url = object_url(self.base, checksum, otype)
         msg = exc.message if checksum in exc.message else f"{_EXT[otype]} object {checksum}: {exc.message}"
         return CorruptionError(f"{msg} (fetched from {url}); the pull was stopped, no ref was changed")
 
-    # -- scheduling ------------------------------------------------------------------------------
-
-    def _claim(self, checksum: str, otype: ObjectType) -> bool:
-        key = (checksum, otype)
-        with self.lock:
-            if key in self.claimed:
-                return False
-            self.claimed.add(key)
-            return True
-
-    def _submit(self, fn: Callable, *args, objects: int = 1) -> None:
-        """Run ``fn(*args)`` on the pool; ``objects`` is how many objects it will deliver (for progress)."""
-        with self.lock:
-            if self.error is not None:
-                return
-            self.pending += 1
-            self._expect(objects)
-        self.pool.submit(self._run, fn, args)
-
-    def _expect(self, objects: int) -> None:
-        """Count objects to come into the progress total (lock held)."""
-        self.scheduled += objects
-        if self.progress is not None:
-            self.progress.total_items = self.scheduled
-
-    def _run(self, fn: Callable, args) -> None:
-        try:
-            with self.lock:
-                if self.error is not None:
-                    return
-            fn(*args)
-        except BaseException as exc:
-            with self.lock:
-                if self.error is None:
-                    self.error = exc
-        finally:
-            with self.lock:
-                self.pending -= 1
-                if self.pending == 0:
-                    self.idle.notify_all()
-
-    def wait(self) -> None:
-        with self.lock:
-            while self.pending:
-                self.idle.wait()
-            if self.error is not None:
-                raise self.error
-
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
         if self.proc_fds is not None:
             os.close(self.proc_fds)
             self.proc_fds = None
 
-    # -- objects ---------------------------------------------------------------------------------
+    # -- metadata --------------------------------------------------------------------------------
 
-    def want_tree(self, tree: str, meta: str) -> None:
-        """Make sure a directory (its dirmeta, dirtree and everything below) is present."""
-        if self._claim(meta, ObjectType.DIR_META) and not self.repo.has_object(meta, ObjectType.DIR_META):
-            self._submit(self._get_metadata, meta, ObjectType.DIR_META)
-        if self._claim(tree, ObjectType.DIR_TREE):
-            self._submit(self._get_dirtree, tree)
-
-    def _get_metadata(self, checksum: str, otype: ObjectType):
-        """Fetch a dirtree or dirmeta, check its checksum and form, store it; returns the parsed object."""
-        data = self.fetch(checksum, otype)
-        try:
-            got = hashlib.sha256(data).hexdigest()
-            if got != checksum:
-                raise CorruptionError(f"{_EXT[otype]} object {checksum} is corrupt: its bytes hash to {got}")
-            parsed = _METADATA_PARSERS[otype](data)
-        except FormatError as exc:
-            raise self._corrupt(CorruptionError(f"{_EXT[otype]} object {checksum} is malformed: {exc}"),
-                                checksum, otype) from None
-        except CorruptionError as exc:
-            raise self._corrupt(exc, checksum, otype) from None
-        store_checked_object(self.repo, checksum, otype, data)
-        return parsed
-
-    def _get_dirtree(self, checksum: str) -> None:
-        if self.repo.has_object(checksum, ObjectType.DIR_TREE):
-            tree = self.repo.load_dirtree(checksum)   # from an earlier, interrupted pull
-            if self.progress is not None:
-                self.progress.advance(1, 0)
-        else:
-            tree = self._get_metadata(checksum, ObjectType.DIR_TREE)
-        # The per-object hot path: plain strings and one lock round per directory.
-        prefix, ext = self.repo.objects_dir, self.content_ext
-        with self.lock:
+    def pull_trees(self, roots: Sequence[tuple[str, str]]) -> list[str]:
+        """Make every dirtree and dirmeta below ``roots`` ((dirtree, dirmeta) pairs) present, a level at a
+        time; returns the content objects they name that the repository lacks (each once)."""
+        repo = self.repo
+        prefix, ext = repo.objects_dir, self.content_ext
+        # objects/XX directories that do not exist yet hold no content object (a new repository has none):
+        # no need to look for each file there
+        empty = {f"{i:02x}" for i in range(256)} - set(_listdir(prefix))
+        missing_files: list[str] = []
+        level = list(roots)
+        while level:
+            wanted: list[tuple[str, ObjectType]] = []
+            trees: list[DirTree] = []
+            for tree, meta in level:
+                if (meta, ObjectType.DIR_META) not in self.claimed:
+                    self.claimed.add((meta, ObjectType.DIR_META))
+                    if not repo.has_object(meta, ObjectType.DIR_META):
+                        wanted.append((meta, ObjectType.DIR_META))
+                if (tree, ObjectType.DIR_TREE) not in self.claimed:
+                    self.claimed.add((tree, ObjectType.DIR_TREE))
+                    if repo.has_object(tree, ObjectType.DIR_TREE):
+                        trees.append(repo.load_dirtree(tree))   # from an earlier, interrupted pull
+                    else:
+                        wanted.append((tree, ObjectType.DIR_TREE))
+            self._expect(len(wanted))
+            for (_checksum, otype), parsed in self._fetch_metadata(wanted):
+                if otype is ObjectType.DIR_TREE:
+                    trees.append(parsed)
+            level = []
             claimed = self.claimed_files
-            new = [c for _name, c in tree.files if c not in claimed]
-            claimed.update(new)
-        missing = [c for c in new if not os.path.lexists(f"{prefix}/{c[:2]}/{c[2:]}.{ext}")]
-        if self.adopt_files:
-            # Local files are cheap to get: hand them out in batches to save a task per object.
-            for i in range(0, len(missing), ADOPT_BATCH):
-                batch = missing[i:i + ADOPT_BATCH]
-                self._submit(self._adopt_batch, batch, objects=len(batch))
-        else:
-            for file_csum in missing:
-                self._submit(self._get_content, file_csum)
-        for _name, sub_tree, sub_meta in tree.dirs:
-            self.want_tree(sub_tree, sub_meta)
+            for tree in trees:
+                for _name, c in tree.files:
+                    if c not in claimed:
+                        claimed.add(c)
+                        if c[:2] in empty or not os.path.lexists(f"{prefix}/{c[:2]}/{c[2:]}.{ext}"):
+                            missing_files.append(c)
+                level.extend((sub_tree, sub_meta) for _name, sub_tree, sub_meta in tree.dirs)
+        return missing_files
 
-    def _get_content(self, checksum: str) -> None:
-        data = self.fetch(checksum, ObjectType.FILE)
+    def _check_metadata(self, checksum: str, otype: ObjectType, data: bytes):
+        """Check a fetched dirtree or dirmeta against its checksum and form; return it parsed."""
+        got = hashlib.sha256(data).hexdigest()
+        if got != checksum:
+            raise CorruptionError(f"{_EXT[otype]} object {checksum} is corrupt: its bytes hash to {got}")
         try:
-            if self.repo.mode.is_archive:
-                verify_filez_bytes(data, checksum)
-                store_verified_filez(self.repo, checksum, data)
-            else:   # unpacked into the bare layout by the store, which checks while it writes
-                self.repo.write_archive_filez(checksum, data)
-        except (CorruptionError, FormatError) as exc:
-            raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+            return _METADATA_PARSERS[otype](data)
+        except FormatError as exc:
+            raise CorruptionError(f"{_EXT[otype]} object {checksum} is malformed: {exc}") from None
 
-    def _adopt_batch(self, checksums: list[str]) -> None:
-        for checksum in checksums:
-            if self.error is not None:
-                return
-            self._adopt_content(checksum)
+    def _fetch_metadata(self, wanted: list[tuple[str, ObjectType]]):
+        """Yield ``((checksum, otype), parsed)`` for each wanted dirtree or dirmeta, checked and stored."""
+        if self.adopt_files:
+            for checksum, otype in wanted:
+                yield (checksum, otype), self._adopt(
+                    checksum, otype, lambda data, c=checksum, t=otype: self._check_metadata(c, t, data))
+            return
+        for (checksum, otype), data in self._fetch_batch(wanted):
+            try:
+                parsed = self._check_metadata(checksum, otype, data)
+            except CorruptionError as exc:
+                raise self._corrupt(exc, checksum, otype) from None
+            store_checked_object(self.repo, checksum, otype, data)
+            yield (checksum, otype), parsed
+
+    # -- content ---------------------------------------------------------------------------------
+
+    def pull_content(self, checksums: list[str]) -> None:
+        """Make the content objects ``checksums`` present (checked before they become visible)."""
+        self._expect(len(checksums))
+        workers = min(self.workers, max(1, len(checksums) // PARALLEL_MIN_OBJECTS))
+        if workers > 1 and self.new_fetcher is not None and hasattr(os, "fork"):
+            _run_forked(self, [checksums[i::workers] for i in range(workers)])
+        else:
+            self.store_content(checksums)
+
+    def store_content(self, checksums: Sequence[str]) -> None:
+        if self.adopt_files:
+            for checksum in checksums:
+                self._adopt_content(checksum)
+            return
+        store = self._store_filez if self.repo.mode.is_archive else self._store_unpacked
+        for (checksum, _otype), data in self._fetch_batch([(c, ObjectType.FILE) for c in checksums]):
+            try:
+                store(checksum, data)
+            except (CorruptionError, FormatError) as exc:
+                raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+
+    def _store_filez(self, checksum: str, data: bytes) -> None:
+        verify_filez_bytes(data, checksum)
+        store_verified_filez(self.repo, checksum, data)
+
+    def _store_unpacked(self, checksum: str, data: bytes) -> None:
+        """bare, bare-user, bare-user-only: regular files in one piece; symlinks by the store's general path."""
+        hit, body = _check_filez(data, checksum)
+        if hit.header.is_symlink:
+            self.repo.write_archive_filez(checksum, data)
+            return
+        meta = hit.bareuser_meta if self.repo.mode.value == "bare-user" else None
+        _content.write_verified_regular(self.repo, checksum, hit.header, body, meta)
 
     def _adopt_content(self, checksum: str) -> None:
-        """Local archive -> archive, like ``ostree pull-local``: read the source ``.filez`` once, check it, and
-        hardlink that very inode (through its open descriptor) into ``objects/`` when only we or root can
-        change it; else write the checked bytes. Nothing unchecked is ever visible."""
-        src = f"{self.local_base}/objects/{checksum[:2]}/{checksum[2:]}.filez"
-        url = object_url(self.base, checksum, ObjectType.FILE)
+        self._adopt(checksum, ObjectType.FILE, lambda data: verify_filez_bytes(data, checksum))
+
+    def _adopt(self, checksum: str, otype: ObjectType, check: Callable[[bytes], object]):
+        """Local archive -> archive, like ``ostree pull-local``: read the source object once, ``check`` it
+        (returns what ``check`` returns), and hardlink that very inode (through its open descriptor) into
+        ``objects/`` when only we or root can change it; else write the checked bytes. Nothing unchecked
+        is ever visible."""
+        ext = _EXT[otype]
+        src = f"{self.local_base}/objects/{checksum[:2]}/{checksum[2:]}.{ext}"
+        url = object_url(self.base, checksum, otype)
         try:
             fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
-            raise NotFoundError(f"filez object {checksum} is missing on {self.source} ({url})") from None
+            raise NotFoundError(f"{ext} object {checksum} is missing on {self.source} ({url})") from None
         except OSError as exc:
             raise FetchError(f"{url}: {exc.strerror}") from None
         try:
@@ -308,25 +326,22 @@ class _Transfer:
             if not stat.S_ISREG(st.st_mode):
                 raise FetchError(f"{url}: not a regular file")
             data = _read_fd(fd, st.st_size)
-            with self.lock:
-                self.bytes += len(data)
-                self.content_objects += 1
-            if self.progress is not None:
-                self.progress.advance(1, len(data))
+            self._count(otype, len(data))
             try:
-                verify_filez_bytes(data, checksum)
-            except CorruptionError as exc:
-                raise self._corrupt(exc, checksum, ObjectType.FILE) from None
-            if st.st_uid in self.trusted_owners and not st.st_mode & 0o022 and self._link_fd(fd, checksum):
-                return
+                parsed = check(data)
+            except (CorruptionError, FormatError) as exc:
+                raise self._corrupt(exc, checksum, otype) from None
+            if st.st_uid in self.trusted_owners and not st.st_mode & 0o022 and self._link_fd(fd, checksum, ext):
+                return parsed
         finally:
             os.close(fd)
-        store_verified_filez(self.repo, checksum, data)
+        store_checked_object(self.repo, checksum, otype, data)
+        return parsed
 
-    def _link_fd(self, fd: int, checksum: str) -> bool:
+    def _link_fd(self, fd: int, checksum: str, ext: str) -> bool:
         if self.proc_fds is None:
             return False
-        dest = f"{self.repo.objects_dir}/{checksum[:2]}/{checksum[2:]}.filez"
+        dest = f"{self.repo.objects_dir}/{checksum[:2]}/{checksum[2:]}.{ext}"
         for _ in range(2):
             try:
                 # linkat(/proc/self/fd/N, AT_SYMLINK_FOLLOW): the inode we read, whatever the path holds now
@@ -339,6 +354,143 @@ class _Transfer:
             except OSError:
                 return False  # another file system, no /proc, or links not allowed: write the bytes
         return False
+
+
+# -- worker processes ------------------------------------------------------------------------------------
+
+class _PipeProgress:
+    """A worker's progress, sent to the parent as ``items bytes`` lines, at most ~20 times a second."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.items = self.bytes = 0
+        self.sent = time.monotonic()
+        self.total_items = None
+
+    def advance(self, items: int = 0, nbytes: int = 0) -> None:
+        self.items += items
+        self.bytes += nbytes
+        now = time.monotonic()
+        if now - self.sent >= 0.05:
+            self.flush()
+            self.sent = now
+
+    def flush(self) -> None:
+        if self.items or self.bytes:
+            os.write(self.fd, f"p {self.items} {self.bytes}\n".encode())
+            self.items = self.bytes = 0
+
+
+def _worker_main(transfer: _Transfer, shard: list[str], fd: int) -> int:
+    """In a forked child: store ``shard`` with a fetcher of its own; report progress, counts or the error."""
+    progress = _PipeProgress(fd)
+    transfer.progress = progress
+    transfer.fetcher = transfer.new_fetcher()
+    if transfer.proc_fds is not None:
+        # it names the parent's /proc/PID/fd: linking "N" through it would take the parent's file N
+        os.close(transfer.proc_fds)
+        transfer.proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    transfer.content_objects = transfer.bytes = 0
+    try:
+        with transfer.fetcher:
+            transfer.store_content(shard)
+        progress.flush()
+        os.write(fd, f"d {transfer.content_objects} {transfer.bytes}\n".encode())
+        return 0
+    except HybridosError as exc:
+        progress.flush()
+        message = exc.message.replace("\n", " ")
+        os.write(fd, f"e {type(exc).__name__} {message}\n".encode("utf-8", "replace"))
+        return 1
+    except BaseException as exc:   # noqa: BLE001 - reported to the parent, which raises it
+        os.write(fd, f"e InternalError {type(exc).__name__}: {exc}\n".encode("utf-8", "replace"))
+        return 1
+
+
+def _run_forked(transfer: _Transfer, shards: list[list[str]]) -> None:
+    """Store each shard in a forked child process; forward progress; raise the first child's error."""
+    children: dict[int, int] = {}   # read fd -> pid, until reaped
+    try:
+        for shard in shards:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:   # the child: never returns into the caller's code
+                code = 1
+                try:
+                    os.close(r)
+                    code = _worker_main(transfer, shard, w)
+                finally:
+                    os._exit(code)
+            os.close(w)
+            children[r] = pid
+        failure = _follow_workers(transfer, children)
+        statuses = [os.waitpid(pid, 0)[1] for pid in children.values()]
+        for r in children:
+            os.close(r)
+        children.clear()
+        if failure is not None:
+            raise failure
+        if any(os.waitstatus_to_exitcode(s) for s in statuses):
+            raise HybridosError("a pull worker process died; the pull was stopped, no ref was changed")
+    finally:
+        for r, pid in children.items():   # interrupted (Ctrl-C...): stop and reap the workers
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            os.close(r)
+
+
+def _follow_workers(transfer: _Transfer, children: dict[int, int]) -> HybridosError | None:
+    """Read the workers' reports until all pipes close: progress is forwarded, counts added up; the first
+    error is returned (and the other workers are told to stop)."""
+    import selectors
+
+    from hybridos import errors as _errors
+
+    failure: HybridosError | None = None
+    buffers = dict.fromkeys(children, b"")
+    with selectors.DefaultSelector() as sel:
+        for r in children:
+            sel.register(r, selectors.EVENT_READ)
+        while buffers:
+            for key, _ in sel.select():
+                r = key.fd
+                data = os.read(r, 1 << 16)
+                if not data:
+                    sel.unregister(r)
+                    del buffers[r]
+                    continue
+                *lines, buffers[r] = (buffers[r] + data).split(b"\n")
+                for line in lines:
+                    kind, _, rest = line.decode("utf-8", "replace").partition(" ")
+                    if kind == "p":
+                        items, nbytes = map(int, rest.split())
+                        if transfer.progress is not None:
+                            transfer.progress.advance(items, nbytes)
+                    elif kind == "d":
+                        items, nbytes = map(int, rest.split())
+                        transfer.content_objects += items
+                        transfer.bytes += nbytes
+                    elif kind == "e" and failure is None:
+                        name, _, message = rest.partition(" ")
+                        cls = getattr(_errors, name, None)
+                        if not (isinstance(cls, type) and issubclass(cls, HybridosError)):
+                            cls = HybridosError
+                            message = f"internal error in a pull worker: {message}"
+                        failure = cls(message)
+                        for other, pid in children.items():   # the pull failed: the others stop now
+                            if other != r:
+                                with contextlib.suppress(ProcessLookupError):
+                                    os.kill(pid, signal.SIGTERM)
+    return failure
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 def _read_fd(fd: int, size: int) -> bytes:
@@ -359,20 +511,38 @@ def _local_path(url: str) -> str:
     return os.path.abspath(url)
 
 
+class _HeaderInfo:
+    """What a ``.filez`` header says, parsed and checked once: the header (with the size of the first file
+    seen), whether it is a symlink, the content-checksum prefix and, lazily, its bare-user metadata."""
+
+    __slots__ = ("header", "is_symlink", "prefix", "_bareuser_meta")
+
+    def __init__(self, header: FileHeader):
+        self.header = header
+        self.is_symlink = header.is_symlink
+        self.prefix = header.checksum_prefix()
+        self._bareuser_meta: bytes | None = None
+
+    @property
+    def bareuser_meta(self) -> bytes:
+        if self._bareuser_meta is None:
+            self._bareuser_meta = serialize_bareuser_meta(self.header)
+        return self._bareuser_meta
+
+
 class _HeaderCache:
     """Parsed ``.filez`` headers keyed by their bytes after the size field.
 
     Most files of a tree share ownership, mode and xattrs, so their zlib headers differ only in the leading
-    big-endian size (a fixed 8 bytes, any value valid). The rest is parsed and checked once; what is cached is
-    (is_symlink, the content-checksum prefix).
+    big-endian size (a fixed 8 bytes, any value valid). The rest is parsed and checked once.
     """
 
     def __init__(self, limit: int = 4096):
         self.limit = limit
-        self.entries: dict[bytes, tuple[bool, bytes]] = {}
+        self.entries: dict[bytes, _HeaderInfo] = {}
 
-    def lookup(self, hdr: bytes, checksum: str) -> tuple[int, bool, bytes]:
-        """(file size, is_symlink, checksum prefix) for a zlib header."""
+    def lookup(self, hdr: bytes, checksum: str) -> tuple[int, _HeaderInfo]:
+        """(file size, header info) for a zlib header."""
         if len(hdr) < 8:
             raise CorruptionError(f"content object {checksum}: truncated header")
         key = hdr[8:]
@@ -382,10 +552,10 @@ class _HeaderCache:
                 header = FileHeader.parse_zlib(hdr)
             except FormatError as exc:
                 raise CorruptionError(f"content object {checksum}: {exc}") from None
-            hit = (header.is_symlink, header.checksum_prefix())
+            hit = _HeaderInfo(header)
             if len(self.entries) < self.limit:
                 self.entries[key] = hit
-        return int.from_bytes(hdr[:8], "big"), hit[0], hit[1]
+        return int.from_bytes(hdr[:8], "big"), hit
 
 
 _headers = _HeaderCache()
@@ -393,13 +563,18 @@ _headers = _HeaderCache()
 
 def verify_filez_bytes(data: bytes, checksum: str) -> None:
     """Check a whole ``.filez`` held in memory (the one-shot form of the store's streaming check)."""
+    _check_filez(data, checksum)
+
+
+def _check_filez(data: bytes, checksum: str) -> tuple[_HeaderInfo, bytes]:
+    """Check a whole ``.filez``; returns its header and inflated data (empty for symlinks)."""
     try:
         hdr, offset = split_sized(data, f"content object {checksum}")
     except FormatError as exc:
         raise CorruptionError(f"content object {checksum}: {exc}") from None
-    size, is_symlink, prefix = _headers.lookup(hdr, checksum)
+    size, hit = _headers.lookup(hdr, checksum)
     body = b""
-    if is_symlink:
+    if hit.is_symlink:
         if len(data) != offset:
             raise CorruptionError(f"content object {checksum}: symlink with data")
     else:
@@ -410,10 +585,11 @@ def verify_filez_bytes(data: bytes, checksum: str) -> None:
             raise CorruptionError(f"content object {checksum}: bad compressed data ({exc})") from None
         if not d.eof or d.unused_data or d.unconsumed_tail or len(body) != size:
             raise CorruptionError(f"content object {checksum}: compressed data does not match its header")
-    h = hashlib.sha256(prefix)
+    h = hashlib.sha256(hit.prefix)
     h.update(body)
     if h.hexdigest() != checksum:
         raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {h.hexdigest()}")
+    return hit, body
 
 
 def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:
@@ -431,14 +607,15 @@ def store_checked_object(repo: Repo, checksum: str, otype: ObjectType, data: byt
 class Puller:
     """One pull from one remote into one repository."""
 
-    def __init__(self, repo: Repo, remote: _remotes.Remote, fetcher: Fetcher, *, max_parallel: int = 8,
-                 progress=None, url: str | None = None):
+    def __init__(self, repo: Repo, remote: _remotes.Remote, fetcher: Fetcher, *, progress=None,
+                 url: str | None = None, new_fetcher: Callable[[], Fetcher] | None = None, workers: int = 1):
         self.repo = repo
         self.remote = remote
         self.fetcher = fetcher
+        self.new_fetcher = new_fetcher
+        self.workers = workers
         self.base = (url or remote.url).rstrip("/")
         self.source = f'remote "{remote.name}"'
-        self.max_parallel = max_parallel
         self.progress = progress
         self.summary: Summary | None = None
         self.summary_bytes: bytes | None = None
@@ -556,7 +733,8 @@ class Puller:
     def pull_commits(self, wanted: Sequence[tuple[str | None, str]], *, depth: int = 0,
                      commit_metadata_only: bool = False) -> tuple[list[str], _Transfer]:
         """Fetch ``(ref, commit)`` pairs with ``depth`` parents; returns the commits made complete."""
-        transfer = _Transfer(self.repo, self.fetcher, self.base, self.source, self.max_parallel, self.progress)
+        transfer = _Transfer(self.repo, self.fetcher, self.base, self.source, self.progress,
+                             new_fetcher=self.new_fetcher, workers=self.workers)
         completed: list[str] = []
         try:
             chains: list[tuple[str, Commit]] = []
@@ -573,9 +751,8 @@ class Puller:
             if commit_metadata_only:
                 return [], transfer
             todo = [(c, p) for c, p in dict(chains).items() if self.repo.commit_is_partial(c)]
-            for _commit, parsed in todo:
-                transfer.want_tree(parsed.root_tree, parsed.root_meta)
-            transfer.wait()
+            missing = transfer.pull_trees([(p.root_tree, p.root_meta) for _c, p in todo])
+            transfer.pull_content(missing)
             if todo:
                 self.repo.sync()
             for commit, _ in todo:
@@ -585,6 +762,15 @@ class Puller:
         finally:
             transfer.close()
         return completed, transfer
+
+
+def pull_workers() -> int:
+    """Worker processes for the content of a large pull: one per CPU the process may use, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):   # pragma: no cover
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
 
 
 def _wanted_refs(puller: Puller, refs: Sequence[str], mirror: bool) -> list[str]:
@@ -619,11 +805,8 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
         registry = get_registry()
     fetcher = registry.fetcher_for(url or remote.url, options)
     with fetcher:
-        parallel = options.max_parallel
-        if urlsplit(url or remote.url).scheme in ("", "file"):
-            # Local reads hardly wait: more threads would mostly fight over the GIL.
-            parallel = min(parallel, LOCAL_PARALLEL)
-        puller = Puller(repo, remote, fetcher, max_parallel=parallel, progress=progress, url=url)
+        puller = Puller(repo, remote, fetcher, progress=progress, url=url, workers=pull_workers(),
+                        new_fetcher=lambda: registry.fetcher_for(url or remote.url, options))
         puller.load_remote()
         names = _wanted_refs(puller, refs, mirror)
         wanted: list[tuple[str | None, str]] = []

@@ -12,7 +12,10 @@ Behaviour:
   retried ``retries`` times with exponential backoff and jitter; a body cut short resumes with ``Range``;
 - a real 404 (or 410) raises ``NotFoundError`` at once, never retried; other failures raise ``FetchError``;
 - downloads land in ``dest.part`` (resumed across calls), are checked against ``sha256`` and only then renamed;
-- proxies come from ``http_proxy``/``https_proxy``/``all_proxy``/``no_proxy`` (either case), as curl reads them.
+- proxies come from ``http_proxy``/``https_proxy``/``all_proxy``/``no_proxy`` (either case), as curl reads them;
+- ``read_batch`` (an OSTree pull's tens of thousands of small objects) pipelines requests on a few connections
+  from one thread (``pipeline.py``) for plain ``http://`` without a proxy; HTTPS and proxied URLs keep
+  ``max_parallel`` requests in flight on threads.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,13 +36,16 @@ import urllib3
 
 from hybridos import __version__
 from hybridos.errors import CorruptionError, FetchError, NotFoundError
-from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions, ProgressCallback
+from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions, Key, ProgressCallback
+from hybridos_repo_http.pipeline import PipelinedReader
 
 #: Statuses worth asking again: the server or a middlebox may recover.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CHUNK = 1 << 16
 #: Bodies up to this size are read in one piece (a cut-off one is fetched again whole, not resumed).
 SMALL_BODY = 1 << 18
+#: Connections a pipelined batch uses (each with up to ``pipeline.PipelinedReader.depth`` requests waiting).
+PIPELINED_CONNECTIONS = 2
 
 
 class _Transient(Exception):
@@ -203,8 +209,14 @@ class HttpFetcher(Fetcher):
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, url: str) -> bytes:
+        return self.read_from(url, b"")
+
+    def read_from(self, url: str, partial: bytes) -> bytes:
+        """The whole body of ``url`` when its first ``len(partial)`` bytes are ``partial`` (a transfer cut off
+        earlier): the rest is asked for with a Range request."""
         buf = _MemorySink()
-        first = True
+        buf.data += partial
+        first = not partial
         whole: bytes | None = None
 
         def attempt():
@@ -233,6 +245,21 @@ class HttpFetcher(Fetcher):
                 raise _Transient(f"{url}: range not satisfiable") from None
         self._with_retries(url, attempt)
         return whole if whole is not None else bytes(buf.data)
+
+    def read_batch(self, items: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, bytes]]:
+        source = iter(items)
+        first = next(source, None)
+        if first is None:
+            return
+        url = first[1]
+        rest = _chain(first, source)
+        if urlsplit(url).scheme != "http" or (self.proxies and _proxy_for(url, self.proxies)):
+            yield from super().read_batch(rest)
+            return
+        reader = PipelinedReader(url, fallback=self.read, resume=self.read_from, user_agent=f"hybridos/{__version__}",
+                                 timeout=self.options.timeout, retries=self.options.retries,
+                                 connections=min(self.options.max_parallel, PIPELINED_CONNECTIONS))
+        yield from reader.read_batch(rest)
 
     # -- downloading -----------------------------------------------------------------------------
 
@@ -300,6 +327,11 @@ class HttpFetcher(Fetcher):
                     mgr.clear()
             self._direct = None
             self._by_proxy.clear()
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 class _RangeNotSatisfiable(Exception):

@@ -1,0 +1,89 @@
+"""Large pulls store content in forked worker processes: the same results, errors and guarantees as one
+process. Forced here on small repositories by lowering the per-worker threshold."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hybridos.errors import CorruptionError, NotFoundError
+from hybridos.ostree import pull as pull_mod
+from hybridos.ostree.objects import ObjectType
+from hybridos.ostree.pull import pull
+from tests.pull import test_pull
+from tests.pull.helpers import ls_tree, make_tree, ostree_repo
+from tests.pull.test_pull import FAST, fsck, local_repo
+
+upstream = test_pull.upstream   # the same fixture: ostree's repository with two commits, served over HTTP
+
+
+@pytest.fixture(autouse=True)
+def two_workers(monkeypatch):
+    monkeypatch.setattr(pull_mod, "PARALLEL_MIN_OBJECTS", 4)
+    monkeypatch.setattr(pull_mod, "pull_workers", lambda: 2)
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork():
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+    monkeypatch.setattr(os, "fork", counting_fork)
+    return forks
+
+
+@pytest.mark.parametrize("mode", ["archive", "bare-user"])
+def test_http_pull_with_workers(upstream, tmp_path, mode, two_workers):
+    repo = local_repo(tmp_path / "local", mode, upstream.url)
+    result = pull(repo, "origin", ["main"], fetch_options=FAST)
+    assert len(two_workers) == 2
+    expected = sum(1 for p in (upstream.repo / "objects").rglob("*.filez"))
+    second = upstream.commits[1]
+    assert result.refs == {"main": second}
+    # the workers' counts reach the result (objects of the second commit only: depth 0)
+    assert 0 < result.content_objects <= expected
+    fsck(repo.path)
+    assert ls_tree(repo.path, "origin:main") == ls_tree(upstream.repo, "main")
+
+
+def test_local_pull_with_workers_links_checked_source_files(tmp_path, two_workers):
+    src = tmp_path / "src"
+    ostree_repo(src, make_tree(tmp_path / "tree", big=50_000))
+    repo = local_repo(tmp_path / "local", "archive", f"file://{src}")
+    pull(repo, "origin", ["main"])
+    assert len(two_workers) == 2
+    fsck(repo.path)
+    assert ls_tree(repo.path, "origin:main") == ls_tree(src, "main")
+    # every content object is the very inode of the source (a worker links the file it checked, through
+    # its own /proc/self/fd: the parent's descriptor numbers mean nothing there)
+    for obj in (src / "objects").rglob("*.filez"):
+        mine = repo.path / "objects" / obj.parent.name / obj.name
+        assert os.stat(mine).st_ino == os.stat(obj).st_ino, obj.name
+
+
+def test_tampered_object_in_a_worker_stops_the_pull(upstream, tmp_path):
+    repo = local_repo(tmp_path / "local", "archive", upstream.url)
+    big = next(p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000)
+    name = big.parent.name + big.name[:-len(".filez")]
+    upstream.faults.tamper[big.name] = lambda b: b[:-10] + bytes(10)
+    with pytest.raises(CorruptionError, match=f"content object {name}.*corrupt"):
+        pull(repo, "origin", ["main"], fetch_options=FAST)
+    assert repo.resolve_rev("origin:main", allow_missing=True) is None
+    assert not repo.has_object(name, ObjectType.FILE)
+    assert not list((repo.path / "tmp").iterdir())
+    upstream.faults.tamper.clear()
+    pull(repo, "origin", ["main"], fetch_options=FAST)
+    fsck(repo.path)
+
+
+def test_missing_object_in_a_worker_is_named(upstream, tmp_path):
+    repo = local_repo(tmp_path / "local", "bare-user", upstream.url)
+    victim = next(p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000)
+    name = victim.parent.name + victim.name[:-len(".filez")]
+    upstream.faults.status[victim.name] = 404
+    with pytest.raises(NotFoundError, match=f"filez object {name} is missing"):
+        pull(repo, "origin", ["main"], fetch_options=FAST)
+    assert repo.resolve_rev("origin:main", allow_missing=True) is None
+    assert repo.commit_is_partial(upstream.commits[1])

@@ -77,9 +77,21 @@ def warm(path: Path) -> None:
                     pass
 
 
-def fresh_repo(path: Path, mode: str, url: str, tool: str) -> None:
+#: Seconds to wait after deleting the previous run's repository: for a few seconds after tens of thousands of
+#: files are deleted, ext4 allocates inodes slowly (``recently_deleted`` in the profile): the next tool to
+#: create files would be charged for its predecessor's deletion.
+SETTLE = 6
+
+
+def remove(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
+        os.sync()
+        time.sleep(SETTLE)
+
+
+def fresh_repo(path: Path, mode: str, url: str, tool: str) -> None:
+    remove(path)
     if tool == "ostree":
         ostree("init", f"--repo={path}", f"--mode={mode}")
         ostree("remote", "add", f"--repo={path}", "--no-gpg-verify", "o", url)
@@ -170,8 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
             for mode in modes:
                 for label, extra in (("pull-local", []), ("pull-local --untrusted", ["--untrusted"])):
                     def prepare_ref(m=mode):
-                        if theirs.exists():
-                            shutil.rmtree(theirs)
+                        remove(theirs)
                         ostree("init", f"--repo={theirs}", f"--mode={m}")
                     cases.append(compare(
                         f"file:// pull vs ostree {label} ({mode})", src,

@@ -6,6 +6,7 @@ import contextlib
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,8 @@ class Faults:
     ``drop_always``); ``status``: path suffix -> HTTP status to answer instead of the file;
     ``tamper``: path suffix -> function that changes the body; ``requests_per_connection``: close each
     connection after that many answers, without announcing it (a keep-alive limit); ``chunked``: send
-    bodies with ``Transfer-Encoding: chunked`` instead of a Content-Length.
+    bodies with ``Transfer-Encoding: chunked`` instead of a Content-Length; ``delay``: path suffix -> seconds to
+    wait before answering.
     """
 
     drop_after: dict[str, int] = field(default_factory=dict)
@@ -30,6 +32,7 @@ class Faults:
     tamper: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
     requests_per_connection: int | None = None
+    delay: dict[str, float] = field(default_factory=dict)
     chunked: bool = False
 
 
@@ -81,6 +84,9 @@ class StaticServer:
                 rel = posixpath.normpath(path).lstrip("/")
                 if rel.startswith(".."):
                     return self._send_status(403)
+                pause = _match(server.faults.delay, path)
+                if pause:
+                    time.sleep(pause)
                 forced = _match(server.faults.status, path)
                 if forced:
                     return self._send_status(forced)

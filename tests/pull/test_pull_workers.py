@@ -4,6 +4,10 @@ process. Forced here on small repositories by lowering the per-worker threshold.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -87,3 +91,39 @@ def test_missing_object_in_a_worker_is_named(upstream, tmp_path):
         pull(repo, "origin", ["main"], fetch_options=FAST)
     assert repo.resolve_rev("origin:main", allow_missing=True) is None
     assert repo.commit_is_partial(upstream.commits[1])
+
+
+def test_interrupted_pull_leaves_no_worker_behind(upstream, tmp_path):
+    """Ctrl-C while workers fetch: the command stops, no worker survives it, no ref moves; the next pull
+    completes."""
+    repo = local_repo(tmp_path / "local", "bare-user", upstream.url)
+    upstream.faults.delay[".filez"] = 0.5   # slow enough to interrupt in the middle
+    script = (
+        "import sys\n"
+        "from hybridos.ostree import pull as P\n"
+        "from hybridos.ostree.repo import Repo\n"
+        "P.PARALLEL_MIN_OBJECTS = 4\n"
+        "P.pull_workers = lambda: 2\n"
+        "P.pull(Repo.open(sys.argv[1]), 'origin', ['main'])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(repo.path)], stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(_children(proc.pid)) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers never started"
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)   # what a terminal does on Ctrl-C: the whole foreground group
+    assert proc.wait(timeout=30) != 0
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived the pull"
+    assert repo.resolve_rev("origin:main", allow_missing=True) is None
+    assert repo.commit_is_partial(upstream.commits[1])
+    upstream.faults.delay.clear()
+    pull(repo, "origin", ["main"], fetch_options=FAST)
+    fsck(repo.path)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]

@@ -383,6 +383,10 @@ class _PipeProgress:
 
 def _worker_main(transfer: _Transfer, shard: list[str], fd: int) -> int:
     """In a forked child: store ``shard`` with a fetcher of its own; report progress, counts or the error."""
+    # The parent's handlers (a transaction's SIGTERM = cancel) mean nothing here: the parent decides, and stops
+    # a worker with SIGTERM; Ctrl-C reaches the parent too.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     progress = _PipeProgress(fd)
     transfer.progress = progress
     transfer.fetcher = transfer.new_fetcher()

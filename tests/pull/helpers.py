@@ -53,3 +53,31 @@ def ls_tree(repo: Path, ref: str) -> str:
 
 def object_requests(srv) -> list[str]:
     return [p for p, _, status in srv.requests if p.startswith("/objects/") and status in (200, 206)]
+
+
+def big_objects(repo: Path) -> list[Path]:
+    """The ``.filez`` files over 100 kB of an archive repository (the fixtures' big files)."""
+    return [p for p in (repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000]
+
+
+def object_name(path: Path) -> str:
+    """The checksum of an object file: its directory name and file name without the extension."""
+    return path.parent.name + path.name.split(".")[0]
+
+
+def force_pull_workers(monkeypatch, workers: int = 2) -> list[int]:
+    """Make pulls of small repositories use forked worker processes; returns the list of forked pids."""
+    from hybridos.ostree import pull as pull_mod
+
+    monkeypatch.setattr(pull_mod, "PARALLEL_MIN_OBJECTS", 4)
+    monkeypatch.setattr(pull_mod, "pull_workers", lambda: workers)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork():
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+    monkeypatch.setattr(os, "fork", counting_fork)
+    return forks

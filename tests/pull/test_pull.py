@@ -17,7 +17,16 @@ from hybridos.ostree.repo import Repo
 from hybridos.util.progress import Progress
 from tests.conftest import require_root, require_tool
 from tests.helpers.httpserver import serve
-from tests.pull.helpers import ls_tree, make_tree, object_requests, ostree, ostree_repo
+from tests.pull.helpers import (
+    big_objects,
+    force_pull_workers,
+    ls_tree,
+    make_tree,
+    object_name,
+    object_requests,
+    ostree,
+    ostree_repo,
+)
 
 FAST = FetchOptions(retries=2, max_parallel=4)
 
@@ -159,12 +168,15 @@ def test_file_pulls_both_ways(tmp_path):
     assert ls_tree(theirs2, "main") == ls_tree(theirs, "main")
 
 
-def test_tampered_object_fails_naming_it(upstream, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tampered_object_fails_naming_it(upstream, tmp_path, workers, monkeypatch):
+    if workers > 1:   # the object is checked in a forked worker, which reports the error to the pull
+        force_pull_workers(monkeypatch, workers)
     repo = local_repo(tmp_path / "local", "archive", upstream.url)
     _, second = upstream.commits
     # pick a content object of the commit: the big file
-    big = next(p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000)
-    name = big.parent.name + big.name[:-len(".filez")]
+    big = big_objects(upstream.repo)[0]
+    name = object_name(big)
     upstream.faults.tamper[big.name] = lambda b: b[:-10] + bytes(10)
     with pytest.raises(CorruptionError, match=f"content object {name}.*corrupt"):
         pull(repo, "origin", ["main"], fetch_options=FAST)
@@ -224,7 +236,7 @@ def test_interrupted_pull_resumes_without_refetching(upstream, tmp_path):
 
 def test_dropped_connections_on_large_files_resume(upstream, tmp_path):
     repo = local_repo(tmp_path / "local", "bare-user", upstream.url)
-    bigs = [p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000]
+    bigs = big_objects(upstream.repo)
     assert len(bigs) >= 2
     for p in bigs:
         upstream.faults.drop_after[p.name] = p.stat().st_size // 2

@@ -1,5 +1,6 @@
 """Large pulls store content in forked worker processes: the same results, errors and guarantees as one
-process. Forced here on small repositories by lowering the per-worker threshold."""
+process. Forced here on small repositories by lowering the per-worker threshold (a tampered object in a worker:
+test_pull.py::test_tampered_object_fails_naming_it)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ import time
 
 import pytest
 
-from hybridos.errors import CorruptionError, NotFoundError
-from hybridos.ostree import pull as pull_mod
-from hybridos.ostree.objects import ObjectType
+from hybridos.errors import NotFoundError
 from hybridos.ostree.pull import pull
 from tests.pull import test_pull
-from tests.pull.helpers import ls_tree, make_tree, ostree_repo
+from tests.pull.helpers import big_objects, force_pull_workers, ls_tree, make_tree, object_name, ostree_repo
 from tests.pull.test_pull import FAST, fsck, local_repo
 
 upstream = test_pull.upstream   # the same fixture: ostree's repository with two commits, served over HTTP
@@ -24,18 +23,7 @@ upstream = test_pull.upstream   # the same fixture: ostree's repository with two
 
 @pytest.fixture(autouse=True)
 def two_workers(monkeypatch):
-    monkeypatch.setattr(pull_mod, "PARALLEL_MIN_OBJECTS", 4)
-    monkeypatch.setattr(pull_mod, "pull_workers", lambda: 2)
-    forks = []
-    real_fork = os.fork
-
-    def counting_fork():
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-    monkeypatch.setattr(os, "fork", counting_fork)
-    return forks
+    return force_pull_workers(monkeypatch, 2)
 
 
 @pytest.mark.parametrize("mode", ["archive", "bare-user"])
@@ -67,25 +55,10 @@ def test_local_pull_with_workers_links_checked_source_files(tmp_path, two_worker
         assert os.stat(mine).st_ino == os.stat(obj).st_ino, obj.name
 
 
-def test_tampered_object_in_a_worker_stops_the_pull(upstream, tmp_path):
-    repo = local_repo(tmp_path / "local", "archive", upstream.url)
-    big = next(p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000)
-    name = big.parent.name + big.name[:-len(".filez")]
-    upstream.faults.tamper[big.name] = lambda b: b[:-10] + bytes(10)
-    with pytest.raises(CorruptionError, match=f"content object {name}.*corrupt"):
-        pull(repo, "origin", ["main"], fetch_options=FAST)
-    assert repo.resolve_rev("origin:main", allow_missing=True) is None
-    assert not repo.has_object(name, ObjectType.FILE)
-    assert not list((repo.path / "tmp").iterdir())
-    upstream.faults.tamper.clear()
-    pull(repo, "origin", ["main"], fetch_options=FAST)
-    fsck(repo.path)
-
-
 def test_missing_object_in_a_worker_is_named(upstream, tmp_path):
     repo = local_repo(tmp_path / "local", "bare-user", upstream.url)
-    victim = next(p for p in (upstream.repo / "objects").rglob("*.filez") if p.stat().st_size > 100_000)
-    name = victim.parent.name + victim.name[:-len(".filez")]
+    victim = big_objects(upstream.repo)[0]
+    name = object_name(victim)
     upstream.faults.status[victim.name] = 404
     with pytest.raises(NotFoundError, match=f"filez object {name} is missing"):
         pull(repo, "origin", ["main"], fetch_options=FAST)

@@ -202,3 +202,27 @@ def test_changed_noreplace_config_gets_rpmnew(tmp_path, feat_rpm):
     assert (tree / "etc/feat.conf").read_text() == "admin's edit\n"
     assert (tree / "etc/feat.conf.rpmnew").read_bytes() == b"setting=1\n"
     assert res.rpmnew == ("/etc/feat.conf",)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_modes_and_owners_do_not_depend_on_the_umask_or_the_parent_directory(tmp_path, umask):
+    """Files are created with their permissions and changed only where the new file differs: the result is the
+    header's modes and owners whatever the umask strips and whatever a setgid parent directory hands down."""
+    rpm = build_rpm(Pkg("modes", files=(
+        File("/srv/shared/open", b"o", mode=0o777), File("/srv/shared/private", b"p", mode=0o640),
+        File("/srv/shared/suid", b"s", mode=0o4755), File("/srv/shared/sticky", b"t", mode=0o1644),
+        File("/srv/shared/mine", b"m", mode=0o644, user="alice", group="staff"),
+        File("/srv/shared/plain", b"r", mode=0o644))), tmp_path)
+    tree = make_tree(tmp_path)
+    (tree / "srv/shared").mkdir(parents=True)
+    os.chown(tree / "srv/shared", 0, 6543)
+    os.chmod(tree / "srv/shared", 0o2775)   # new files inherit the group staff
+    old = os.umask(umask)
+    try:
+        unpack_rpm(rpm, tree)
+    finally:
+        os.umask(old)
+    got = {p.name: (stat.S_IMODE(p.lstat().st_mode), p.lstat().st_uid, p.lstat().st_gid)
+           for p in (tree / "srv/shared").iterdir()}
+    assert got == {"open": (0o777, 0, 0), "private": (0o640, 0, 0), "suid": (0o4755, 0, 0),
+                   "sticky": (0o1644, 0, 0), "mine": (0o644, 4321, 6543), "plain": (0o644, 0, 0)}

@@ -457,13 +457,15 @@ class _Unpacker:
             self._check_protected(e.path, tuple(os.path.relpath(hostp, self.tree).split("/")))
         # a new path is written in place; an existing one is replaced by rename (atomic, never followed)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        mode = stat.S_IMODE(e.mode)
+        plain = not mode & 0o7000   # no setuid/setgid/sticky bit: created with its permissions (umask permitting)
         target, fresh = hostp, True
         try:
-            fd = os.open(target, flags, 0o600)
+            fd = os.open(target, flags, mode if plain else 0o600)
         except FileExistsError:
             target, fresh = os.path.join(pdir, self._tmpname(name)), False
             _unlink_quiet(target)
-            fd = os.open(target, flags, 0o600)
+            fd = os.open(target, flags, mode if plain else 0o600)
         h = hashlib.new(self.hash_name) if (self.verify and e.digest and self.hash_name) else None
         try:
             written = 0
@@ -481,8 +483,11 @@ class _Unpacker:
             if h and h.hexdigest() != e.digest:
                 raise PackageError(f"{self.what}: {e.path} does not match its digest: the package is corrupt")
             uid, gid = self.uid_gid(e)
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, stat.S_IMODE(e.mode))   # after chown, which clears setuid/setgid
+            st = os.fstat(fd)   # a new file may have its owner and mode already: each change is a journaled write
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.fchown(fd, uid, gid)
+            if not plain or stat.S_IMODE(st.st_mode) != mode:
+                os.fchmod(fd, mode)   # after chown, which clears setuid/setgid
             if e.caps:
                 os.setxattr(fd, "security.capability", caps_to_xattr(e.caps))
             os.utime(fd, (e.mtime, e.mtime))

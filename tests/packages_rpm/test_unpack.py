@@ -212,7 +212,8 @@ def test_modes_and_owners_do_not_depend_on_the_umask_or_the_parent_directory(tmp
         File("/srv/shared/open", b"o", mode=0o777), File("/srv/shared/private", b"p", mode=0o640),
         File("/srv/shared/suid", b"s", mode=0o4755), File("/srv/shared/sticky", b"t", mode=0o1644),
         File("/srv/shared/mine", b"m", mode=0o644, user="alice", group="staff"),
-        File("/srv/shared/plain", b"r", mode=0o644))), tmp_path)
+        File("/srv/shared/plain", b"r", mode=0o644), File("/srv/shared/link", symlink="plain"),
+        File("/srv/shared/alice-link", symlink="mine", user="alice", group="staff"))), tmp_path)
     tree = make_tree(tmp_path)
     (tree / "srv/shared").mkdir(parents=True)
     os.chown(tree / "srv/shared", 0, 6543)
@@ -223,6 +224,10 @@ def test_modes_and_owners_do_not_depend_on_the_umask_or_the_parent_directory(tmp
     finally:
         os.umask(old)
     got = {p.name: (stat.S_IMODE(p.lstat().st_mode), p.lstat().st_uid, p.lstat().st_gid)
-           for p in (tree / "srv/shared").iterdir()}
+           for p in (tree / "srv/shared").iterdir() if not p.is_symlink()}
     assert got == {"open": (0o777, 0, 0), "private": (0o640, 0, 0), "suid": (0o4755, 0, 0),
                    "sticky": (0o1644, 0, 0), "mine": (0o644, 4321, 6543), "plain": (0o644, 0, 0)}
+    links = {p.name: (p.lstat().st_uid, p.lstat().st_gid, p.lstat().st_mtime)
+             for p in (tree / "srv/shared").iterdir() if p.is_symlink()}
+    mtimes = {e.path.rsplit("/", 1)[1]: e.mtime for e in read_rpm_header(rpm).file_entries}
+    assert links == {"link": (0, 0, mtimes["link"]), "alice-link": (4321, 6543, mtimes["alice-link"])}

@@ -426,12 +426,10 @@ class _Unpacker:
             tmp = os.path.join(pdir, self._tmpname(name))
             _unlink_quiet(tmp)
             os.symlink(e.linkto, tmp)
-            os.lchown(tmp, uid, gid)
-            os.utime(tmp, (e.mtime, e.mtime), follow_symlinks=False)
+            _set_link_meta(tmp, uid, gid, e.mtime)
             os.rename(tmp, hostp)
         else:
-            os.lchown(hostp, uid, gid)
-            os.utime(hostp, (e.mtime, e.mtime), follow_symlinks=False)
+            _set_link_meta(hostp, uid, gid, e.mtime)
         self.written.append(e.path)
 
     def make_node(self, e: FileEntry) -> None:
@@ -527,6 +525,14 @@ class _Unpacker:
     def finish(self) -> None:
         for hostp, e in reversed(self.dirs):
             self._finish_dir(hostp, e)
+
+
+def _set_link_meta(path: str, uid: int, gid: int, mtime: int) -> None:
+    """Owner (only where the new symlink's differs: each change is a journaled write) and mtime of a symlink."""
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.lchown(path, uid, gid)
+    os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
 def _lstat(p: str) -> os.stat_result | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
-from tests.layering.conftest import deployment_dir, hyb, rpm_q, set_ref, status
+from tests.helpers.httpserver import serve
+from tests.helpers.rpms import File, make_repo
+from tests.layering.conftest import deployment_dir, hyb, layer_specs, rpm_q, set_ref, status
 
 
 def test_upgrade_relayers_then_request_becomes_inactive(host, layering_env):
@@ -85,3 +88,27 @@ def test_override_that_no_longer_applies_becomes_inactive(host, layering_env):
     new = status(host)[0]
     assert new["base-checksum"] == env.v1 and new["requested-base-removals"] == ["unrequested"]
     assert new["base-removals"] == [] and new["inactive-requests"] == ["override remove unrequested"]
+
+
+def test_upgrade_with_the_same_base_updates_layered_packages(host, layering_env, tmp_path):
+    """The base did not move but a layered package has a newer version: upgrade layers it (rpm-ostree does);
+    once it is current, upgrade says so."""
+    hyb(host, "install", "layered-tool")
+    tool = next(p for p in layer_specs() if p.name == "layered-tool")
+    newer = dataclasses.replace(tool, version="1.1", files=(
+        File("/usr/bin/layered-tool", b"#!/bin/sh\necho layered 1.1\n", mode=0o755), *tool.files[1:]))
+    updates = make_repo(tmp_path / "updates", [newer])
+    with serve(updates.path) as srv:
+        dep = status(host)[0]
+        (deployment_dir(host, dep) / "etc/yum.repos.d/updates.repo").write_text(
+            f"[updates]\nname=Updates\nbaseurl={srv.url}\ngpgcheck=0\n")
+        out = hyb(host, "upgrade").stdout
+        new = status(host)[0]
+        assert new["base-checksum"] == layering_env.v1 and new["checksum"] != dep["checksum"]
+        assert "Upgraded:\n  layered-tool-1.0-1.noarch -> layered-tool-1.1-1.noarch" in out
+        tree = deployment_dir(host, new)
+        assert rpm_q(tree, "layered-tool").stdout.strip() == "layered-tool-1.1-1.noarch"
+        assert b"1.1" in (tree / "usr/bin/layered-tool").read_bytes()
+        again = hyb(host, "upgrade", check=False)
+        assert again.returncode == 0 and "layered packages are up to date" in again.stdout + again.stderr
+        assert status(host)[0]["checksum"] == new["checksum"]

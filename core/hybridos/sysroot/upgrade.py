@@ -90,8 +90,23 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
     old_version, new_version = _version(repo, merge.checksum), _version(repo, new)
     base = merge_base_commit(sysroot, merge)
     if new == base and not origin.override_commit:
-        raise Unchanged(f"no upgrade available: {refspec} is still {new[:12]}"
-                        + (f" (version {new_version})" if new_version else ""))
+        # The base did not move; layered packages may have newer versions in their repositories.
+        plan = None if check else _layered_updates(sysroot, tx, stateroot, merge, origin, base, cache_only)
+        if plan is None:
+            raise Unchanged(f"no upgrade available: {refspec} is still {new[:12]}"
+                            + (f" (version {new_version})" if new_version else "")
+                            + ("; layered packages are up to date" if origin.is_layered and not check else ""))
+        if download_only:
+            from hybridos.layering.assemble import download
+            from hybridos.layering.repos import PACKAGE_CACHE, stateroot_dir
+
+            with tx.step("download"):
+                download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=cache_only)
+            return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
+        from hybridos.layering.operation import deploy_layered
+
+        result = deploy_layered(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, plan=plan)
+        return UpgradeResult(result, merge, result.default.checksum, old_version, new_version, True)
     if check or download_only:
         return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
     if not allow_downgrade:
@@ -102,6 +117,26 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
     new_origin = origin.replace(override_commit=None)
     result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
     return UpgradeResult(result, merge, new, old_version, new_version, True)
+
+
+def _layered_updates(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin,
+                     base: str, cache_only: bool):
+    """The layering plan for an unchanged base when it would layer other package versions than the merge
+    deployment has (what ``rpm-ostree upgrade`` does with layered packages); None when they are current."""
+    from hybridos.compose.pipeline import nevras_from_pkglist
+    from hybridos.layering.assemble import META_PKGLIST, AssembleOptions, plan_layering
+    from hybridos.layering.requests import Requests
+
+    requests = Requests.from_origin(origin)
+    if requests.empty or not (requests.packages or requests.local_packages):
+        return None   # only removals, local replacements or initramfs: nothing newer can come from a repository
+    plan = plan_layering(sysroot, base, requests, stateroot=stateroot, deploy_dir=sysroot.path / merge.relpath,
+                         options=AssembleOptions(cache_only=cache_only), tx=tx)
+    base_nevras = {str(h.nevra) for h in plan.base_packages}
+    deployed = {str(n) for n in nevras_from_pkglist(sysroot.repo.load_commit(merge.checksum).metadata
+                                                     .get(META_PKGLIST)).values()}
+    planned = {str(n) for n in plan.layered} | {str(new) for new, _old in plan.replaced}
+    return None if planned == deployed - base_nevras else plan
 
 
 def merge_base_commit(sysroot: Sysroot, dep: Deployment) -> str:

@@ -8,6 +8,11 @@ and the removal of its files the new one no longer has); finally %posttrans, %tr
 succeeded. Scriptlets run in the sandbox of ``hybridos.packages.scriptlets`` (a guarded /usr in hardlink
 checkouts).
 
+What the unpacker learns about the tree (its owners from passwd/group, which directories are real) is kept
+from one package to the next and forgotten as soon as something else may have changed it: a scriptlet or trigger,
+an erase, or a package writing passwd or group. A transaction without any scriptlet or trigger (in its packages
+or the installed ones) sets up no sandbox.
+
 Triggers run: %triggerprein/in/un/postun, %filetriggerin/un/postun and %transfiletriggerin/un/postun (file
 triggers get the matching paths on stdin, except %transfiletriggerpostun, as in rpm). Not run: %verify.
 ``LayerResult.script_output`` holds each scriptlet's output under a ``[NEVRA %scriptlet]`` line, then

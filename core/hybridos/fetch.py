@@ -21,6 +21,18 @@ from hybridos.errors import CorruptionError, HybridosError
 ProgressCallback = Callable[[int, int], None]
 #: The caller's handle for one item of :meth:`Fetcher.read_batch`.
 Key = TypeVar("Key")
+#: Bodies larger than this come out of ``read_batch(..., spool_dir=D)`` as a :class:`BodyFile`, not in memory
+#: (read at call time: tests lower it).
+SPOOL_OVER = 16 << 20
+
+
+@dataclass(frozen=True)
+class BodyFile:
+    """A body too large to hold in memory: a file to read, which the caller removes when ``temporary``."""
+
+    path: Path
+    size: int
+    temporary: bool
 
 
 @dataclass(frozen=True)
@@ -107,8 +119,12 @@ class Fetcher(ABC):
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self.read, urls))
 
-    def read_batch(self, items: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, bytes]]:
+    def read_batch(self, items: Iterable[tuple[Key, str]], spool_dir: str | os.PathLike | None = None
+                   ) -> Iterator[tuple[Key, bytes | BodyFile]]:
         """Read many small files: yields ``(key, body)`` for each ``(key, url)`` as it arrives, in any order.
+
+        With ``spool_dir``, a fetcher may hand a body over ``SPOOL_OVER`` bytes over as a :class:`BodyFile`
+        (a temporary one in ``spool_dir``, or the file itself for local paths); this default never does.
 
         The first failure is raised from the iteration (``NotFoundError`` for a missing file), with the item's
         key in its ``key`` attribute, and the rest is abandoned; so is everything when the caller stops iterating. ``items`` is consumed lazily, only as fast

@@ -187,6 +187,18 @@ def write_object_bytes(repo: Repo, checksum: str, otype: ObjectType, data: bytes
         tmp.discard()
 
 
+def write_object_stream(repo: Repo, checksum: str, otype: ObjectType, f: BinaryIO) -> bool:
+    """Store already verified object bytes read from ``f`` in chunks (0644); True when newly placed."""
+    tmp = TmpObject(repo)
+    try:
+        for chunk in iter_stream(f):
+            _write_all(tmp.fd, chunk)
+        os.fchmod(tmp.fd, 0o644)
+        return tmp.place(checksum, otype)
+    finally:
+        tmp.discard()
+
+
 def _write_archive(repo: Repo, fd: int, header: FileHeader, stream: BinaryIO | None) -> str:
     h = hashlib.sha256(header.checksum_prefix())
     prefix = filez_prefix(header)

@@ -34,6 +34,7 @@ try:   # the store's choice of inflater: the same library decides what is valid 
 except ImportError:  # pragma: no cover
     import zlib  # type: ignore[no-redef]
 
+from hybridos import fetch as _fetch
 from hybridos import gvariant
 from hybridos.errors import (
     CorruptionError,
@@ -44,7 +45,7 @@ from hybridos.errors import (
     SignatureError,
     UsageError,
 )
-from hybridos.fetch import Fetcher, FetchOptions
+from hybridos.fetch import BodyFile, Fetcher, FetchOptions
 from hybridos.ostree import content as _content
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
@@ -163,12 +164,13 @@ class _Transfer:
         except NotFoundError:
             return None
 
-    def _fetch_batch(self, wanted: list[tuple[str, ObjectType]]):
-        """Yield ``((checksum, otype), bytes)`` for every wanted object, in the order they arrive."""
+    def _fetch_batch(self, wanted: list[tuple[str, ObjectType]], spool: bool = False):
+        """Yield ``((checksum, otype), body)`` for every wanted object, in the order they arrive; the body is
+        bytes, or with ``spool`` for a large one, a BodyFile."""
         items = (((c, t), object_url(self.base, c, t)) for c, t in wanted)
         try:
-            for key, data in self.fetcher.read_batch(items):
-                self._count(key[1], len(data))
+            for key, data in self.fetcher.read_batch(items, self.repo.tmp_dir if spool else None):
+                self._count(key[1], data.size if isinstance(data, BodyFile) else len(data))
                 yield key, data
         except NotFoundError as exc:
             key = getattr(exc, "key", None)
@@ -285,11 +287,40 @@ class _Transfer:
                 self._adopt_content(checksum)
             return
         store = self._store_filez if self.repo.mode.is_archive else self._store_unpacked
-        for (checksum, _otype), data in self._fetch_batch([(c, ObjectType.FILE) for c in checksums]):
+        for (checksum, _otype), body in self._fetch_batch([(c, ObjectType.FILE) for c in checksums], spool=True):
             try:
-                store(checksum, data)
+                if isinstance(body, BodyFile):
+                    self._store_large(checksum, body)
+                else:
+                    store(checksum, body)
             except (CorruptionError, FormatError) as exc:
                 raise self._corrupt(exc, checksum, ObjectType.FILE) from None
+
+    def _store_large(self, checksum: str, body: BodyFile) -> None:
+        """A content object too large for memory, from a file: checked and stored in bounded chunks."""
+        try:
+            with open(body.path, "rb") as f:
+                if self.repo.mode.is_archive:
+                    verify_filez_file(f, checksum)
+                    if body.temporary:   # our own file in the repository's tmp/: it becomes the object
+                        os.chmod(body.path, 0o644)
+                        _content.place_object(self.repo, str(body.path), checksum, ObjectType.FILE)
+                    else:
+                        f.seek(0)
+                        _content.write_object_stream(self.repo, checksum, ObjectType.FILE, f)
+                else:
+                    header = _content.read_filez_header(f, checksum)
+                    if header.is_symlink:
+                        if f.read(1):
+                            raise CorruptionError(f"content object {checksum}: symlink with data")
+                        self.repo.write_content(header, None, expected=checksum)
+                    else:   # the store hashes while it writes and places nothing that does not match
+                        stream = _content.InflateReader(f, header.size, checksum)
+                        self.repo.write_content(header, stream, expected=checksum)
+        finally:
+            if body.temporary:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(body.path)
 
     def _store_filez(self, checksum: str, data: bytes) -> None:
         verify_filez_bytes(data, checksum)
@@ -325,9 +356,18 @@ class _Transfer:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise FetchError(f"{url}: not a regular file")
-            data = _read_fd(fd, st.st_size)
-            self._count(otype, len(data))
+            large = otype is ObjectType.FILE and st.st_size > _fetch.SPOOL_OVER
+            data = b"" if large else _read_fd(fd, st.st_size)
+            self._count(otype, st.st_size if large else len(data))
             try:
+                if large:   # checked in bounded chunks; copied the same way if it cannot be linked
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        parsed = verify_filez_file(f, checksum)
+                        if not (st.st_uid in self.trusted_owners and not st.st_mode & 0o022
+                                and self._link_fd(fd, checksum, ext)):
+                            f.seek(0)
+                            _content.write_object_stream(self.repo, checksum, otype, f)
+                    return parsed
                 parsed = check(data)
             except (CorruptionError, FormatError) as exc:
                 raise self._corrupt(exc, checksum, otype) from None
@@ -594,6 +634,21 @@ def _check_filez(data: bytes, checksum: str) -> tuple[_HeaderInfo, bytes]:
     if h.hexdigest() != checksum:
         raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {h.hexdigest()}")
     return hit, body
+
+
+def verify_filez_file(f, checksum: str) -> None:
+    """Check a ``.filez`` read from a file object in bounded chunks (the streaming twin of
+    :func:`verify_filez_bytes`)."""
+    header = _content.read_filez_header(f, checksum)
+    if header.is_symlink:
+        if f.read(1):
+            raise CorruptionError(f"content object {checksum}: symlink with data")
+        stream = None
+    else:
+        stream = _content.InflateReader(f, header.size, checksum)
+    got, _ = _content.checksum_stream(header, stream)
+    if got != checksum:
+        raise CorruptionError(f"content object {checksum} is corrupt: its data hashes to {got}")
 
 
 def store_verified_filez(repo: Repo, checksum: str, data: bytes) -> None:

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from hybridos.errors import CorruptionError, FetchError, NotFoundError
-from hybridos.fetch import DownloadRequest, Fetcher, Key, ProgressCallback, sha256_file
+from hybridos import fetch as _fetch
+from hybridos.errors import CorruptionError, FetchError, HybridosError, NotFoundError
+from hybridos.fetch import BodyFile, DownloadRequest, Fetcher, Key, ProgressCallback, sha256_file
 
 
 def url_to_path(url: str) -> Path:
@@ -50,10 +51,23 @@ class FileFetcher(Fetcher):
         except OSError as exc:
             raise FetchError(f"{url}: {exc.strerror}") from None
 
-    def read_batch(self, items: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, bytes]]:
-        """One read after the other: a local read hardly waits, so threads would only add switching."""
+    def read_batch(self, items: Iterable[tuple[Key, str]], spool_dir: str | os.PathLike | None = None
+                   ) -> Iterator[tuple[Key, bytes | BodyFile]]:
+        """One read after the other: a local read hardly waits, so threads would only add switching. With
+        ``spool_dir``, a file over ``SPOOL_OVER`` bytes is handed over as itself (not temporary)."""
         for key, url in items:
-            yield key, self.read(url)
+            if spool_dir is not None:
+                path = _local(url)
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_size > _fetch.SPOOL_OVER:
+                        yield key, BodyFile(Path(path), st.st_size, temporary=False)
+                        continue
+            try:
+                yield key, self.read(url)
+            except HybridosError as exc:
+                exc.key = key
+                raise
 
     def download(self, request: DownloadRequest, progress: ProgressCallback | None = None) -> Path:
         src = _local(request.url)

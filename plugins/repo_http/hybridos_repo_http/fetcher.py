@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import random
 import threading
@@ -35,8 +36,9 @@ from urllib.parse import urlsplit
 import urllib3
 
 from hybridos import __version__
+from hybridos import fetch as _fetch
 from hybridos.errors import CorruptionError, FetchError, NotFoundError
-from hybridos.fetch import DownloadRequest, Fetcher, FetchOptions, Key, ProgressCallback
+from hybridos.fetch import BodyFile, DownloadRequest, Fetcher, FetchOptions, Key, ProgressCallback
 from hybridos_repo_http.pipeline import PipelinedReader
 
 #: Statuses worth asking again: the server or a middlebox may recover.
@@ -246,7 +248,8 @@ class HttpFetcher(Fetcher):
         self._with_retries(url, attempt)
         return whole if whole is not None else bytes(buf.data)
 
-    def read_batch(self, items: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, bytes]]:
+    def read_batch(self, items: Iterable[tuple[Key, str]], spool_dir: str | os.PathLike | None = None
+                   ) -> Iterator[tuple[Key, bytes | BodyFile]]:
         source = iter(items)
         first = next(source, None)
         if first is None:
@@ -254,11 +257,25 @@ class HttpFetcher(Fetcher):
         url = first[1]
         rest = _chain(first, source)
         if urlsplit(url).scheme != "http" or (self.proxies and _proxy_for(url, self.proxies)):
-            yield from super().read_batch(rest)
+            yield from super().read_batch(rest, spool_dir)
             return
+        large = None
+        if spool_dir is not None:
+            counter = itertools.count()
+
+            def large(body_url: str) -> BodyFile:
+                dest = Path(spool_dir) / f"body-{os.getpid()}-{next(counter)}"
+                try:
+                    self.download(DownloadRequest(body_url, dest))
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        dest.with_name(dest.name + ".part").unlink()
+                    raise
+                return BodyFile(dest, dest.stat().st_size, temporary=True)
         reader = PipelinedReader(url, fallback=self.read, resume=self.read_from, user_agent=f"hybridos/{__version__}",
                                  timeout=self.options.timeout, retries=self.options.retries,
-                                 connections=min(self.options.max_parallel, PIPELINED_CONNECTIONS))
+                                 connections=min(self.options.max_parallel, PIPELINED_CONNECTIONS),
+                                 large=large, large_over=_fetch.SPOOL_OVER)
         yield from reader.read_batch(rest)
 
     # -- downloading -----------------------------------------------------------------------------

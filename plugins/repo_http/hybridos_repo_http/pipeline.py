@@ -10,7 +10,8 @@ Only the plain case is handled here: ``http://`` without a proxy, ``200`` or ``4
 follows redirects, retries with backoff and reports errors): other statuses for that one request; the whole
 rest of the batch when the server answers without a length (chunked or close-delimited bodies). A connection
 that breaks has its unanswered requests sent again on a new one (the one whose body was cut off halfway is
-continued with a ``Range`` request by ``resume(url, partial)``); a request that failed ``retries`` times goes
+continued with a ``Range`` request by ``resume(url, partial)``); a ``200`` answer longer than ``large_over``
+gives up its connection and goes to ``large(url)``, a download to a file; a request that failed ``retries`` times goes
 to the fallback as well, which then gives the error its final form.
 """
 
@@ -37,6 +38,14 @@ class _Request:
         self.url = url
         self.wire = wire
         self.attempts = 0
+
+
+class _Spill(Exception):
+    """A ``200`` answer too large to hold in memory: its request goes to ``large`` (a streaming download)."""
+
+    def __init__(self, req: _Request):
+        super().__init__(req.url)
+        self.req = req
 
 
 class _Unsupported(Exception):
@@ -78,7 +87,8 @@ class PipelinedReader:
     """``read_batch`` for one ``http://host:port`` origin (see the module docstring)."""
 
     def __init__(self, origin: str, *, fallback: Callable[[str], bytes], resume: Callable[[str, bytes], bytes],
-                 user_agent: str, timeout: float, retries: int, connections: int = 2, depth: int = 16):
+                 user_agent: str, timeout: float, retries: int, connections: int = 2, depth: int = 16,
+                 large: Callable[[str], object] | None = None, large_over: int = 0):
         parts = urlsplit(origin)
         self.origin = (parts.scheme, parts.hostname, parts.port or 80)
         self.address = (parts.hostname or "", parts.port or 80)
@@ -88,6 +98,8 @@ class PipelinedReader:
         self.host_header = host if parts.port in (None, 80) else f"{host}:{parts.port}"
         self.fallback = fallback
         self.resume = resume
+        self.large = large
+        self.large_over = large_over
         self.user_agent = user_agent
         self.timeout = timeout
         self.retries = retries
@@ -177,6 +189,13 @@ class PipelinedReader:
                                 continue
                     except (BlockingIOError, InterruptedError):
                         pass
+                    except _Spill as spill:
+                        # Rather than hold it in memory, give up the connection (its other requests are asked
+                        # again) and stream this body to a file.
+                        conn.buf.clear()
+                        drop(conn, penalty=False)
+                        ready.append((spill.req.key, self._call(self.large, spill.req)))
+                        continue
                     except _Unsupported:
                         drop(conn, penalty=False)
                         fallback_rest = True
@@ -236,15 +255,16 @@ class PipelinedReader:
             conn.events = selectors.EVENT_READ
 
     def _resume(self, req: _Request, partial: bytes) -> bytes:
-        try:
-            return self.resume(req.url, partial)
-        except HybridosError as exc:
-            exc.key = req.key
-            raise
+        return self._call(self.resume, req, partial)
 
     def _fallback(self, req: _Request) -> bytes:
+        return self._call(self.fallback, req)
+
+    @staticmethod
+    def _call(fn: Callable, req: _Request, *args):
+        """``fn(url, *args)``; an error it raises carries the request's key."""
         try:
-            return self.fallback(req.url)
+            return fn(req.url, *args)
         except HybridosError as exc:
             exc.key = req.key
             raise
@@ -267,6 +287,8 @@ class PipelinedReader:
             if 100 <= status < 200:   # interim answer: the real one follows
                 del buf[:end]
                 continue
+            if status == 200 and self.large is not None and length > self.large_over:
+                raise _Spill(conn.waiting.popleft())
             if len(buf) < end + length:
                 return
             body = bytes(buf[end:end + length])

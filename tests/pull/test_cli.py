@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import re
 
@@ -91,8 +92,7 @@ def test_sign_and_verified_pull_via_cli(served, tmp_path):
     # the signature is in OSTree's place and form: ostree reads the aay back, and the bytes it shows verify
     # (with cryptography directly) over the commit object's file
     shown = ostree("show", f"--repo={served.repo}", "--print-detached-metadata-key=ostree.sign.ed25519", "main")
-    sigs = [bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", item))
-            for item in shown.stdout.strip()[1:-1].split("], [")]
+    sigs = _gvariant_aay(shown.stdout.strip())
     assert len(sigs) == 1 and len(sigs[0]) == 64
     commit_file = served.repo / f"objects/{served.commit[:2]}/{served.commit[2:]}.commit"
     Ed25519PublicKey.from_public_bytes(base64.b64decode(public)).verify(sigs[0], commit_file.read_bytes())
@@ -147,3 +147,12 @@ def test_pull_progress_line():
     q.advance(1, 10)
     q.done()
     assert quiet.getvalue() == ""
+
+
+def _gvariant_aay(text: str) -> list[bytes]:
+    """The byte strings of GLib's text form of an ``aay`` with one element: ``[[byte 0x01, ...]]``, or
+    ``[b'...']`` when the bytes end in their only NUL (GLib then prints a byte string without it)."""
+    inner = text[1:-1]
+    if inner.startswith("b'") or inner.startswith('b"'):
+        return [ast.literal_eval(inner) + b"\0"]
+    return [bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", inner))]

@@ -42,14 +42,27 @@ class FileFetcher(Fetcher):
     def read(self, url: str) -> bytes:
         path = _local(url)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            # open, fstat, read, close: a pull reads tens of thousands of small files this way
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFoundError(f"{url}: no such file") from None
-        except IsADirectoryError:
-            raise FetchError(f"{url}: is a directory") from None
         except OSError as exc:
             raise FetchError(f"{url}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise FetchError(f"{url}: is a directory")
+            data = os.read(fd, st.st_size + 1)   # one more byte: a short read means the end was reached
+            if len(data) <= st.st_size and (len(data) == st.st_size or not data):
+                return data
+            chunks = [data]   # larger than fstat said (growing) or a short read: read to the end
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            raise FetchError(f"{url}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
     def read_batch(self, items: Iterable[tuple[Key, str]], spool_dir: str | os.PathLike | None = None
                    ) -> Iterator[tuple[Key, bytes | BodyFile]]:

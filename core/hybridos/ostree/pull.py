@@ -135,7 +135,7 @@ class _Transfer:
         self.metadata_objects = 0
         self.content_objects = 0
         self.bytes = 0
-        #: Local source and archive target: content files are checked and hardlinked, not rewritten (the one
+        #: Local source and archive target: object files are checked and hardlinked, not rewritten (the one
         #: place where pull reads the file system itself rather than through the fetch plugin).
         self.adopt_files = repo.mode.is_archive and urlsplit(base).scheme in ("", "file")
         self.local_base = _local_path(base) if self.adopt_files else ""

@@ -5,13 +5,16 @@ by the ordinary read path. Against the real test server on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import ssl
 
 import pytest
 
+from hybridos import fetch
 from hybridos.errors import FetchError, NotFoundError
-from hybridos.fetch import FetchOptions
+from hybridos.fetch import BodyFile, FetchOptions
 from hybridos.plugins import PluginRegistry
 from tests.helpers.httpserver import serve
+from tests.pull.test_http_fetcher import _self_signed
 
 COUNT = 300
 
@@ -29,6 +32,7 @@ def files(tmp_path):
     contents["big"] = (root / "big").read_bytes()
     with serve(root) as srv:
         srv.contents = contents
+        srv.root = root
         yield srv
 
 
@@ -99,3 +103,38 @@ def test_file_fetcher_batch(tmp_path):
     assert got == {i: b"x" * i for i in range(5)}
     with pytest.raises(NotFoundError):
         dict(f.read_batch([(9, f"file://{tmp_path}/nope")]))
+
+
+@pytest.fixture
+def tls_files(files, tmp_path):
+    """The same files over HTTPS, with a self-signed certificate for 127.0.0.1."""
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    with serve(files.root) as srv:
+        srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
+        srv.contents = files.contents
+        srv.https = srv.url.replace("http://", "https://")
+        srv.cert = cert
+        yield srv
+
+
+def test_pipelined_batch_over_tls(tls_files, tmp_path, monkeypatch):
+    names = list(tls_files.contents)
+    options = FetchOptions(retries=2, max_parallel=4, ca_file=str(tls_files.cert))
+    with PluginRegistry().fetcher_for(tls_files.https, options) as f:
+        got = dict(f.read_batch((n, f"{tls_files.https}/{n}") for n in names))
+        assert got == tls_files.contents
+        assert tls_files.connections <= 2
+        monkeypatch.setattr(fetch, "SPOOL_OVER", 100_000)   # the big file comes as a file, over TLS too
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        [(_, body)] = list(f.read_batch([("big", f"{tls_files.https}/big")], spool))
+        assert isinstance(body, BodyFile) and body.path.read_bytes() == tls_files.contents["big"]
+
+
+def test_tls_certificate_checked_in_batches(tls_files):
+    with PluginRegistry().fetcher_for(tls_files.https, FetchOptions(retries=0)) as f, \
+            pytest.raises(FetchError, match="TLS|certificate") as info:
+        dict(f.read_batch([("f1", f"{tls_files.https}/f1")]))
+    assert info.value.key == "f1"

@@ -14,7 +14,7 @@ Behaviour:
 - downloads land in ``dest.part`` (resumed across calls), are checked against ``sha256`` and only then renamed;
 - proxies come from ``http_proxy``/``https_proxy``/``all_proxy``/``no_proxy`` (either case), as curl reads them;
 - ``read_batch`` (an OSTree pull's tens of thousands of small objects) pipelines requests on a few connections
-  from one thread (``pipeline.py``) for plain ``http://`` without a proxy; HTTPS and proxied URLs keep
+  from one thread (``pipeline.py``) for ``http://`` and ``https://`` without a proxy; proxied URLs keep
   ``max_parallel`` requests in flight on threads.
 """
 
@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import os
 import random
+import ssl
 import threading
 import time
 import urllib.request
@@ -256,7 +257,8 @@ class HttpFetcher(Fetcher):
             return
         url = first[1]
         rest = _chain(first, source)
-        if urlsplit(url).scheme != "http" or (self.proxies and _proxy_for(url, self.proxies)):
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https") or (self.proxies and _proxy_for(url, self.proxies)):
             yield from super().read_batch(rest, spool_dir)
             return
         large = None
@@ -275,8 +277,19 @@ class HttpFetcher(Fetcher):
         reader = PipelinedReader(url, fallback=self.read, resume=self.read_from, user_agent=f"hybridos/{__version__}",
                                  timeout=self.options.timeout, retries=self.options.retries,
                                  connections=min(self.options.max_parallel, PIPELINED_CONNECTIONS),
-                                 large=large, large_over=_fetch.SPOOL_OVER)
+                                 large=large, large_over=_fetch.SPOOL_OVER,
+                                 tls=self._tls_context() if scheme == "https" else None)
         yield from reader.read_batch(rest)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """TLS settings as the urllib3 pools have them: verified against the system store (or ``ca_file``)."""
+        o = self.options
+        if not o.tls_verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        return ssl.create_default_context(cafile=o.ca_file)
 
     # -- downloading -----------------------------------------------------------------------------
 

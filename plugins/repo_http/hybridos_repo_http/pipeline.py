@@ -5,8 +5,8 @@ costs more in thread switches than the transfers themselves (millions of futex c
 two cores); here one thread keeps ``connections`` sockets busy with up to ``depth`` requests each, written
 back to back and answered in order (RFC 9112 section 9.3.2), and parses the responses as they stream in.
 
-Only the plain case is handled here: ``http://`` without a proxy, ``200`` or ``404``/``410`` answers with a
-``Content-Length``. Everything else is handed to ``fallback(url)`` (the fetcher's ordinary read, which
+Only the plain case is handled here: ``http://`` or ``https://`` (given the TLS context) without a proxy,
+``200`` or ``404``/``410`` answers with a ``Content-Length``. Everything else is handed to ``fallback(url)`` (the fetcher's ordinary read, which
 follows redirects, retries with backoff and reports errors): other statuses for that one request; the whole
 rest of the batch when the server answers without a length (chunked or close-delimited bodies). A connection
 that breaks has its unanswered requests sent again on a new one (the one whose body was cut off halfway is
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -55,9 +56,17 @@ class _Unsupported(Exception):
 class _Connection:
     """One socket, its unsent request bytes, the requests awaiting answers (in order) and unparsed input."""
 
-    def __init__(self, address: tuple[str, int], timeout: float):
-        self.sock = socket.create_connection(address, timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address: tuple[str, int], timeout: float, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None):
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:   # the handshake (and certificate check) while still blocking, within the timeout
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_hostname)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.sock.setblocking(False)
         self.out = bytearray()
         self.waiting: deque[_Request] = deque()
@@ -68,6 +77,24 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _receive(sock: socket.socket) -> bytes:
+    """What the socket has now; for TLS also what OpenSSL already decrypted and holds (``pending``), which
+    the selector would not report again."""
+    data = sock.recv(RECV_SIZE)
+    if data and isinstance(sock, ssl.SSLSocket):
+        more = [data]
+        while sock.pending():
+            try:
+                chunk = sock.recv(RECV_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            if not chunk:
+                break
+            more.append(chunk)
+        data = b"".join(more)
+    return data
 
 
 def _partial_body(conn: _Connection) -> bytes:
@@ -84,18 +111,22 @@ def _partial_body(conn: _Connection) -> bytes:
 
 
 class PipelinedReader:
-    """``read_batch`` for one ``http://host:port`` origin (see the module docstring)."""
+    """``read_batch`` for one ``http(s)://host:port`` origin (see the module docstring)."""
 
     def __init__(self, origin: str, *, fallback: Callable[[str], bytes], resume: Callable[[str, bytes], bytes],
                  user_agent: str, timeout: float, retries: int, connections: int = 2, depth: int = 16,
-                 large: Callable[[str], object] | None = None, large_over: int = 0):
+                 large: Callable[[str], object] | None = None, large_over: int = 0,
+                 tls: ssl.SSLContext | None = None):
         parts = urlsplit(origin)
-        self.origin = (parts.scheme, parts.hostname, parts.port or 80)
-        self.address = (parts.hostname or "", parts.port or 80)
+        default_port = 443 if parts.scheme == "https" else 80
+        self.origin = (parts.scheme, parts.hostname, parts.port or default_port)
+        self.address = (parts.hostname or "", parts.port or default_port)
+        self.tls = tls
+        self.server_hostname = parts.hostname
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        self.host_header = host if parts.port in (None, 80) else f"{host}:{parts.port}"
+        self.host_header = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
         self.fallback = fallback
         self.resume = resume
         self.large = large
@@ -108,7 +139,7 @@ class PipelinedReader:
 
     def same_origin(self, url: str) -> bool:
         parts = urlsplit(url)
-        return (parts.scheme, parts.hostname, parts.port or 80) == self.origin
+        return (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)) == self.origin
 
     def _wire(self, url: str) -> bytes:
         parts = urlsplit(url)
@@ -176,7 +207,7 @@ class PipelinedReader:
                             del conn.out[:sent]
                             conn.last_io = now
                         if mask & selectors.EVENT_READ:
-                            data = conn.sock.recv(RECV_SIZE)
+                            data = _receive(conn.sock)
                             conn.last_io = now
                             if not data:
                                 # The server closed: whatever it had not answered is asked again elsewhere.
@@ -187,8 +218,8 @@ class PipelinedReader:
                             if not conn.waiting and not conn.open:
                                 drop(conn, penalty=False)
                                 continue
-                    except (BlockingIOError, InterruptedError):
-                        pass
+                    except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        pass   # nothing to read or write after all (TLS records arrive in pieces)
                     except _Spill as spill:
                         # Rather than hold it in memory, give up the connection (its other requests are asked
                         # again) and stream this body to a file.
@@ -241,7 +272,11 @@ class PipelinedReader:
                 return
             retry.appendleft(req)
             try:
-                conn = _Connection(self.address, self.timeout)
+                conn = _Connection(self.address, self.timeout, self.tls, self.server_hostname)
+            except ssl.SSLError:   # a certificate or TLS failure: the ordinary path reports it
+                retry.popleft()
+                ready.append((req.key, self._fallback(req)))
+                return
             except OSError:
                 req.attempts += 1
                 if req.attempts > self.retries:

@@ -125,7 +125,7 @@ class PullProgress(Progress):
 @click.option("--network-retries", type=click.IntRange(0, 100), default=5, show_default=True,
               help="How many times each download is retried upon a transient error.")
 @click.option("--max-parallel", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Downloads in flight at once (over plain HTTP: connections, at most 2, each pipelining requests).")
+              help="Downloads in flight at once (over HTTP(S) without a proxy: connections, at most 2, each pipelining requests).")
 @click.argument("remote_name", metavar="REMOTE")
 @click.argument("refs", nargs=-1, metavar="[REF...]")
 @click.pass_context

@@ -480,3 +480,30 @@ def test_filez_check_refuses_every_kind_of_damage(tmp_path):
         verify_filez_bytes(objs[empty][:-2], empty)   # an empty file still needs its deflate stream
     with pytest.raises(CorruptionError):
         verify_filez_bytes(objs[regular[0]], next(c for c in objs if c != regular[0]))
+
+
+def test_pull_over_https_honours_the_remotes_tls_options(upstream, tmp_path):
+    """ostree's ``tls-ca-path`` and ``tls-permissive`` remote options, set with ``ostree remote add --set``."""
+    import ssl
+
+    from tests.pull.test_http_fetcher import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    with serve(upstream.repo) as tls:
+        tls.httpd.socket = ctx.wrap_socket(tls.httpd.socket, server_side=True)
+        url = tls.url.replace("http://", "https://")
+        for name, options in (("plain", []), ("ca", [f"--set=tls-ca-path={cert}"]),
+                              ("permissive", ["--set=tls-permissive=true"])):
+            path = tmp_path / name
+            ostree("init", f"--repo={path}", "--mode=archive")
+            ostree("remote", "add", f"--repo={path}", "--no-gpg-verify", *options, "origin", url)
+            repo = Repo.open(path)
+            if name == "plain":   # a self-signed certificate is refused by default
+                with pytest.raises(FetchError, match="certificate verify failed"):
+                    pull(repo, "origin", ["main"], fetch_options=FetchOptions(retries=0))
+                continue
+            pull(repo, "origin", ["main"], fetch_options=FAST)
+            assert repo.resolve_rev("origin:main") == upstream.commits[1]
+            fsck(path)

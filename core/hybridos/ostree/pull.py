@@ -858,7 +858,7 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
         raise UsageError("--depth must be -1 (all history) or a number of parents >= 0")
     started = time.monotonic()
     remote = _remotes.get_remote(repo.config, remote_name)
-    options = fetch_options or FetchOptions()
+    options = remote.fetch_options(fetch_options or FetchOptions())
     if registry is None:
         from hybridos.plugins import get_registry
         registry = get_registry()

@@ -16,12 +16,14 @@ The functions over a config object are pure (they change the object, never the d
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridos.errors import ConfigError, NotFoundError, UsageError
+from hybridos.fetch import FetchOptions
 from hybridos.ostree.config import RepoConfig
 from hybridos.ostree.refs import validate_remote
 from hybridos.ostree.sign import SIGN_TYPES, check_sign_type, parse_public_key, read_key_file
@@ -66,6 +68,14 @@ class Remote:
         other signature check configured."""
         explicit = "gpg-verify" in self.options
         return self.gpg_verify and (explicit or not self.sign_verify)
+
+    def fetch_options(self, base: FetchOptions) -> FetchOptions:
+        """``base`` with this remote's TLS settings (ostree's ``tls-ca-path`` and ``tls-permissive``)."""
+        ca = self.options.get("tls-ca-path", "").strip() or base.ca_file
+        permissive = parse_bool(self.options.get("tls-permissive"), False, f'remote "{self.name}" tls-permissive')
+        if ca and not os.path.isfile(ca):
+            raise ConfigError(f'remote "{self.name}": tls-ca-path {ca} is not a file')
+        return dataclasses.replace(base, ca_file=ca, tls_verify=base.tls_verify and not permissive)
 
     def public_keys(self, sign_type: str = "ed25519") -> list[bytes]:
         """Trusted public keys: ``verification-<type>-key`` then every line of ``verification-<type>-file``."""

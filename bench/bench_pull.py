@@ -1,4 +1,5 @@
-"""Pull benchmark: our pull vs ``ostree pull`` over HTTP, and our file:// pull vs ``ostree pull-local``.
+"""Pull benchmark: our pull vs ``ostree pull`` over HTTP (and once over HTTPS), and our file:// pull vs
+``ostree pull-local``.
 
 One source repository (archive) is made by the real ``ostree commit`` of a hardlink copy of directories from
 /usr; the same HTTP server (tests/helpers/httpserver.py, run in its own process so it does not share our GIL)
@@ -32,14 +33,20 @@ FULL_DIRS = ["/usr/share/man", "/usr/share/icons", "/usr/share/doc", "/usr/inclu
 SMALL_DIRS = ["/usr/share/zoneinfo", "/usr/share/perl", "/usr/share/mime"]
 
 SERVER = """
-import sys, time
+import ssl, sys, time
 sys.path.insert(0, {root!r})
 from tests.helpers.httpserver import serve
 with serve({path!r}) as srv:
     # Without this, headers and body go out as two small segments and Nagle + delayed ACK stall every
     # keep-alive request by ~40 ms: both clients would only measure that.
     srv.httpd.RequestHandlerClass.disable_nagle_algorithm = True
-    print(srv.url, flush=True)
+    url = srv.url
+    if {cert!r}:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain({cert!r}, {key!r})
+        srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
+        url = url.replace("http://", "https://")
+    print(url, flush=True)
     sys.stdin.read()
 """
 
@@ -90,16 +97,27 @@ def remove(path: Path) -> None:
         time.sleep(SETTLE)
 
 
-def fresh_repo(path: Path, mode: str, url: str, tool: str) -> None:
+def fresh_repo(path: Path, mode: str, url: str, tool: str, ca: Path | None = None) -> None:
     remove(path)
+    tls = [f"--set=tls-ca-path={ca}"] if ca else []
     if tool == "ostree":
         ostree("init", f"--repo={path}", f"--mode={mode}")
-        ostree("remote", "add", f"--repo={path}", "--no-gpg-verify", "o", url)
+        ostree("remote", "add", f"--repo={path}", "--no-gpg-verify", *tls, "o", url)
     else:
         subprocess.run(hybridos("repo", "init", "--repo", str(path), "--mode", mode), check=True,
                        capture_output=True)
         subprocess.run(hybridos("repo", "remote", "add", "--repo", str(path), "--no-gpg-verify", "o", url),
                        check=True, capture_output=True)
+        if ca:   # the same key file line ostree writes for --set
+            with open(path / "config", "a") as f:
+                f.write(f"tls-ca-path={ca}\n")
+
+
+def serve_in_process(src: Path, cert: Path | None = None, key: Path | None = None) -> subprocess.Popen:
+    """The test HTTP server in its own process (so it does not share our GIL); its URL is its first line."""
+    return subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), path=str(src),
+                                                                 cert=str(cert or ""), key=str(key or ""))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def verify_same(ours: Path, theirs: Path, ref: str, their_ref: str | None = None) -> None:
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--keep", default=None, help="work in this directory and keep it (the source is reused)")
     ap.add_argument("--runs", type=int, default=3, help="alternating runs per case (the median is reported)")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-https", action="store_true", help="skip the (single-run) HTTPS case")
     ap.add_argument("--skip-local", action="store_true")
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -162,9 +181,26 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  source: {count} objects, {size_mb:.0f} MiB (archive, made by ostree commit)", flush=True)
         if not args.small and count < 30_000:
             raise RuntimeError(f"the source repository has only {count} objects (< 30,000)")
+        if not args.skip_https:
+            # One run: ostree opens many connections and pays a TLS handshake for each (80-120 s here).
+            from tests.pull.test_http_fetcher import _self_signed
+
+            cert, key = _self_signed(work)
+            server = serve_in_process(src, cert, key)
+            try:
+                url = server.stdout.readline().strip()
+                cases.append(compare(
+                    "https pull into archive", src,
+                    lambda: fresh_repo(ours, "archive", url, "ours", cert),
+                    hybridos("repo", "pull", "--repo", str(ours), "o", "main"),
+                    lambda: fresh_repo(theirs, "archive", url, "ostree", cert),
+                    ["ostree", "pull", f"--repo={theirs}", "o", "main"], 1, count))
+                verify_same(ours, theirs, "o:main")
+            finally:
+                server.stdin.close()
+                server.wait(timeout=10)
         if not args.skip_http:
-            server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), path=str(src))],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            server = serve_in_process(src)
             try:
                 url = server.stdout.readline().strip()
                 for mode in modes:

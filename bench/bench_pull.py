@@ -33,20 +33,14 @@ FULL_DIRS = ["/usr/share/man", "/usr/share/icons", "/usr/share/doc", "/usr/inclu
 SMALL_DIRS = ["/usr/share/zoneinfo", "/usr/share/perl", "/usr/share/mime"]
 
 SERVER = """
-import ssl, sys, time
+import sys, time
 sys.path.insert(0, {root!r})
 from tests.helpers.httpserver import serve
-with serve({path!r}) as srv:
+with serve({path!r}, tls=({cert!r}, {key!r}) if {cert!r} else None) as srv:
     # Without this, headers and body go out as two small segments and Nagle + delayed ACK stall every
     # keep-alive request by ~40 ms: both clients would only measure that.
     srv.httpd.RequestHandlerClass.disable_nagle_algorithm = True
-    url = srv.url
-    if {cert!r}:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain({cert!r}, {key!r})
-        srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
-        url = url.replace("http://", "https://")
-    print(url, flush=True)
+    print(srv.url, flush=True)
     sys.stdin.read()
 """
 
@@ -183,9 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise RuntimeError(f"the source repository has only {count} objects (< 30,000)")
         if not args.skip_https:
             # One run: ostree opens many connections and pays a TLS handshake for each (80-120 s here).
-            from tests.pull.test_http_fetcher import _self_signed
+            from tests.helpers.httpserver import self_signed_cert
 
-            cert, key = _self_signed(work)
+            cert, key = self_signed_cert(work)
             server = serve_in_process(src, cert, key)
             try:
                 url = server.stdout.readline().strip()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import os
 import posixpath
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,8 +49,9 @@ def _match(table: dict, path: str):
 class StaticServer:
     """``with StaticServer(root) as srv: srv.url`` -> "http://127.0.0.1:PORT"."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, tls: tuple[Path, Path] | None = None):
         self.root = Path(root)
+        self.tls = tls
         self.faults = Faults()
         self.requests: list[tuple[str, str, int]] = []   # (path, range header or "", status)
         self.connections = 0   # TCP connections accepted
@@ -142,11 +146,16 @@ class StaticServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:   # (certificate, key) files: serve HTTPS
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> StaticServer:
         self.thread.start()
@@ -158,6 +167,32 @@ class StaticServer:
 
 
 @contextlib.contextmanager
-def serve(root: str | os.PathLike) -> Iterator[StaticServer]:
-    with StaticServer(root) as srv:
+def serve(root: str | os.PathLike, tls: tuple[Path, Path] | None = None) -> Iterator[StaticServer]:
+    """Serve ``root``; over HTTPS with ``tls=(certificate, key)`` (see :func:`self_signed_cert`)."""
+    with StaticServer(root, tls) as srv:
         yield srv
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, written to ``directory`` (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = directory / "cert.pem"
+    key_pem = directory / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert_pem, key_pem

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
-import ssl
 import threading
 import time
 
@@ -14,7 +11,7 @@ import pytest
 from hybridos.errors import CorruptionError, FetchError, NotFoundError
 from hybridos.fetch import DownloadRequest, FetchOptions
 from hybridos_repo_http.fetcher import HttpFetcher
-from tests.helpers.httpserver import serve
+from tests.helpers.httpserver import self_signed_cert, serve
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 
@@ -212,38 +209,11 @@ def test_proxy_from_environment(served, tmp_path, monkeypatch):
         assert len(proxy.requests) == 1
 
 
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_pem = tmp_path / "cert.pem"
-    key_pem = tmp_path / "key.pem"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return cert_pem, key_pem
-
-
 def test_tls_verified_by_default(served, tmp_path):
     srv, root = served
-    cert, key = _self_signed(tmp_path)
-    with serve(root) as tls:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        tls.httpd.socket = ctx.wrap_socket(tls.httpd.socket, server_side=True)
-        url = tls.url.replace("http://", "https://") + "/small"
+    cert, key = self_signed_cert(tmp_path)
+    with serve(root, tls=(cert, key)) as tls:
+        url = tls.url + "/small"
         with fetcher(retries=0) as f, pytest.raises(FetchError, match="TLS|certificate"):
             f.read(url)
         with fetcher(ca_file=str(cert)) as f:

@@ -16,7 +16,7 @@ from hybridos.ostree.pull import pull
 from hybridos.ostree.repo import Repo
 from hybridos.util.progress import Progress
 from tests.conftest import require_root, require_tool
-from tests.helpers.httpserver import serve
+from tests.helpers.httpserver import self_signed_cert, serve
 from tests.pull.helpers import (
     big_objects,
     force_pull_workers,
@@ -484,16 +484,9 @@ def test_filez_check_refuses_every_kind_of_damage(tmp_path):
 
 def test_pull_over_https_honours_the_remotes_tls_options(upstream, tmp_path):
     """ostree's ``tls-ca-path`` and ``tls-permissive`` remote options, set with ``ostree remote add --set``."""
-    import ssl
-
-    from tests.pull.test_http_fetcher import _self_signed
-
-    cert, key = _self_signed(tmp_path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    with serve(upstream.repo) as tls:
-        tls.httpd.socket = ctx.wrap_socket(tls.httpd.socket, server_side=True)
-        url = tls.url.replace("http://", "https://")
+    cert, key = self_signed_cert(tmp_path)
+    with serve(upstream.repo, tls=(cert, key)) as tls:
+        url = tls.url
         for name, options in (("plain", []), ("ca", [f"--set=tls-ca-path={cert}"]),
                               ("permissive", ["--set=tls-permissive=true"])):
             path = tmp_path / name

@@ -5,7 +5,6 @@ by the ordinary read path. Against the real test server on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import ssl
 
 import pytest
 
@@ -13,8 +12,7 @@ from hybridos import fetch
 from hybridos.errors import FetchError, NotFoundError
 from hybridos.fetch import BodyFile, FetchOptions
 from hybridos.plugins import PluginRegistry
-from tests.helpers.httpserver import serve
-from tests.pull.test_http_fetcher import _self_signed
+from tests.helpers.httpserver import self_signed_cert, serve
 
 COUNT = 300
 
@@ -108,13 +106,10 @@ def test_file_fetcher_batch(tmp_path):
 @pytest.fixture
 def tls_files(files, tmp_path):
     """The same files over HTTPS, with a self-signed certificate for 127.0.0.1."""
-    cert, key = _self_signed(tmp_path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    with serve(files.root) as srv:
-        srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
+    cert, key = self_signed_cert(tmp_path)
+    with serve(files.root, tls=(cert, key)) as srv:
         srv.contents = files.contents
-        srv.https = srv.url.replace("http://", "https://")
+        srv.https = srv.url
         srv.cert = cert
         yield srv
 

@@ -6,7 +6,6 @@ A fetcher serves one or more URL schemes. The core picks the fetcher for a URL b
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,12 +55,10 @@ class DownloadRequest:
     size: int | None = None
 
 
-def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    from hybridos.util.files import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def verify_sha256(path: Path, expected: str, url: str) -> None:

@@ -177,21 +177,19 @@ def write_content(repo: Repo, header: FileHeader, data: bytes | BinaryIO | None,
 
 
 def write_object_bytes(repo: Repo, checksum: str, otype: ObjectType, data: bytes) -> bool:
-    """Store already verified bytes as an object file (0644)."""
-    tmp = TmpObject(repo)
-    try:
-        _write_all(tmp.fd, data)
-        os.fchmod(tmp.fd, 0o644)
-        return tmp.place(checksum, otype)
-    finally:
-        tmp.discard()
+    """Store already verified bytes as an object file (0644); True when newly placed."""
+    return _write_object_chunks(repo, checksum, otype, (data,))
 
 
 def write_object_stream(repo: Repo, checksum: str, otype: ObjectType, f: BinaryIO) -> bool:
-    """Store already verified object bytes read from ``f`` in chunks (0644); True when newly placed."""
+    """The same for object bytes read from ``f`` in chunks (never whole in memory)."""
+    return _write_object_chunks(repo, checksum, otype, iter_stream(f))
+
+
+def _write_object_chunks(repo: Repo, checksum: str, otype: ObjectType, chunks) -> bool:
     tmp = TmpObject(repo)
     try:
-        for chunk in iter_stream(f):
+        for chunk in chunks:
             _write_all(tmp.fd, chunk)
         os.fchmod(tmp.fd, 0o644)
         return tmp.place(checksum, otype)

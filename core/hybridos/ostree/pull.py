@@ -64,6 +64,7 @@ from hybridos.ostree.objects import (
 from hybridos.ostree.refs import validate_ref
 from hybridos.ostree.repo import Repo
 from hybridos.util.atomic import atomic_write
+from hybridos.util.files import read_fd
 
 _METADATA_PARSERS = {ObjectType.DIR_TREE: DirTree.parse, ObjectType.DIR_META: DirMeta.parse}
 
@@ -357,7 +358,7 @@ class _Transfer:
             if not stat.S_ISREG(st.st_mode):
                 raise FetchError(f"{url}: not a regular file")
             large = otype is ObjectType.FILE and st.st_size > _fetch.SPOOL_OVER
-            data = b"" if large else _read_fd(fd, st.st_size)
+            data = b"" if large else read_fd(fd, st.st_size)
             self._count(otype, st.st_size if large else len(data))
             try:
                 if large:   # checked in bounded chunks; copied the same way if it cannot be linked
@@ -535,17 +536,6 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except FileNotFoundError:
         return []
-
-
-def _read_fd(fd: int, size: int) -> bytes:
-    """The whole file: usually one read of size + 1 (short, so the end is known without another call)."""
-    data = os.read(fd, size + 1)
-    if len(data) == size or not data:
-        return data
-    chunks = [data]   # a short read (files over 2 GiB) or a file that changed size: read to the end
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _local_path(url: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,7 @@ from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundEr
 from hybridos.fetch import DownloadRequest, FetchOptions, ProgressCallback
 from hybridos.packages.model import Transaction, TransactionItem
 from hybridos.packages.repomd import LoadedRepo
+from hybridos.util.files import file_digest
 
 _HASHES = {"sha": "sha1", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384",
            "sha512": "sha512", "md5": "md5"}
@@ -75,14 +75,6 @@ def _failover(entries, repos: Sequence[LoadedRepo], options: FetchOptions | None
             raise error
 
 
-def _hash_file(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_packages(items: Transaction | Iterable[TransactionItem], cachedir: str | os.PathLike, *,
                       repos: Sequence[LoadedRepo] = (), options: FetchOptions | None = None,
                       progress: ProgressCallback | None = None) -> dict[str, Path]:
@@ -128,7 +120,7 @@ def download_packages(items: Transaction | Iterable[TransactionItem], cachedir: 
             dest = cachedir / cache_name(item)
             if algo != "sha256":
                 _, digest = split_checksum(item.checksum, str(item.nevra))
-                actual = _hash_file(req.dest, algo)
+                actual = file_digest(req.dest, algo)
                 if actual != digest:
                     with contextlib.suppress(FileNotFoundError):
                         req.dest.unlink()

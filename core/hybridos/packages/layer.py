@@ -45,7 +45,8 @@ from hybridos.packages.header import (
 )
 from hybridos.packages.model import Action, LayerRequest, LayerResult, Nevra, TransactionItem
 from hybridos.packages.rpmdb import RpmDb, read_installed
-from hybridos.packages.unpack import Owners, TreeResolver, file_digest, load_owners, split_path, unpack_rpm
+from hybridos.packages.unpack import Owners, TreeResolver, load_owners, split_path, unpack_rpm
+from hybridos.util.files import file_digest
 
 if TYPE_CHECKING:   # the scriptlet sandbox is imported only for a transaction that has scriptlets or triggers
     from hybridos.packages.scriptlets import ScriptResult

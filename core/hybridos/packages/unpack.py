@@ -26,7 +26,7 @@ from pathlib import Path
 from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import DIGEST_ALGOS, FileEntry, FileFlag, RpmFileInfo, RpmHeader, Tag, read_rpm
 from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed, read_whole
-from hybridos.util.files import same_bytes
+from hybridos.util.files import file_digest, same_bytes
 
 _MAX_LINKS = 40
 
@@ -545,15 +545,6 @@ def _lstat(p: str) -> os.stat_result | None:
 def _unlink_quiet(p: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(p)
-
-
-def file_digest(path: str, name: str) -> str:
-    """Hex digest of a file with the hashlib algorithm ``name``."""
-    h = hashlib.new(name)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from hybridos import fetch as _fetch
 from hybridos.errors import CorruptionError, FetchError, HybridosError, NotFoundError
 from hybridos.fetch import BodyFile, DownloadRequest, Fetcher, Key, ProgressCallback, sha256_file
+from hybridos.util.files import read_fd
 
 
 def url_to_path(url: str) -> Path:
@@ -52,13 +53,7 @@ class FileFetcher(Fetcher):
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 raise FetchError(f"{url}: is a directory")
-            data = os.read(fd, st.st_size + 1)   # one more byte: a short read means the end was reached
-            if len(data) <= st.st_size and (len(data) == st.st_size or not data):
-                return data
-            chunks = [data]   # larger than fstat said (growing) or a short read: read to the end
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_fd(fd, st.st_size)
         except OSError as exc:
             raise FetchError(f"{url}: {exc.strerror}") from None
         finally:

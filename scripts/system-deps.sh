@@ -21,6 +21,10 @@ if [ -x /bin/busybox ] && ! file -L /bin/busybox 2>/dev/null | grep -q "statical
 fi
 [ -d /usr/share/gocode/src/github.com/knqyf263/go-rpmdb/pkg/testdata ] || missing+=(golang-github-knqyf263-go-rpmdb-dev)
 command -v file >/dev/null 2>&1 || missing+=(file)
+# Property tests compare our GVariant and RPM header readers with GLib's and rpm's own (tests/helpers/oracles.py),
+# imported by the system python.
+/usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
+/usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -3,8 +3,10 @@
 Covers the types OSTree uses (and the general rules, so any type string works): basic types
 ``y b n q i u x t h d s o g``, arrays ``aT``, tuples ``(...)``, dict entries ``{KV}``, maybes ``mT`` and
 variants ``v``. Python values: integers, ``bool``, ``float``, ``str``; ``ay`` is ``bytes``; arrays of dict
-entries are ``dict`` (order kept), other arrays ``list``; tuples ``tuple``; ``v`` is :class:`Variant`; a maybe is
-``None`` or its value.
+entries are ``dict`` (order kept; a parsed one with a repeated key is a :class:`GDict` that keeps every entry and
+answers lookups with the first, as ``g_variant_lookup`` does), other arrays ``list``; tuples ``tuple``; ``v`` is
+:class:`Variant`; a maybe is ``None`` or its value, and a maybe of a maybe holds :class:`Just` (``mmy`` Just(Nothing)
+is ``Just(None)``, serialized ``00`` like GLib).
 
 All integers are little-endian as GVariant frames them. OSTree pre-swaps some fields to big-endian; that is the
 object model's business (see :func:`bswap32`).
@@ -22,7 +24,8 @@ from typing import Any
 
 from hybridos.errors import FormatError
 
-MAX_DEPTH = 64
+# GLib's G_VARIANT_MAX_RECURSION_DEPTH: type strings nest at most this deep, and so do values inside variants.
+MAX_DEPTH = 128
 
 _BASIC_FIXED = {"y": (1, "<B"), "b": (1, "<B"), "n": (2, "<h"), "q": (2, "<H"), "i": (4, "<i"), "u": (4, "<I"),
                 "h": (4, "<i"), "x": (8, "<q"), "t": (8, "<Q"), "d": (8, "<d")}
@@ -38,6 +41,56 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Just:
+    """The present value of a maybe whose child is itself a maybe (``mmy``: ``Just(None)`` vs ``None``)."""
+
+    value: Any
+
+
+class GDict(dict):
+    """A parsed ``a{..}`` in which some key repeats: lookups answer the first entry (as GLib's do) and
+    ``entries`` keeps them all, so the bytes serialize back unchanged."""
+
+    entries: list[tuple[Any, Any]]
+
+
+def _make_dict(items: list) -> dict:
+    d: dict = {}
+    for k, v in items:
+        d.setdefault(k, v)
+    if len(d) == len(items):
+        return d
+    g = GDict(d)
+    g.entries = items
+    return g
+
+
+def is_object_path(s: str) -> bool:
+    """D-Bus object path syntax (GLib's ``g_variant_is_object_path``)."""
+    if not s.startswith("/"):
+        return False
+    if s == "/":
+        return True
+    return all(part and all(c.isascii() and (c.isalnum() or c == "_") for c in part) for part in s[1:].split("/"))
+
+
+_SIGNATURE_CHARS = frozenset("ybnqiuxthdvasog(){}")
+
+
+def is_signature(s: str) -> bool:
+    """A D-Bus signature: zero or more complete types from ``ybnqiuxthdvasog(){}`` (``g_variant_is_signature``)."""
+    if not set(s) <= _SIGNATURE_CHARS:
+        return False
+    pos = 0
+    try:
+        while pos < len(s):
+            _, pos = _parse_type(s, pos)
+    except FormatError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
 class GType:
     """A parsed type string: kind is the leading character (``a``, ``(``, ``{``, ``m`` or a basic type)."""
 
@@ -46,6 +99,7 @@ class GType:
     children: tuple[GType, ...]
     alignment: int
     fixed_size: int | None  # None for variable-size types
+    depth: int = 1  # GLib's g_variant_type_info_query_depth: 1 for a basic type, +1 per container level
 
 
 def _align(n: int, a: int) -> int:
@@ -76,10 +130,7 @@ def _parse_type(sig: str, pos: int, depth: int = 0) -> tuple[GType, int]:
         return GType(c, c, (), 8, None), pos + 1
     if c in "am":
         child, end = _parse_type(sig, pos + 1, depth + 1)
-        s = sig[pos:end]
-        if c == "m" and child.fixed_size is not None:
-            return GType(s, c, (child,), child.alignment, None), end
-        return GType(s, c, (child,), child.alignment, None), end
+        return GType(sig[pos:end], c, (child,), child.alignment, None, child.depth + 1), end
     if c in "({":
         close = ")" if c == "(" else "}"
         children = []
@@ -103,7 +154,8 @@ def _parse_type(sig: str, pos: int, depth: int = 0) -> tuple[GType, int]:
             fixed = _align(off, align) if children else 1
         else:
             fixed = None
-        return GType(sig[pos:p], c, tuple(children), align, fixed), p
+        return GType(sig[pos:p], c, tuple(children), align, fixed,
+                     1 + max((ch.depth for ch in children), default=0)), p
     raise FormatError(f"invalid GVariant type string {sig!r}")
 
 
@@ -162,6 +214,7 @@ def _ser(t: GType, v: Any, out: bytearray) -> None:
             b = v.encode("utf-8")
             if b"\0" in b:
                 raise FormatError("GVariant strings cannot contain NUL")
+            _check_string_kind(k, v)
             out += b
             out.append(0)
             return
@@ -182,6 +235,8 @@ def _ser(t: GType, v: Any, out: bytearray) -> None:
     if k == "m":
         if v is None:
             return
+        if isinstance(v, Just):
+            v = v.value
         child = t.children[0]
         _ser(child, v, out)
         if child.fixed_size is None:
@@ -194,7 +249,7 @@ def _ser(t: GType, v: Any, out: bytearray) -> None:
                 raise FormatError(f"GVariant 'ay' needs bytes, got {type(v).__name__}")
             out += v
             return
-        items = list(v.items()) if isinstance(v, dict) else v
+        items = v.entries if isinstance(v, GDict) else list(v.items()) if isinstance(v, dict) else v
         if child.fixed_size is not None:
             for item in items:
                 _ser(child, item, out)
@@ -246,6 +301,13 @@ def parse(signature: str | GType, data: bytes | bytearray | memoryview, *, norma
     return value
 
 
+def _check_string_kind(k: str, s: str) -> None:
+    if k == "o" and not is_object_path(s):
+        raise FormatError(f"GVariant object path {s[:80]!r} is not valid")
+    if k == "g" and not is_signature(s):
+        raise FormatError(f"GVariant signature {s[:80]!r} is not valid")
+
+
 def _read_offset(buf: bytes, pos: int, k: int) -> int:
     return int.from_bytes(buf[pos:pos + k], "little")
 
@@ -255,8 +317,6 @@ def _bad(t: GType, why: str) -> FormatError:
 
 
 def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise _bad(t, "nests too deeply")
     size = end - start
     k = t.kind
     if t.fixed_size is not None and k not in "({":
@@ -275,9 +335,12 @@ def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
         if b"\0" in raw:
             raise _bad(t, "string contains NUL")
         try:
-            return raw.decode("utf-8")
+            s = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _bad(t, "string is not valid UTF-8") from None
+        if k != "s":
+            _check_string_kind(k, s)
+        return s
     if k == "v":
         zero = buf.rfind(b"\0", start, end)
         if zero < 0:
@@ -287,6 +350,10 @@ def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
             child = gtype(sig)
         except (UnicodeDecodeError, FormatError):
             raise _bad(t, "variant has an invalid type string") from None
+        # GLib's gvs_variant_get_child: ``depth < MAX - child_depth`` in unsigned arithmetic, so a child type of
+        # the largest depth (129) wraps around and passes; anything else past the limit is refused.
+        if child.depth <= MAX_DEPTH and depth >= MAX_DEPTH - child.depth:
+            raise _bad(t, f"nests deeper than {MAX_DEPTH} levels")
         return Variant(sig, _de(child, buf, start, zero, depth + 1))
     if k == "m":
         child = t.children[0]
@@ -296,7 +363,8 @@ def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
             return _de(child, buf, start, end, depth + 1)
         if buf[end - 1] != 0:
             raise _bad(t, "maybe without trailing zero")
-        return _de(child, buf, start, end - 1, depth + 1)
+        inner = _de(child, buf, start, end - 1, depth + 1)
+        return Just(inner) if child.kind == "m" else inner
     if k == "a":
         child = t.children[0]
         if child.signature == "y":
@@ -326,7 +394,7 @@ def _de(t: GType, buf: bytes, start: int, end: int, depth: int) -> Any:
                 items.append(_de(child, buf, start + s, start + e, depth + 1))
                 pos = e
         if is_dict:
-            return dict(items)
+            return _make_dict(items)
         return items
     if k in "({":
         members = t.children

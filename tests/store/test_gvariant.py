@@ -190,3 +190,61 @@ def test_fast_serializers_agree_with_the_generic_codec():
             bswap64(h.size), bswap32(uid), bswap32(gid), bswap32(mode), 0, target, list(xattrs)))
         assert FileHeader.parse(h.serialize(), size=h.size) == h
         assert FileHeader.parse_zlib(h.serialize_zlib()) == h
+
+
+# ---------------------------------------------------------------------------------------------------- issue 15
+# Defects the differential fuzzing against GLib found; the expected bytes and verdicts are GLib 2.74's.
+
+def test_nested_maybe_holding_nothing():
+    assert gvariant.serialize("mmy", gvariant.Just(None)) == b"\0"
+    assert gvariant.serialize("mmy", None) == b""
+    assert parse("mmy", b"\0") == gvariant.Just(None)
+    assert parse("mmy", b"") is None
+    assert parse("mmy", b"\x07\0") == gvariant.Just(7)
+    assert parse("mmms", b"\0\0") == gvariant.Just(gvariant.Just(None))
+
+
+def test_dictionary_with_a_repeated_key_is_kept_and_answers_the_first():
+    data = b"a\0\x01\x02" b"a\0\x02\x02" b"\x04\x08"  # {'a': 1, 'a': 2}, normal form
+    d = parse("a{sy}", data)
+    assert d["a"] == 1 and list(d.entries) == [("a", 1), ("a", 2)]
+    assert serialize("a{sy}", d) == data
+    both = gvariant.GDict({"version": Variant("s", "1")})
+    both.entries = [("version", Variant("s", "1")), ("version", Variant("s", "2"))]
+    assert gvariant.parse_vardict(serialize("a{sv}", both)) == {"version": "1"}
+
+
+@pytest.mark.parametrize("sig,text", [("o", "a"), ("o", "/a/"), ("o", "//"), ("o", "/é"), ("g", "m"),
+                                      ("g", "a{vs}"), ("g", "(")])
+def test_object_paths_and_signatures_are_validated(sig, text):
+    with pytest.raises(FormatError):
+        parse(sig, text.encode() + b"\0")
+    with pytest.raises(FormatError):
+        serialize(sig, text)
+
+
+def test_commit_with_an_invalid_object_path_in_its_metadata_is_refused():
+    good = Commit(metadata={"x": Variant("o", "/ok")}, root_tree="1" * 64, root_meta="2" * 64)
+    assert Commit.parse(good.serialize()).metadata["x"] == Variant("o", "/ok")
+    bad = good.serialize().replace(b"/ok\0", b"ok/\0")
+    with pytest.raises(FormatError):
+        Commit.parse(bad)
+
+
+def test_nesting_limit_is_glibs_128():
+    assert gvariant.gtype("a" * 128 + "y").depth == 129
+    with pytest.raises(FormatError):
+        gvariant.gtype("a" * 129 + "y")
+
+    def chain(n):
+        data, sig = b"\x05", "y"
+        for _ in range(n):
+            data, sig = data + b"\0" + sig.encode(), "v"
+        return data
+
+    v = parse("v", chain(127))
+    for _ in range(126):
+        v = v.value
+    assert v == Variant("y", 5)
+    with pytest.raises(FormatError):
+        parse("v", chain(128))

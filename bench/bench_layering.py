@@ -74,8 +74,8 @@ def _specs(nfiles: int):
 
 def _steps_of_install(sysroot: Path, package: str) -> tuple[float, list[tuple[str, float]]]:
     """An in-process install through the same code as the CLI; returns (wall, [(step, seconds)])."""
-    from hybridos.layering.operation import apply_change
     from hybridos.layering.requests import Change
+    from hybridos.operations.packages import apply_change
     from hybridos.sysroot.sysroot import Sysroot
     from hybridos.sysroot.transaction import Transaction
 

@@ -6,10 +6,11 @@ A test cannot boot, so the booted deployment is named the way the kernel names i
 
 from __future__ import annotations
 
+from hybridos.operations.deploy import upgrade
 from hybridos.sysroot.status import status_json, status_text
 from hybridos.sysroot.sysroot import Sysroot, booted_by_inode
 from hybridos.sysroot.transaction import Transaction
-from hybridos.sysroot.upgrade import cleanup, rollback, upgrade
+from hybridos.sysroot.upgrade import cleanup, rollback
 from tests.sysroot.conftest import check_consistent, hyb
 
 

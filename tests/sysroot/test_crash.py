@@ -36,7 +36,8 @@ def _killed(sr, *args, step):
 
 
 def test_step_lists_are_complete(host):
-    from hybridos.sysroot.upgrade import rollback, upgrade
+    from hybridos.operations.deploy import upgrade
+    from hybridos.sysroot.upgrade import rollback
 
     sr, remote, _ = host
     remote.publish("2.0")

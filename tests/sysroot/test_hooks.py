@@ -13,9 +13,9 @@ from hybridos.arch import Architecture
 from hybridos.bootloader import Bootloader, Detection
 from hybridos.errors import BootloaderError, Cancelled
 from hybridos.hookspecs import hookimpl
+from hybridos.operations.deploy import upgrade
 from hybridos.sysroot.sysroot import Sysroot
 from hybridos.sysroot.transaction import Transaction
-from hybridos.sysroot.upgrade import upgrade
 from tests.conftest import require_tool
 from tests.sysroot.conftest import STATEROOT, check_consistent, hyb, ostree, snapshot, status
 

@@ -21,25 +21,30 @@ def sysroot_path(ctx: click.Context, sysroot_opt: Path | None) -> Path:
 
 
 def event_printer(quiet: bool = False):
-    """Print transaction messages to stdout; step names to stderr only on a terminal."""
-    tty = sys.stderr.isatty()
+    """A transaction's event callback: messages on stdout, the running task's phrase on a terminal's line."""
+    from hybridos.cli._progress import TaskLine
 
-    def on_event(event) -> None:
-        if event.kind == "message" and not quiet:
-            click.echo(event.message)
-        elif event.kind == "start" and tty:
-            click.echo(f"⠿ {event.step}", err=True)
-
-    return on_event
+    return TaskLine(quiet=quiet).on_event
 
 
-def finish_unchanged(exc, unchanged_exit_77: bool) -> None:
-    click.echo(exc.message)
-    sys.exit(77 if unchanged_exit_77 else 0)
+def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged_exit_77: bool = False) -> None:
+    """Run one host transaction (``hybridos.operations.verbs``), show its progress and its outcome, and exit
+    77 (with ``--unchanged-exit-77``) when there was nothing to do."""
+    from hybridos.cli._progress import LineMeter, TaskLine
+    from hybridos.sysroot.transaction import Transaction
+
+    line = TaskLine()
+    try:
+        with Transaction(sysroot_path(ctx, sysroot_opt), op.title, on_event=line.on_event,
+                         make_meter=lambda label: LineMeter(line, label)) as tx:
+            outcome = op.run(tx)
+    finally:
+        line.clear()
+    report_outcome(outcome.lines, outcome.unchanged, unchanged_exit_77)
 
 
-def pull_progress():
-    """Object/byte counter for downloads: drawn on a terminal's stderr, silent otherwise."""
-    from hybridos.util.progress import Progress
-
-    return Progress("Receiving objects:")
+def report_outcome(lines, unchanged: bool, unchanged_exit_77: bool) -> None:
+    for text in lines:
+        click.echo(text)
+    if unchanged:
+        sys.exit(77 if unchanged_exit_77 else 0)

@@ -12,41 +12,10 @@ from pathlib import Path
 
 import click
 
-from hybridos.cli._sysroot_cli import (
-    event_printer,
-    finish_unchanged,
-    os_option,
-    pull_progress,
-    sysroot_option,
-    sysroot_path,
-)
-from hybridos.errors import HybridosError, Unchanged
+from hybridos.cli._sysroot_cli import os_option, run_operation, sysroot_option, sysroot_path
 
 unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
                                 help="Exit 77 when there is nothing to do.")
-
-
-def _reboot_hint() -> None:
-    click.echo("Run \"systemctl reboot\" to start a reboot")
-
-
-def _print_change(result) -> None:
-    from hybridos.sysroot.pkgdiff import diff_packages, packages_of_tree
-
-    new = result.sysroot.default
-    old = result.old
-    head = f"{old.stateroot}:{new.origin.refspec if new and new.origin else '?'}"
-    ov = result.old_version or old.checksum[:12]
-    nv = result.new_version or result.new_commit[:12]
-    click.echo(f"Deployed {head}: {ov} -> {nv} (commit {old.checksum[:12]} -> {result.new_commit[:12]})")
-    try:
-        diff = diff_packages(packages_of_tree(result.sysroot.path / old.relpath),
-                             packages_of_tree(result.sysroot.path / new.relpath))
-    except (HybridosError, OSError) as exc:  # a tree without a readable rpmdb still deploys
-        click.echo(f"(no package diff: {exc})")
-        return
-    for line in diff.lines():
-        click.echo(line)
 
 
 @click.command("status")
@@ -80,39 +49,11 @@ def status(ctx, sysroot_opt, as_json, verbose, booted):
 def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only, allow_downgrade,
             unchanged_exit_77):
     """Pull the newest commit of the origin's ref and deploy it as the new default."""
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import upgrade as do_upgrade
+    from hybridos.operations.verbs import Upgrade
 
-    path = sysroot_path(ctx, sysroot_opt)
-    try:
-        with Transaction(path, "upgrade", on_event=event_printer()) as tx:
-            sysroot = Sysroot.load(path)
-            with pull_progress() as progress:
-                result = do_upgrade(sysroot, tx, stateroot=osname, check=check, cache_only=cache_only,
-                                    download_only=download_only or preview, allow_downgrade=allow_downgrade,
-                                    progress=progress)
-    except Unchanged as exc:
-        finish_unchanged(exc, unchanged_exit_77)
-        return
-    if check:
-        click.echo(f"AvailableUpdate:\n  Version: {result.new_version or '(none)'}\n  Commit: {result.new_commit}")
-        return
-    if preview:
-        from hybridos.sysroot.pkgdiff import diff_packages, packages_of_commit, packages_of_tree
-
-        click.echo(f"Upgrade available: {result.old_version or '?'} -> {result.new_version or '?'} "
-                   f"(commit {result.new_commit})")
-        diff = diff_packages(packages_of_tree(path / result.old.relpath),
-                             packages_of_commit(result.sysroot.repo, result.new_commit))
-        for line in diff.lines():
-            click.echo(line)
-        return
-    if download_only:
-        click.echo(f"Downloaded {result.new_commit} (version {result.new_version or '?'}); not deployed")
-        return
-    _print_change(result)
-    _reboot_hint()
+    run_operation(ctx, sysroot_opt, Upgrade(stateroot=osname, check=check, preview=preview, cache_only=cache_only,
+                                            download_only=download_only, allow_downgrade=allow_downgrade),
+                  unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("rollback")
@@ -120,16 +61,9 @@ def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only,
 @click.pass_context
 def rollback(ctx, sysroot_opt):
     """Make the rollback deployment the default again."""
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import rollback as do_rollback
+    from hybridos.operations.verbs import Rollback
 
-    path = sysroot_path(ctx, sysroot_opt)
-    with Transaction(path, "rollback", on_event=event_printer()) as tx:
-        new = do_rollback(Sysroot.load(path), tx)
-    d = new.default
-    click.echo(f"Moving '{d.checksum}.{d.serial}' to be first deployment")
-    _reboot_hint()
+    run_operation(ctx, sysroot_opt, Rollback())
 
 
 @click.command("deploy")
@@ -140,19 +74,10 @@ def rollback(ctx, sysroot_opt):
 @click.pass_context
 def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
     """Deploy a specific VERSION or CHECKSUM of the origin's ref (pins the origin to it)."""
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import deploy_revision
+    from hybridos.operations.verbs import Deploy
 
-    path = sysroot_path(ctx, sysroot_opt)
-    try:
-        with Transaction(path, "deploy", on_event=event_printer()) as tx, pull_progress() as progress:
-            result = deploy_revision(Sysroot.load(path), tx, revision, stateroot=osname, progress=progress)
-    except Unchanged as exc:
-        finish_unchanged(exc, unchanged_exit_77)
-        return
-    _print_change(result)
-    _reboot_hint()
+    run_operation(ctx, sysroot_opt, Deploy(revision=revision, stateroot=osname),
+                  unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("rebase")
@@ -164,20 +89,10 @@ def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
 @click.pass_context
 def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, target):
     """Switch to another [REMOTE:]REF (REF alone keeps the remote; REMOTE: keeps the ref)."""
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import rebase as do_rebase
+    from hybridos.operations.verbs import Rebase
 
-    path = sysroot_path(ctx, sysroot_opt)
-    try:
-        with Transaction(path, "rebase", on_event=event_printer()) as tx, pull_progress() as progress:
-            result = do_rebase(Sysroot.load(path), tx, target, stateroot=osname, cache_only=cache_only,
-                               progress=progress)
-    except Unchanged as exc:
-        finish_unchanged(exc, unchanged_exit_77)
-        return
-    _print_change(result)
-    _reboot_hint()
+    run_operation(ctx, sysroot_opt, Rebase(target=target, stateroot=osname, cache_only=cache_only),
+                  unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("kargs")
@@ -195,41 +110,21 @@ def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, target):
 def kargs(ctx, sysroot_opt, osname, append, append_if_missing, delete, delete_if_present, replace,
           unchanged_exit_77):
     """Show or change the kernel arguments (a new deployment carries the change)."""
-    from hybridos.sysroot import kargs as kargs_mod
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import change_kargs
+    from hybridos.operations.verbs import KernelArgs
 
-    path = sysroot_path(ctx, sysroot_opt)
-    editing = any((append, append_if_missing, delete, delete_if_present, replace))
-    if not editing:
-        sysroot = Sysroot.load(path)
-        stateroot = osname or sysroot.default_stateroot()
-        merge = sysroot.merge_deployment(stateroot)
+    op = KernelArgs(stateroot=osname, append=append, append_if_missing=append_if_missing, delete=delete,
+                    delete_if_present=delete_if_present, replace=replace)
+    if not any((append, append_if_missing, delete, delete_if_present, replace)):
+        from hybridos.sysroot.sysroot import Sysroot
+
+        sysroot = Sysroot.load(sysroot_path(ctx, sysroot_opt))
+        merge = sysroot.merge_deployment(osname or sysroot.default_stateroot())
         if merge is None:
             raise click.ClickException("no deployment to show kernel arguments of")
         click.echo(merge.kargs)
         return
-    # validate every argument before taking the lock, so bad input changes nothing
-    for group in (append, append_if_missing, delete, delete_if_present, replace):
-        for a in group:
-            kargs_mod.validate_arg(a)
-    try:
-        with Transaction(path, "kargs", on_event=event_printer()) as tx:
-            sysroot = Sysroot.load(path)
-            stateroot = osname or sysroot.default_stateroot()
-            merge = sysroot.merge_deployment(stateroot)
-            if merge is None:
-                raise click.ClickException(f"no deployment of stateroot {stateroot!r}")
-            new = kargs_mod.edit(kargs_mod.KernelArgs.parse(merge.kargs), append=append,
-                                 append_if_missing=append_if_missing, delete=delete,
-                                 delete_if_present=delete_if_present, replace=replace)
-            change_kargs(sysroot, tx, str(new), stateroot=stateroot)
-    except Unchanged as exc:
-        finish_unchanged(exc, unchanged_exit_77)
-        return
-    click.echo("Kernel arguments updated.")
-    _reboot_hint()
+    op.validate()  # bad input fails before the lock is taken, so it changes nothing
+    run_operation(ctx, sysroot_opt, op, unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("cleanup")
@@ -241,18 +136,11 @@ def kargs(ctx, sysroot_opt, osname, append, append_if_missing, delete, delete_if
 @click.pass_context
 def cleanup(ctx, sysroot_opt, pending, rollback_, base, repomd):
     """Clear deployments and caches."""
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
-    from hybridos.sysroot.upgrade import cleanup as do_cleanup
+    from hybridos.operations.verbs import Cleanup
 
     if not any((pending, rollback_, base, repomd)):
         raise click.UsageError("choose at least one of -p, -r, -b, -m")
-    path = sysroot_path(ctx, sysroot_opt)
-    with Transaction(path, "cleanup", on_event=event_printer()) as tx:
-        _, notes = do_cleanup(Sysroot.load(path), tx, pending=pending, rollback_=rollback_, base=base,
-                              repomd=repomd)
-    for note in notes:
-        click.echo(note)
+    run_operation(ctx, sysroot_opt, Cleanup(pending=pending, rollback=rollback_, base=base, repomd=repomd))
 
 
 @click.command("cancel")

@@ -3,10 +3,11 @@ refresh-md. Each change is a new deployment; the previous one stays for rollback
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from hybridos.cli._sysroot_cli import event_printer, finish_unchanged, os_option, sysroot_option, sysroot_path
-from hybridos.errors import Unchanged
+from hybridos.cli._sysroot_cli import os_option, run_operation, sysroot_option, sysroot_path
 
 
 def _common(f):
@@ -25,42 +26,16 @@ def _common(f):
     return f
 
 
-def _run(ctx, sysroot_opt, osname, title: str, make_change, *, dry_run=False, cache_only=False,
-         download_only=False, force_replacefiles=False, allow_inactive=False, unchanged_exit_77=False) -> None:
-    """Take the lock, build the change (``make_change(repo)`` may import local RPMs), apply it, report."""
-    from hybridos.layering.assemble import AssembleOptions
-    from hybridos.layering.operation import apply_change
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
+def _run(ctx, sysroot_opt, osname, title: str, *, unchanged_exit_77=False, **change) -> None:
+    """Run one package change (``hybridos.operations.verbs.PackageChange``) and report it."""
+    from hybridos.operations.verbs import PackageChange
 
-    path = sysroot_path(ctx, sysroot_opt)
-    options = AssembleOptions(force_replacefiles=force_replacefiles, cache_only=cache_only,
-                              download_only=download_only, allow_inactive=allow_inactive)
-    try:
-        with Transaction(path, title, on_event=event_printer()) as tx:
-            sysroot = Sysroot.load(path)
-            change = make_change(sysroot.repo)
-            result = apply_change(sysroot, tx, change, stateroot=osname, options=options, dry_run=dry_run)
-    except Unchanged as exc:
-        finish_unchanged(exc, unchanged_exit_77)
-        return
-    if result.plan is not None:
-        for line in result.plan.lines():
-            click.echo(line)
-    if dry_run:
-        click.echo("Exiting because of '--dry-run' option")
-        return
-    if download_only:
-        click.echo("Downloaded the packages; not deployed (--download-only)")
-        return
-    click.echo(f"Deployed {result.commit}")
-    click.echo("Run \"systemctl reboot\" to start a reboot")
+    run_operation(ctx, sysroot_opt, PackageChange(name=title, stateroot=osname, **change),
+                  unchanged_exit_77=unchanged_exit_77)
 
 
 def _split(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Names vs RPM files (``*.rpm`` that exist, or contain a slash)."""
-    import os
-
     names, files = [], []
     for s in specs:
         if s.endswith(".rpm") and (os.sep in s or os.path.isfile(s)):
@@ -80,16 +55,10 @@ def _split(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
 def install(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
             idempotent, allow_inactive, force_replacefiles, packages):
     """Overlay additional packages (names or local RPM files)."""
-    from hybridos.layering.assemble import import_local_rpm
-    from hybridos.layering.requests import Change
-
     names, files = _split(packages)
-
-    def make(repo):
-        return Change(install=tuple(names), install_local=tuple(import_local_rpm(repo, f) for f in files),
-                      idempotent=idempotent)
-
-    _run(ctx, sysroot_opt, osname, "install", make, dry_run=dry_run, cache_only=cache_only,
+    _run(ctx, sysroot_opt, osname, "install", install=tuple(names),
+         install_local_files=tuple(files), idempotent=idempotent,
+         dry_run=dry_run, cache_only=cache_only,
          download_only=download_only, force_replacefiles=force_replacefiles, allow_inactive=allow_inactive,
          unchanged_exit_77=unchanged_exit_77)
 
@@ -103,12 +72,9 @@ def install(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_o
 def uninstall(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
               idempotent, all_, packages):
     """Remove overlayed packages."""
-    from hybridos.layering.requests import Change
-
     if not packages and not all_:
         raise click.UsageError("name at least one package, or use --all")
-    _run(ctx, sysroot_opt, osname, "uninstall",
-         lambda _repo: Change(uninstall=tuple(packages), uninstall_all=all_, idempotent=idempotent),
+    _run(ctx, sysroot_opt, osname, "uninstall", uninstall=tuple(packages), uninstall_all=all_, idempotent=idempotent,
          dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
@@ -125,10 +91,7 @@ def override():
 def override_remove(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
                     idempotent, packages):
     """Remove packages from the base image."""
-    from hybridos.layering.requests import Change
-
-    _run(ctx, sysroot_opt, osname, "override remove",
-         lambda _repo: Change(remove=tuple(packages), idempotent=idempotent),
+    _run(ctx, sysroot_opt, osname, "override remove", remove=tuple(packages), idempotent=idempotent,
          dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
@@ -140,14 +103,10 @@ def override_remove(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, do
 def override_replace(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
                      force_replacefiles, packages):
     """Replace base packages with local RPM files."""
-    from hybridos.layering.assemble import import_local_rpm
-    from hybridos.layering.requests import Change
-
     names, files = _split(packages)
     if names:
         raise click.UsageError(f"override replace takes RPM files; {names[0]!r} is not one")
-    _run(ctx, sysroot_opt, osname, "override replace",
-         lambda repo: Change(replace_local=tuple(import_local_rpm(repo, f) for f in files)),
+    _run(ctx, sysroot_opt, osname, "override replace", replace_local_files=tuple(files),
          dry_run=dry_run, cache_only=cache_only, download_only=download_only,
          force_replacefiles=force_replacefiles, unchanged_exit_77=unchanged_exit_77)
 
@@ -160,12 +119,9 @@ def override_replace(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, d
 def override_reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
                    all_, packages):
     """Undo overrides of base packages (by name or NEVRA)."""
-    from hybridos.layering.requests import Change
-
     if not packages and not all_:
         raise click.UsageError("name at least one package, or use --all")
-    _run(ctx, sysroot_opt, osname, "override reset",
-         lambda _repo: Change(reset_overrides=tuple(packages), reset_all_overrides=all_),
+    _run(ctx, sysroot_opt, osname, "override reset", reset_overrides=tuple(packages), reset_all_overrides=all_,
          dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
@@ -178,14 +134,12 @@ def override_reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, dow
 def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77, overlays,
           overrides, initramfs_):
     """Remove all local changes: layered packages, overrides and initramfs regeneration (or only some)."""
-    from hybridos.layering.requests import Change
-
     if overlays or overrides or initramfs_:
-        change = Change(uninstall_all=overlays, reset_all_overrides=overrides,
-                        initramfs=False if initramfs_ else None, idempotent=True)
+        change = dict(uninstall_all=overlays, reset_all_overrides=overrides,
+                      initramfs=False if initramfs_ else None, idempotent=True)
     else:
-        change = Change(reset_all=True)
-    _run(ctx, sysroot_opt, osname, "reset", lambda _repo: change, dry_run=dry_run,
+        change = dict(reset_all=True)
+    _run(ctx, sysroot_opt, osname, "reset", **change, dry_run=dry_run,
          cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
@@ -198,8 +152,6 @@ def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_onl
 def initramfs(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
               enable, disable, args):
     """Enable or disable client-side initramfs regeneration (no option: show the state)."""
-    from hybridos.layering.requests import Change
-
     if enable and disable:
         raise click.UsageError("--enable and --disable exclude each other")
     if args and not enable:
@@ -216,8 +168,7 @@ def initramfs(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download
         if o.initramfs_args:
             click.echo("Initramfs args: " + " ".join(o.initramfs_args))
         return
-    _run(ctx, sysroot_opt, osname, "initramfs",
-         lambda _repo: Change(initramfs=bool(enable), initramfs_args=tuple(args)), dry_run=dry_run,
+    _run(ctx, sysroot_opt, osname, "initramfs", initramfs=bool(enable), initramfs_args=tuple(args), dry_run=dry_run,
          cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
@@ -228,20 +179,6 @@ def initramfs(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download
 @click.pass_context
 def refresh_md(ctx, sysroot_opt, osname, force):
     """Download the repositories' metadata into the cache."""
-    from hybridos.layering.assemble import commit_arch
-    from hybridos.layering.repos import load_host_repos
-    from hybridos.sysroot.sysroot import Sysroot
-    from hybridos.sysroot.transaction import Transaction
+    from hybridos.operations.verbs import RefreshMd
 
-    path = sysroot_path(ctx, sysroot_opt)
-    with Transaction(path, "refresh-md", on_event=event_printer()):
-        sysroot = Sysroot.load(path)
-        stateroot = osname or sysroot.default_stateroot()
-        merge = sysroot.merge_deployment(stateroot)
-        if merge is None:
-            raise click.ClickException(f"no deployment of stateroot {stateroot!r}")
-        repos = load_host_repos(path, stateroot, path / merge.relpath, commit_arch(sysroot.repo, merge.checksum),
-                                refresh=force)
-    for r in repos:
-        click.echo(f"Updating metadata for '{r.id}': {'cached' if r.from_cache else 'downloaded'}"
-                   f" (revision {r.revision or '?'})")
+    run_operation(ctx, sysroot_opt, RefreshMd(stateroot=osname, force=force))

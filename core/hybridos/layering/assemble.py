@@ -635,7 +635,7 @@ def assemble_deployment_tree(sysroot, base_commit: str, origin, *, tx, merge=Non
                              options: AssembleOptions = AssembleOptions(), plan: Plan | None = None) -> str:
     """The commit to deploy for ``origin``'s requests on ``base_commit`` (the base itself when there are none).
 
-    Called by upgrade/deploy/rebase (``hybridos.sysroot.upgrade``). Requests the new base already satisfies
+    Called by upgrade/deploy/rebase (``hybridos.operations``). Requests the new base already satisfies
     become inactive instead of failing.
     """
     if Requests.from_origin(origin).empty:

@@ -41,10 +41,14 @@ class Transaction:
     """``with Transaction(sysroot, "upgrade") as tx:`` holds the sysroot lock until the block ends."""
 
     def __init__(self, sysroot: Path, title: str, *, on_event: Callable[[Event], None] | None = None,
-                 lock_timeout: float | None = None, lock: bool = True):
+                 lock_timeout: float | None = None, lock: bool = True,
+                 make_meter: Callable[[str], object] | None = None):
         self.sysroot = Path(sysroot)
         self.title = title
         self.on_event = on_event
+        #: builds the download counter of a step (``Progress``-like: advance, total_items, done); the CLI draws
+        #: it on a terminal, the daemon turns it into DownloadProgress signals
+        self.make_meter = make_meter
         self.events: list[Event] = []
         self.steps: list[str] = []
         self.committed = False
@@ -104,6 +108,14 @@ class Transaction:
 
     def message(self, text: str) -> None:
         self._emit(Event("message", self.steps[-1] if self.steps else "", message=text))
+
+    def meter(self, label: str):
+        """A download counter for the current step (a ``hybridos.util.progress.Progress`` by default)."""
+        if self.make_meter is not None:
+            return self.make_meter(label)
+        from hybridos.util.progress import Progress
+
+        return Progress(label)
 
     def progress(self, done: int, total: int) -> None:
         self._emit(Event("progress", self.steps[-1] if self.steps else "", done=done, total=total))

@@ -1,6 +1,6 @@
-"""One layering command as a sysroot transaction: change the requests, assemble, deploy.
+"""Package changes on a host (install, uninstall, overrides, reset, initramfs) and refresh-md.
 
-Every change is a new deployment (the previous one stays as the rollback); nothing is written to the sysroot
+Every change is a new deployment (the previous one stays as the rollback). Nothing is written to the sysroot
 before the new tree is committed, so a failing scriptlet or an unsolvable request leaves the sysroot as it was.
 """
 
@@ -9,18 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hybridos.errors import Unchanged
-from hybridos.layering.assemble import (
-    AssembleOptions,
-    Plan,
-    assemble_tree,
-    download,
-    plan_layering,
-    prune_local_store,
-    write_base_refs,
-)
+from hybridos.layering.assemble import AssembleOptions, Plan, download, plan_layering
+from hybridos.layering.deploy import deploy_layered
 from hybridos.layering.repos import PACKAGE_CACHE, stateroot_dir
-from hybridos.layering.requests import Change, LocalPackage, Requests, apply
+from hybridos.layering.requests import Change, Requests, apply
 from hybridos.sysroot.origin import Origin
+from hybridos.sysroot.upgrade import merge_base_commit
 
 
 @dataclass(frozen=True)
@@ -32,23 +26,12 @@ class ChangeResult:
     deployed: bool = False
 
 
-def _all_local(sysroot) -> list[LocalPackage]:
-    out = []
-    for d in sysroot.deployments:
-        if d.origin is not None:
-            with_reqs = Requests.from_origin(d.origin)
-            out += [*with_reqs.local_packages, *with_reqs.local_replacements]
-    return out
-
-
 def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
                  options: AssembleOptions = AssembleOptions(), dry_run: bool = False) -> ChangeResult:
-    """Apply ``change`` to the merge deployment's requests and deploy the result (see the module docstring).
+    """Apply ``change`` to the merge deployment's requests and deploy the result .
 
     Raises Unchanged when the requests stay the same.
     """
-    from hybridos.sysroot.upgrade import merge_base_commit
-
     stateroot, merge = sysroot.require_merge(stateroot)
     old = Requests.from_origin(merge.origin)
     new = apply(old, change)
@@ -73,27 +56,3 @@ def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
     new_sysroot = deploy_layered(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, options=options,
                                  plan=plan)
     return ChangeResult(new_sysroot, origin, plan, new_sysroot.default.checksum, True)
-
-
-def deploy_layered(sysroot, base: str, origin: Origin, *, tx, merge, stateroot: str,
-                   options: AssembleOptions = AssembleOptions(), plan: Plan | None = None):
-    """Deploy ``base`` with ``origin``'s requests applied (the base itself when there are none); returns the
-    reloaded sysroot. Used by the layering verbs and by upgrade/deploy/rebase (``hybridos.sysroot.upgrade``)."""
-    from hybridos.sysroot.deploy import deploy_commit
-
-    if Requests.from_origin(origin).empty:
-        commit, tree, assembled = base, None, None
-    else:
-        assembled = assemble_tree(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, options=options,
-                                  plan=plan)
-        commit, tree = assembled.commit, assembled.tree
-    try:
-        # the tree just committed becomes the deployment: no second checkout
-        new_sysroot = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx,
-                                    merge=merge, prepared_tree=tree)
-    finally:
-        if assembled is not None:
-            assembled.discard()
-    write_base_refs(new_sysroot)
-    prune_local_store(new_sysroot.repo, _all_local(new_sysroot))
-    return new_sysroot

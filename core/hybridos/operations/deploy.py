@@ -1,0 +1,170 @@
+"""Upgrade, deploy a revision, rebase and kernel arguments: rpm-ostree's verbs over the sysroot upgrader.
+
+These decide what to deploy; when the origin has layered packages, layering builds the commit first
+(``hybridos.layering.operation.deploy_layered``). Each takes a loaded ``Sysroot`` and the ``Transaction``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hybridos.errors import HybridosError, SysrootError, Unchanged
+from hybridos.sysroot.deployment import Deployment
+from hybridos.sysroot.origin import Origin
+from hybridos.sysroot.sysroot import Sysroot
+from hybridos.sysroot.transaction import Transaction
+from hybridos.sysroot.upgrade import (
+    fetch_refspec,
+    find_version,
+    merge_base_commit,
+    parse_rebase_target,
+    pull_commit,
+)
+
+_CHECKSUM_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    sysroot: Sysroot
+    old: Deployment | None
+    new_commit: str
+    old_version: str
+    new_version: str
+    deployed: bool
+    messages: tuple[str, ...] = field(default=())
+
+
+def _merge(sysroot: Sysroot, stateroot: str | None) -> tuple[str, Deployment, Origin]:
+    stateroot, merge = sysroot.require_merge(stateroot)
+    return stateroot, merge, merge.origin
+
+
+def _version(repo, checksum: str) -> str:
+    try:
+        return repo.load_commit(checksum).version or ""
+    except HybridosError:
+        return ""
+
+
+def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, check: bool = False,
+            cache_only: bool = False, download_only: bool = False, allow_downgrade: bool = False,
+            progress=None) -> UpgradeResult:
+    """Pull the origin's ref and deploy it if it moved. Raises Unchanged when there is nothing new."""
+    stateroot, merge, origin = _merge(sysroot, stateroot)
+    refspec = origin.ref
+    repo = sysroot.repo
+    with tx.step("pull"):
+        new = fetch_refspec(sysroot, refspec, cache_only=cache_only, commit_metadata_only=check,
+                            progress=progress)
+    old_version, new_version = _version(repo, merge.checksum), _version(repo, new)
+    base = merge_base_commit(sysroot, merge)
+    if new == base and not origin.override_commit:
+        # The base did not move; layered packages may have newer versions in their repositories.
+        plan = None if check else _layered_updates(sysroot, tx, stateroot, merge, origin, base, cache_only)
+        if plan is None:
+            raise Unchanged(f"no upgrade available: {refspec} is still {new[:12]}"
+                            + (f" (version {new_version})" if new_version else "")
+                            + ("; layered packages are up to date" if origin.is_layered and not check else ""))
+        if download_only:
+            from hybridos.layering.assemble import download
+            from hybridos.layering.repos import PACKAGE_CACHE, stateroot_dir
+
+            with tx.step("download"):
+                download(plan, stateroot_dir(sysroot.path, stateroot) / PACKAGE_CACHE, cache_only=cache_only)
+            return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
+        from hybridos.layering.deploy import deploy_layered
+
+        result = deploy_layered(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, plan=plan)
+        return UpgradeResult(result, merge, result.default.checksum, old_version, new_version, True)
+    if check or download_only:
+        return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
+    if not allow_downgrade:
+        old_ts, new_ts = repo.load_commit(base).timestamp, repo.load_commit(new).timestamp
+        if new_ts < old_ts:
+            raise SysrootError(f"the new commit {new[:12]} of {refspec} is older than the deployed {base[:12]}",
+                               hint="use --allow-downgrade to deploy it anyway")
+    new_origin = origin.replace(override_commit=None)
+    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
+    return UpgradeResult(result, merge, new, old_version, new_version, True)
+
+
+def _layered_updates(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin,
+                     base: str, cache_only: bool):
+    """The layering plan for an unchanged base when it would layer other package versions than the merge
+    deployment has (what ``rpm-ostree upgrade`` does with layered packages); None when they are current."""
+    from hybridos.compose.pipeline import nevras_from_pkglist
+    from hybridos.layering.assemble import META_PKGLIST, AssembleOptions, plan_layering
+    from hybridos.layering.requests import Requests
+
+    requests = Requests.from_origin(origin)
+    if requests.empty or not (requests.packages or requests.local_packages):
+        return None   # only removals, local replacements or initramfs: nothing newer can come from a repository
+    plan = plan_layering(sysroot, base, requests, stateroot=stateroot, deploy_dir=sysroot.path / merge.relpath,
+                         options=AssembleOptions(cache_only=cache_only), tx=tx)
+    base_nevras = {str(h.nevra) for h in plan.base_packages}
+    deployed = {str(n) for n in nevras_from_pkglist(sysroot.repo.load_commit(merge.checksum).metadata
+                                                     .get(META_PKGLIST)).values()}
+    planned = {str(n) for n in plan.layered} | {str(new) for new, _old in plan.replaced}
+    return None if planned == deployed - base_nevras else plan
+
+
+def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, origin: Origin,
+            merge: Deployment) -> Sysroot:
+    """Deploy a base commit; with layered packages in the origin, layering builds the commit to deploy."""
+    from hybridos.sysroot.deploy import deploy_commit
+
+    if origin.is_layered:
+        from hybridos.layering.deploy import deploy_layered
+
+        return deploy_layered(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
+    return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
+
+
+def deploy_revision(sysroot: Sysroot, tx: Transaction, revision: str, *, stateroot: str | None = None,
+                    progress=None) -> UpgradeResult:
+    """rpm-ostree ``deploy VERSION|CHECKSUM``: pin the origin to that commit (``override-commit``)."""
+    stateroot, merge, origin = _merge(sysroot, stateroot)
+    refspec = origin.ref
+    repo = sysroot.repo
+    with tx.step("pull"):
+        if _CHECKSUM_RE.match(revision):
+            commit = revision
+        else:
+            commit = find_version(sysroot, refspec, revision, progress=progress)
+        pull_commit(sysroot, refspec, commit, progress=progress)
+    if commit == merge_base_commit(sysroot, merge):
+        raise Unchanged(f"{revision} is already deployed as the default")
+    result = _deploy(sysroot, tx, stateroot, commit, origin.replace(override_commit=commit), merge)
+    return UpgradeResult(result, merge, commit, _version(repo, merge.checksum), _version(repo, commit), True)
+
+
+def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | None = None,
+           cache_only: bool = False, progress=None) -> UpgradeResult:
+    stateroot, merge, origin = _merge(sysroot, stateroot)
+    refspec = parse_rebase_target(target, origin.ref)
+    if refspec.remote is not None:
+        from hybridos.ostree.remotes import get_remote
+
+        get_remote(sysroot.repo.config, refspec.remote)  # a missing remote fails before anything happens
+    with tx.step("pull"):
+        new = fetch_refspec(sysroot, refspec, cache_only=cache_only, progress=progress)
+    if refspec == origin.ref and new == merge_base_commit(sysroot, merge):
+        raise Unchanged(f"already on {refspec} ({new[:12]})")
+    repo = sysroot.repo
+    new_origin = origin.replace(refspec=str(refspec), override_commit=None)
+    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
+    return UpgradeResult(result, merge, new, _version(repo, merge.checksum), _version(repo, new), True)
+
+
+def change_kargs(sysroot: Sysroot, tx: Transaction, new_kargs: str, *, stateroot: str | None = None) -> Sysroot:
+    """A new deployment of the merge deployment's commit with other kernel arguments (as rpm-ostree does)."""
+    from hybridos.sysroot.deploy import deploy_commit
+
+    stateroot, merge, origin = _merge(sysroot, stateroot)
+    if new_kargs == merge.kargs:
+        raise Unchanged("kernel arguments are unchanged")
+    return deploy_commit(sysroot, merge.checksum, stateroot=stateroot, origin=origin, kargs=new_kargs, tx=tx,
+                         merge=merge)
+

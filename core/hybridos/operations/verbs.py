@@ -1,0 +1,296 @@
+"""The host transactions as requests: one frozen dataclass per verb, ``run(tx)`` does it and says what happened.
+
+A request is plain data (hashable, comparable), so the CLI builds one from its options and runs it in-process,
+and the daemon builds the same one from a D-Bus call: an identical request joins the running transaction.
+``run`` loads the sysroot under the transaction's lock, calls one operation and returns an ``Outcome``: the
+lines a user reads afterwards and whether anything changed (``--unchanged-exit-77``). Errors are raised as
+``HybridosError``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from hybridos.errors import HybridosError, SysrootError, Unchanged
+from hybridos.sysroot.transaction import Transaction
+
+REBOOT_HINT = "Run \"systemctl reboot\" to start a reboot"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a transaction leaves for the user: ``lines`` for stdout; ``unchanged`` when there was nothing to do."""
+
+    lines: tuple[str, ...] = ()
+    unchanged: bool = False
+
+
+class Operation:
+    """Base of the requests: ``verb`` names it (the lock's title and the daemon's method)."""
+
+    verb: ClassVar[str] = ""
+
+    @property
+    def title(self) -> str:
+        return self.verb
+
+    def run(self, tx: Transaction) -> Outcome:
+        try:
+            return Outcome(tuple(self._run(tx)))
+        except Unchanged as exc:
+            return Outcome((exc.message,), unchanged=True)
+
+    def _run(self, tx: Transaction):  # pragma: no cover - every verb overrides it
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _load(tx: Transaction):
+    from hybridos.sysroot.sysroot import Sysroot
+
+    return Sysroot.load(tx.sysroot)
+
+
+def _change_lines(result) -> list[str]:
+    """``Deployed os:ref: old -> new (commit ...)`` and the package diff of the two deployments."""
+    from hybridos.sysroot.pkgdiff import diff_packages, packages_of_tree
+
+    new = result.sysroot.default
+    old = result.old
+    head = f"{old.stateroot}:{new.origin.refspec if new and new.origin else '?'}"
+    ov = result.old_version or old.checksum[:12]
+    nv = result.new_version or result.new_commit[:12]
+    lines = [f"Deployed {head}: {ov} -> {nv} (commit {old.checksum[:12]} -> {result.new_commit[:12]})"]
+    try:
+        diff = diff_packages(packages_of_tree(result.sysroot.path / old.relpath),
+                             packages_of_tree(result.sysroot.path / new.relpath))
+    except (HybridosError, OSError) as exc:  # a tree without a readable rpmdb still deploys
+        return [*lines, f"(no package diff: {exc})"]
+    return [*lines, *diff.lines()]
+
+
+# -- base image -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upgrade(Operation):
+    verb: ClassVar[str] = "upgrade"
+    stateroot: str | None = None
+    check: bool = False
+    preview: bool = False
+    cache_only: bool = False
+    download_only: bool = False
+    allow_downgrade: bool = False
+
+    def _run(self, tx):
+        from hybridos.operations.deploy import upgrade
+
+        with tx.meter("Receiving objects:") as progress:
+            result = upgrade(_load(tx), tx, stateroot=self.stateroot, check=self.check,
+                             cache_only=self.cache_only, download_only=self.download_only or self.preview,
+                             allow_downgrade=self.allow_downgrade, progress=progress)
+        if self.check:
+            return [f"AvailableUpdate:\n  Version: {result.new_version or '(none)'}\n  Commit: {result.new_commit}"]
+        if self.preview:
+            from hybridos.sysroot.pkgdiff import diff_packages, packages_of_commit, packages_of_tree
+
+            diff = diff_packages(packages_of_tree(tx.sysroot / result.old.relpath),
+                                 packages_of_commit(result.sysroot.repo, result.new_commit))
+            return [f"Upgrade available: {result.old_version or '?'} -> {result.new_version or '?'} "
+                    f"(commit {result.new_commit})", *diff.lines()]
+        if self.download_only:
+            return [f"Downloaded {result.new_commit} (version {result.new_version or '?'}); not deployed"]
+        return [*_change_lines(result), REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class Deploy(Operation):
+    verb: ClassVar[str] = "deploy"
+    revision: str = ""
+    stateroot: str | None = None
+
+    def _run(self, tx):
+        from hybridos.operations.deploy import deploy_revision
+
+        with tx.meter("Receiving objects:") as progress:
+            result = deploy_revision(_load(tx), tx, self.revision, stateroot=self.stateroot, progress=progress)
+        return [*_change_lines(result), REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class Rebase(Operation):
+    verb: ClassVar[str] = "rebase"
+    target: str = ""
+    stateroot: str | None = None
+    cache_only: bool = False
+
+    def _run(self, tx):
+        from hybridos.operations.deploy import rebase
+
+        with tx.meter("Receiving objects:") as progress:
+            result = rebase(_load(tx), tx, self.target, stateroot=self.stateroot, cache_only=self.cache_only,
+                            progress=progress)
+        return [*_change_lines(result), REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class Rollback(Operation):
+    verb: ClassVar[str] = "rollback"
+
+    def _run(self, tx):
+        from hybridos.sysroot.upgrade import rollback
+
+        d = rollback(_load(tx), tx).default
+        return [f"Moving '{d.checksum}.{d.serial}' to be first deployment", REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class KernelArgs(Operation):
+    """Edit the merge deployment's kernel arguments (each argument validated before anything happens)."""
+
+    verb: ClassVar[str] = "kargs"
+    stateroot: str | None = None
+    append: tuple[str, ...] = ()
+    append_if_missing: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+    delete_if_present: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        from hybridos.sysroot.kargs import validate_arg
+
+        for group in (self.append, self.append_if_missing, self.delete, self.delete_if_present, self.replace):
+            for a in group:
+                validate_arg(a)
+
+    def _run(self, tx):
+        from hybridos.operations.deploy import change_kargs
+        from hybridos.sysroot import kargs as kargs_mod
+
+        self.validate()
+        sysroot = _load(tx)
+        stateroot = self.stateroot or sysroot.default_stateroot()
+        merge = sysroot.merge_deployment(stateroot)
+        if merge is None:
+            raise SysrootError(f"no deployment of stateroot {stateroot!r}")
+        new = kargs_mod.edit(kargs_mod.KernelArgs.parse(merge.kargs), append=self.append,
+                             append_if_missing=self.append_if_missing, delete=self.delete,
+                             delete_if_present=self.delete_if_present, replace=self.replace)
+        change_kargs(sysroot, tx, str(new), stateroot=stateroot)
+        return ["Kernel arguments updated.", REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class Cleanup(Operation):
+    verb: ClassVar[str] = "cleanup"
+    pending: bool = False
+    rollback: bool = False
+    base: bool = False
+    repomd: bool = False
+
+    def _run(self, tx):
+        from hybridos.sysroot.upgrade import cleanup
+
+        _, notes = cleanup(_load(tx), tx, pending=self.pending, rollback_=self.rollback, base=self.base,
+                           repomd=self.repomd)
+        return notes
+
+
+# -- packages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackageChange(Operation):
+    """install, uninstall, override remove/replace/reset, reset and initramfs: a change of the origin's
+    requests (``hybridos.layering.requests.Change`` fields) deployed as a new deployment."""
+
+    verb: ClassVar[str] = "pkgchange"
+    name: str = "install"                     #: the CLI verb, used as the transaction title
+    stateroot: str | None = None
+    install: tuple[str, ...] = ()
+    install_local_files: tuple[str, ...] = ()  #: RPM files, imported into the local package store
+    uninstall: tuple[str, ...] = ()
+    uninstall_all: bool = False
+    remove: tuple[str, ...] = ()
+    replace_local_files: tuple[str, ...] = ()
+    reset_overrides: tuple[str, ...] = ()
+    reset_all_overrides: bool = False
+    reset_all: bool = False
+    initramfs: bool | None = None
+    initramfs_args: tuple[str, ...] = ()
+    idempotent: bool = False
+    dry_run: bool = False
+    cache_only: bool = False
+    download_only: bool = False
+    force_replacefiles: bool = False
+    allow_inactive: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.name
+
+    def _run(self, tx):
+        from hybridos.layering.assemble import AssembleOptions, import_local_rpm
+        from hybridos.layering.requests import Change
+        from hybridos.operations.packages import apply_change
+
+        sysroot = _load(tx)
+        change = Change(install=self.install,
+                        install_local=tuple(import_local_rpm(sysroot.repo, f) for f in self.install_local_files),
+                        uninstall=self.uninstall, uninstall_all=self.uninstall_all, remove=self.remove,
+                        replace_local=tuple(import_local_rpm(sysroot.repo, f) for f in self.replace_local_files),
+                        reset_overrides=self.reset_overrides, reset_all_overrides=self.reset_all_overrides,
+                        reset_all=self.reset_all, initramfs=self.initramfs, initramfs_args=self.initramfs_args,
+                        idempotent=self.idempotent)
+        options = AssembleOptions(force_replacefiles=self.force_replacefiles, cache_only=self.cache_only,
+                                  download_only=self.download_only, allow_inactive=self.allow_inactive)
+        result = apply_change(sysroot, tx, change, stateroot=self.stateroot, options=options,
+                              dry_run=self.dry_run)
+        lines = list(result.plan.lines()) if result.plan is not None else []
+        if self.dry_run:
+            return [*lines, "Exiting because of '--dry-run' option"]
+        if self.download_only:
+            return [*lines, "Downloaded the packages; not deployed (--download-only)"]
+        return [*lines, f"Deployed {result.commit}", REBOOT_HINT]
+
+
+@dataclass(frozen=True)
+class RefreshMd(Operation):
+    verb: ClassVar[str] = "refresh-md"
+    stateroot: str | None = None
+    force: bool = False
+
+    def _run(self, tx):
+        from hybridos.layering.assemble import commit_arch
+        from hybridos.layering.repos import load_host_repos
+
+        sysroot = _load(tx)
+        stateroot = self.stateroot or sysroot.default_stateroot()
+        merge = sysroot.merge_deployment(stateroot)
+        if merge is None:
+            raise SysrootError(f"no deployment of stateroot {stateroot!r}")
+        repos = load_host_repos(tx.sysroot, stateroot, tx.sysroot / merge.relpath,
+                                commit_arch(sysroot.repo, merge.checksum), refresh=self.force)
+        return [f"Updating metadata for '{r.id}': {'cached' if r.from_cache else 'downloaded'}"
+                f" (revision {r.revision or '?'})" for r in repos]
+
+
+#: verb -> request class (the daemon's and the client's common vocabulary)
+OPERATIONS: dict[str, type[Operation]] = {cls.verb: cls for cls in (
+    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd)}
+
+
+def from_dict(verb: str, data: dict) -> Operation:
+    """The request of ``verb`` from ``to_dict`` output (lists become tuples); unknown fields are refused."""
+    cls = OPERATIONS.get(verb)
+    if cls is None:
+        raise HybridosError(f"unknown operation {verb!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise HybridosError(f"{verb}: unknown option(s) {', '.join(sorted(unknown))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -99,6 +99,8 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         for nevra in result.packages:
             click.echo(str(nevra))
         return
+    for line in result.messages:
+        click.echo(line)
     if result.commit is None:
         click.echo("No apparent changes since previous commit; use --force-nocache to override")
         return

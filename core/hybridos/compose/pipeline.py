@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridos.arch import Architecture
-from hybridos.compose import postprocess
+from hybridos.compose import content, layers, passwd, postprocess, signing
 from hybridos.compose.inputhash import compute_input_hash, read_externals
 from hybridos.compose.treefile import Treefile
 from hybridos.compose.version import next_version
@@ -41,6 +41,7 @@ META_INITRAMFS_ARGS = "rpmostree.initramfs-args"
 META_ARCH = "hybridos.arch"
 META_BOOTABLE = "ostree.bootable"
 META_LINUX = "ostree.linux"
+META_RPMMD_REPOS = "rpmostree.rpmmd-repos"
 
 #: rpm-ostree's RpmOstreePackageDiffTypes
 PKG_ADDED, PKG_REMOVED, PKG_UPGRADED, PKG_DOWNGRADED = 0, 1, 2, 3
@@ -76,6 +77,7 @@ class ComposeResult:
     ref: str | None = None                   #: the ref that moved (None with --write-commitid-to)
     version: str | None = None
     compose_json: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()            #: what the checks report (check-passwd's new/ignored entries)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,7 +192,8 @@ def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
     from hybridos.packages.repomd import load_repo
 
     releasever = None if tf.releasever is None else str(tf.releasever)
-    configs = {r.id: r for r in read_repo_dir(tf.directory, repo_variables(tf.basearch, releasever),
+    configs = {r.id: r for r in read_repo_dir(tf.directory, repo_variables(tf.basearch, releasever,
+                                                                           tf.repovars),
                                               enabled_only=False)}
     if tf.repos:
         missing = [r for r in tf.repos if r not in configs]
@@ -203,13 +206,41 @@ def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
         chosen = [c for c in configs.values() if c.enabled]
         if not chosen:
             raise ConfigError(f"{tf.path}: no 'repos' given and no enabled repository in {tf.directory}/*.repo")
-    return tuple(load_repo(c, cachedir / "repomd") for c in chosen)
+    for rp in tf.repo_packages:
+        if rp.repo not in configs:
+            raise ConfigError(f"{tf.path}: 'repo-packages' names repository '{rp.repo}', which is not defined in "
+                              f"any .repo file in {tf.directory}")
+        if rp.repo not in {c.id for c in chosen}:
+            chosen.append(configs[rp.repo])
+    loaded = [load_repo(c, cachedir / "repomd") for c in chosen]
+    return tuple(restrict_repo_packages(tf, loaded))
+
+
+def restrict_repo_packages(tf: Treefile, repos: list) -> list:
+    """``repo-packages``: the named packages come from their repository only (excluded from every other one)."""
+    import dataclasses
+
+    out = []
+    for r in repos:
+        names = tuple(n for rp in tf.repo_packages if rp.repo != r.id for n in rp.packages)
+        out.append(dataclasses.replace(r, excludepkgs=tuple(r.excludepkgs) + names) if names else r)
+    return out
+
+
+def rpmmd_repos_variant(repos: tuple) -> Variant:
+    """``rpmostree.rpmmd-repos``: aa{sv} of {id, timestamp} for each repository used."""
+    def ts(rev: str) -> int:
+        return int(rev) if rev.isdigit() else 0
+
+    return Variant("aa{sv}", [{"id": Variant("s", r.id), "timestamp": Variant("t", ts(r.revision))}
+                              for r in repos])
 
 
 def solve(tf: Treefile, repos: tuple) -> Transaction:
-    if not tf.packages:
+    if not tf.packages and not tf.repo_packages:
         raise ConfigError(f"{tf.path}: 'packages' is empty: nothing to compose")
-    request = SolveRequest(arch=tf.basearch, repos=repos, install=tf.packages, excludes=tf.exclude_packages,
+    install = tuple(sorted(set(tf.packages) | {n for rp in tf.repo_packages for n in rp.packages}))
+    request = SolveRequest(arch=tf.basearch, repos=repos, install=install, excludes=tf.exclude_packages,
                            weak_deps=tf.recommends)
     result = get_registry().hook.hybridos_solve(request=request)
     if result is None:
@@ -217,24 +248,12 @@ def solve(tf: Treefile, repos: tuple) -> Transaction:
     return result
 
 
-def remove_docs(tree: Path, rpms: Mapping[str, Path]) -> None:
-    """``documentation: false``: delete the files the packages mark %doc (the rpmdb still lists them)."""
-    from hybridos.packages.header import FileFlag, read_rpm
-
-    for path in rpms.values():
-        for entry in read_rpm(path).header.file_entries:
-            if entry.flags & FileFlag.DOC:
-                p = tree / entry.path.lstrip("/")
-                if p.is_file() or p.is_symlink():
-                    p.unlink()
-
-
 def _object_stats(repo, commit: str, before: set) -> dict[str, int]:
     from hybridos.ostree.objects import ObjectType
 
     reachable = repo.traverse_commit(commit)
     meta_total = sum(1 for _, t in reachable if t is not ObjectType.FILE)
-    content = [(c, t) for c, t in reachable if t is ObjectType.FILE]
+    content_objs = [(c, t) for c, t in reachable if t is ObjectType.FILE]
     new = reachable - before
     new_content = [(c, t) for c, t in new if t is ObjectType.FILE]
     written_bytes = 0
@@ -244,7 +263,7 @@ def _object_stats(repo, commit: str, before: set) -> dict[str, int]:
     return {
         "ostree-n-metadata-total": meta_total,
         "ostree-n-metadata-written": len(new) - len(new_content),
-        "ostree-n-content-total": len(content),
+        "ostree-n-content-total": len(content_objs),
         "ostree-n-content-written": len(new_content),
         "ostree-n-cache-hits": 0,
         "ostree-content-bytes-written": written_bytes,
@@ -320,6 +339,10 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         step(f"Downloading {len(installs)} packages")
         rpms = _download(transaction, cachedir / "packages", options.progress)
 
+        previous_pw = passwd.previous_files(repo, previous) if tf.preserve_passwd or \
+            "previous" in (tf.check_passwd.kind, tf.check_groups.kind) else {}
+        passwd.seed(tree, tf, previous_pw if tf.preserve_passwd else {})
+
         qemu = provide_binfmt_interpreter(tree, tf.basearch) if options.run_scripts else None
         step(f"Installing {len(installs)} packages (scriptlets {'on' if options.run_scripts else 'off'})")
         layer_request = LayerRequest(tree=tree, transaction=transaction, rpms=rpms, arch=tf.basearch,
@@ -327,19 +350,28 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         layered = get_registry().hook.hybridos_layer(request=layer_request)
         if layered is None:
             raise PluginError("no layer plugin handled the request (is hybridos installed correctly?)")
-        if not tf.documentation:
-            remove_docs(tree, rpms)
+        content.filter_package_files(tree, tf, rpms)
+        if tf.ostree_layers or tf.ostree_override_layers:
+            step("Checking out ostree-layers")
+            layers.apply_layers(repo, tree, tf.ostree_layers, tf.ostree_override_layers, workdir)
 
-        kver = postprocess.place_kernel(tree)
-        if kver is not None:
+        kver = None if tf.container else postprocess.place_kernel(tree)
+        if kver is not None and tf.no_initramfs:
+            step(f"Not generating an initramfs for kernel {kver} (no-initramfs)")
+        elif kver is not None:
             step(f"Generating the initramfs for kernel {kver}")
             req = InitramfsRequest(tree=tree, kernel_version=kver, arch=tf.basearch, args=tf.initramfs_args)
             if get_registry().hook.hybridos_initramfs(request=req) is None:
                 raise PluginError("no initramfs plugin handled the request")
 
+        if tf.selinux and (tree / "etc/selinux/config").exists():
+            raise ConfigError(f"{tf.path}: the tree has an SELinux policy; labelling it is not implemented yet",
+                              hint="set 'selinux: false' in the treefile")
         step("Postprocessing the tree")
         postprocess.postprocess_tree(tree, tf, version=version, kver=kver,
                                      runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts))
+
+        messages = tuple(passwd.check(tree, tf, previous_pw, lambda rel: _tree_text(tree, rel)))
 
         if qemu is not None:
             qemu.unlink()
@@ -355,6 +387,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             META_ARCH: tf.basearch.value,
             META_BOOTABLE: kver is not None,
         })
+        if tf.repo_metadata == "inline":
+            metadata[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)
         if kver is not None:
             metadata[META_LINUX] = kver
         if version is not None:
@@ -372,6 +406,16 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         with progress:
             commit = repo.commit_tree(tree, branch=move_ref, subject="", metadata=metadata,
                                       parent=previous or "none", timestamp=timestamp, progress=progress)
+        detached: dict[str, Any] = {}
+        if tf.repo_metadata == "detached":
+            detached[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)
+        if tf.gpg_key:
+            from hybridos.ostree.objects import ObjectType
+
+            data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
+            detached["ostree.gpgsigs"] = Variant("aay", [signing.gpg_detach_sign(data, tf.gpg_key)])
+        if detached:
+            repo.write_commitmeta(commit, detached)
         loaded = repo.load_commit(commit)
         compose_json: dict[str, Any] = {
             "ostree-commit": commit,
@@ -394,7 +438,16 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         if options.write_composejson_to is not None:
             atomic_write(options.write_composejson_to, json.dumps(compose_json, indent=2).encode() + b"\n")
         return ComposeResult(packages=nevras, input_hash=input_hash, commit=commit, ref=move_ref,
-                             version=None if version is None else str(version), compose_json=compose_json)
+                             version=None if version is None else str(version), compose_json=compose_json,
+                             messages=messages)
+
+
+def _tree_text(tree: Path, rel: str) -> str:
+    """A text file of the postprocessed tree (``etc/`` is at ``usr/etc/`` by then), or ""."""
+    if rel.startswith("etc/"):
+        rel = "usr/" + rel
+    p = tree / rel
+    return p.read_text(errors="replace") if p.is_file() and not p.is_symlink() else ""
 
 
 def remove_workdir(workdir: Path, *, background: bool) -> None:

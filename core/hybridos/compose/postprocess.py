@@ -283,6 +283,46 @@ def run_postprocess_scripts(tree: Path, tf: Treefile, runner: ScriptRunner) -> N
                 path.unlink()
 
 
+def sysusers_macro_defined(tree: Path) -> bool:
+    """Whether the tree's rpm macros define ``%__systemd_sysusers`` (``sysusers: compose-auto``)."""
+    for rel in ("usr/lib/rpm/macros.d", "etc/rpm"):
+        d = _dir(tree, rel)
+        for f in sorted(d.iterdir()) if d is not None else ():
+            if f.is_file() and b"%__systemd_sysusers" in f.read_bytes():
+                return True
+    return False
+
+
+def run_sysusers(tree: Path, tf: Treefile, runner: ScriptRunner) -> None:
+    """``sysusers``: run the tree's systemd-sysusers at compose time (compose-forced always; compose-auto
+    when the tree's rpm macros define ``%__systemd_sysusers``), so the users exist in the image."""
+    if tf.sysusers == "compose-auto" and not sysusers_macro_defined(tree):
+        return
+    binary = next((b for b in ("usr/bin/systemd-sysusers", "usr/sbin/systemd-sysusers")
+                   if _regular(tree, b) is not None), None)
+    if binary is None:
+        if tf.sysusers == "compose-forced":
+            raise ConfigError("sysusers: compose-forced, but the tree has no systemd-sysusers")
+        return
+    if not runner.enabled:
+        log.warning("warning: --no-scripts: not running systemd-sysusers")
+        return
+    runner.run(tree, [f"/{binary}"], "systemd-sysusers")
+
+
+def run_finalize_d(tree: Path, tf: Treefile) -> None:
+    """Edition 2024's ``finalize.d``: each executable runs on the host, in name order, with the tree as working
+    directory and ``RPMOSTREE_WORKDIR`` naming the directory of its treefile."""
+    for exe in tf.finalize_d:
+        env = dict(os.environ, RPMOSTREE_WORKDIR=str(exe.parent.parent))
+        proc = run([str(exe)], env=env, cwd=tree, check=False)
+        if proc.returncode != 0:
+            out = proc.stdout.decode(errors="replace") if proc.stdout else ""
+            tail = "\n".join(out.rstrip().splitlines()[-40:])
+            raise PackageError(f"finalize.d/{exe.name} failed with exit code {proc.returncode}"
+                               + (f":\n{tail}" if tail else ""))
+
+
 def remove_files(tree: Path, tf: Treefile) -> None:
     for rel in tf.remove_files:
         p = _p(tree, rel)
@@ -366,15 +406,35 @@ def move_rpmdb(tree: Path) -> None:
         os.symlink("../../share/rpm", link)
 
 
-def toplevel_layout(tree: Path) -> None:
-    """The root directories and symlinks an OSTree deployment has (``/ostree``, ``/home`` -> var/home...)."""
+def toplevel_layout(tree: Path, tf: Treefile | None = None) -> None:
+    """The root directories and symlinks an OSTree deployment has (``/ostree``, ``/home`` -> var/home...).
+
+    ``tmp-is-dir: false`` makes /tmp a symlink to sysroot/tmp; ``opt-usrlocal: root`` keeps /opt and /usr/local
+    plain directories of the image."""
+    tmp_is_dir = tf is None or tf.tmp_is_dir
     for d in TOPLEVEL_DIRS:
         p = tree / d
+        if d == "tmp" and not tmp_is_dir:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+            os.symlink("sysroot/tmp", p)
+            continue
         if p.is_symlink():
             p.unlink()
         p.mkdir(exist_ok=True)
-    os.chmod(tree / "tmp", 0o1777)
+    if tmp_is_dir:
+        os.chmod(tree / "tmp", 0o1777)
+    skip = ("opt", "usr/local") if tf is not None and tf.opt_usrlocal == "root" else ()
+    for rel in skip:
+        p = _p(tree, rel, parents=True)
+        if p.is_symlink():
+            p.unlink()
+        p.mkdir(mode=0o755, exist_ok=True)
     for rel, target in TOPLEVEL_LINKS:
+        if rel in skip:
+            continue
         path = _p(tree, rel)
         if path.is_symlink():
             continue
@@ -493,14 +553,20 @@ def postprocess_tree(tree: Path, tf: Treefile, *, version: str | None, kver: str
     enable_units(tree, tf)
     machine_id(tree, tf)
     os_release(tree, tf, version)
+    run_sysusers(tree, tf, runner)
     run_postprocess_scripts(tree, tf, runner)
+    run_finalize_d(tree, tf)
     remove_files(tree, tf)
     require_real_dirs(tree)
     split_passwd_files(tree, tf)
     move_rpmdb(tree)
     boot_files(tree, tf, kver)
-    toplevel_layout(tree)
+    toplevel_layout(tree, tf)
     var_to_tmpfiles(tree)
     etc_to_usr_etc(tree)
     drop_special_files(tree)
+    if tf.readonly_executables:
+        from hybridos.compose.content import readonly_executables
+
+        readonly_executables(tree)
     write_treefile_json(tree, tf)

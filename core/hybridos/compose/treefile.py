@@ -56,6 +56,41 @@ KEYS: dict[str, tuple[str, str]] = {
     "default-target": ("str", "basic"),
     "add-commit-metadata": ("map", "map"),
     "selinux": ("bool", "basic"),
+    # the rest of rpm-ostree's docs/treefile.md (see docs/treefile.md for what each does here)
+    "edition": ("edition", "basic"),
+    "metadata": ("map", "map"),
+    "gpg-key": ("str", "basic"),
+    "ignore-devices": ("bool", "basic"),
+    "ima": ("bool", "basic"),
+    "install-langs": ("strlist", "vec"),
+    "bootstrap_packages": ("strlist", "set"),
+    "repo-packages": ("repo-packages", "vec"),
+    "ostree-layers": ("strlist", "vec"),
+    "ostree-override-layers": ("strlist", "vec"),
+    "container-cmd": ("strlist", "basic"),
+    "rpmdb": ("enum:target,host,bdb,ndb,sqlite,b-d-b", "basic"),
+    "rpmdb-normalize": ("bool", "basic"),
+    "selinux-label-version": ("uint", "basic"),
+    "cliwrap": ("bool", "basic"),
+    "cliwrap-binaries": ("strlist", "vec"),
+    "readonly-executables": ("bool", "basic"),
+    "remove-from-packages": ("remove-from-packages", "vec"),
+    "preserve-passwd": ("bool", "basic"),
+    "check-passwd": ("check", "basic"),
+    "check-groups": ("check", "basic"),
+    "ignore-removed-users": ("strlist", "set"),
+    "ignore-removed-groups": ("strlist", "set"),
+    "container": ("bool", "basic"),
+    "tmp-is-dir": ("bool", "basic"),
+    "platform-module": ("str", "basic"),
+    "repo-metadata": ("enum:inline,detached,disabled", "basic"),
+    "advisories-metadata": ("enum:inline,detached,disabled", "basic"),
+    "lockfile-repos": ("strlist", "vec"),
+    "repovars": ("strmap", "map"),
+    "sysusers": ("enum:compose-auto,compose-forced", "basic"),
+    "opt-usrlocal": ("enum:var,root,stateoverlay", "basic"),
+    "no-initramfs": ("bool", "basic"),
+    "rojig": ("any", "basic"),
 }
 
 #: rpm-ostree's accepted underscore spellings.
@@ -63,7 +98,11 @@ ALIASES = {
     "boot_location": "boot-location",
     "default_target": "default-target",
     "automatic_version_prefix": "automatic-version-prefix",
+    "gpg_key": "gpg-key",
 }
+
+EDITIONS = ("2014", "2024")
+CLIWRAP_BINARIES = ("kernel-install",)
 
 BOOT_LOCATIONS = ("modules", "new")
 RESERVED_VARIABLES = ("basearch", "releasever")
@@ -79,6 +118,31 @@ class AddFile:
 
     source: Path
     dest: str
+
+
+@dataclass(frozen=True)
+class RepoPackages:
+    """``repo-packages`` entry: ``packages`` are taken from repository ``repo`` only."""
+
+    repo: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PasswdCheck:
+    """``check-passwd``/``check-groups``: kind none/previous/file/data; ``entries`` name -> (id, [gid])."""
+
+    kind: str = "previous"
+    filename: Path | None = None
+    entries: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def to_json(self, rel) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.kind}
+        if self.filename is not None:
+            out["filename"] = rel(self.filename)
+        if self.kind == "data":
+            out["entries"] = {k: (list(v) if len(v) > 1 else v[0]) for k, v in self.entries.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,8 +172,40 @@ class Treefile:
     units: tuple[str, ...] = ()
     default_target: str | None = None
     add_commit_metadata: Mapping[str, Any] = field(default_factory=dict)
-    selinux: bool = False
+    selinux: bool = True
     variables: Mapping[str, Any] = field(default_factory=dict)
+    edition: str = "2014"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    gpg_key: str | None = None
+    ignore_devices: bool = True
+    ima: bool = False
+    install_langs: tuple[str, ...] = ()
+    repo_packages: tuple[RepoPackages, ...] = ()
+    ostree_layers: tuple[str, ...] = ()
+    ostree_override_layers: tuple[str, ...] = ()
+    container_cmd: tuple[str, ...] = ()
+    rpmdb: str = "target"
+    rpmdb_normalize: bool = False
+    selinux_label_version: int = 0
+    readonly_executables: bool = False
+    remove_from_packages: tuple[tuple[str, ...], ...] = ()
+    preserve_passwd: bool = True
+    check_passwd: PasswdCheck = field(default_factory=PasswdCheck)
+    check_groups: PasswdCheck = field(default_factory=PasswdCheck)
+    ignore_removed_users: tuple[str, ...] = ()
+    ignore_removed_groups: tuple[str, ...] = ()
+    container: bool = False
+    tmp_is_dir: bool = True
+    platform_module: str | None = None
+    repo_metadata: str = "inline"
+    advisories_metadata: str = "inline"
+    lockfile_repos: tuple[str, ...] = ()
+    repovars: Mapping[str, str] = field(default_factory=dict)
+    sysusers: str = "compose-auto"
+    opt_usrlocal: str = "var"
+    no_initramfs: bool = False
+    finalize_d: tuple[Path, ...] = ()       #: edition 2024: executables of ``finalize.d`` beside the treefiles
+    set_keys: frozenset[str] = frozenset()  #: the keys some file set (print-only shows set keys only)
 
     @property
     def directory(self) -> Path:
@@ -166,11 +262,35 @@ class Treefile:
         out["selinux"] = self.selinux
         if self.variables:
             out["variables"] = dict(self.variables)
+        for key, attr in _EXTRA_JSON:
+            if key in self.set_keys:
+                value = getattr(self, attr)
+                if isinstance(value, PasswdCheck):
+                    value = value.to_json(rel)
+                elif key == "repo-packages":
+                    value = [{"repo": r.repo, "packages": list(r.packages)} for r in value]
+                elif isinstance(value, tuple):
+                    value = [list(x) if isinstance(x, tuple) else x for x in value]
+                elif isinstance(value, Mapping):
+                    value = dict(value)
+                out[key] = value
+        if "rojig" in self.set_keys:
+            out["rojig"] = "(ignored)"
         return out
 
     def canonical_json(self) -> bytes:
         """Stable serialization of :meth:`to_json` (sorted keys, no whitespace) for hashing."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+
+#: keys shown by :meth:`Treefile.to_json` when a file set them: (key, attribute)
+_EXTRA_JSON = tuple((k, k.replace("-", "_")) for k in (
+    "edition", "metadata", "gpg-key", "ignore-devices", "ima", "install-langs", "repo-packages", "ostree-layers",
+    "ostree-override-layers", "container-cmd", "rpmdb", "rpmdb-normalize", "selinux-label-version",
+    "readonly-executables", "remove-from-packages", "preserve-passwd", "check-passwd", "check-groups",
+    "ignore-removed-users", "ignore-removed-groups", "container", "tmp-is-dir", "platform-module",
+    "repo-metadata", "advisories-metadata", "lockfile-repos", "repovars", "sysusers", "opt-usrlocal",
+    "no-initramfs"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,6 +352,72 @@ def _check_value(key: str, kind: str, value: Any, name: str) -> Any:
     if kind == "map":
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise bad("a mapping with string keys")
+        return dict(value)
+    if kind == "uint":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a non-negative integer")
+        return value
+    if kind == "edition":
+        if isinstance(value, bool) or str(value) not in EDITIONS:
+            raise ConfigError(f"{name}: '{key}' must be one of {', '.join(EDITIONS)}, not {value!r}")
+        return str(value)
+    if kind.startswith("enum:"):
+        choices = kind[5:].split(",")
+        if value not in choices:
+            raise ConfigError(f"{name}: '{key}' must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    if kind == "any":
+        return value
+    if kind == "strmap":
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            raise bad("a mapping of strings to strings")
+        return dict(value)
+    if kind == "repo-packages":
+        if not isinstance(value, list):
+            raise bad("a list of {repo, packages} mappings")
+        out_rp = []
+        for i, entry in enumerate(value):
+            if not isinstance(entry, dict) or set(entry) != {"repo", "packages"} \
+                    or not isinstance(entry["repo"], str) or not isinstance(entry["packages"], list) \
+                    or not all(isinstance(x, str) for x in entry["packages"]):
+                raise ConfigError(f"{name}: '{key}[{i}]' must be a mapping with a string 'repo' and a list of "
+                                  "strings 'packages'")
+            out_rp.append(RepoPackages(entry["repo"], tuple(sorted(split_packages(tuple(entry["packages"]))))))
+        return tuple(out_rp)
+    if kind == "remove-from-packages":
+        if not isinstance(value, list) or not all(
+                isinstance(e, list) and len(e) >= 2 and all(isinstance(x, str) for x in e) for e in value):
+            raise bad("a list of [package, regex, ...] lists")
+        for e in value:
+            for rx in e[1:]:
+                try:
+                    re.compile(rx)
+                except re.error as exc:
+                    raise ConfigError(f"{name}: '{key}': invalid regular expression {rx!r} for {e[0]}: "
+                                      f"{exc}") from None
+        return tuple(tuple(e) for e in value)
+    if kind == "check":
+        if not isinstance(value, dict) or value.get("type") not in ("none", "previous", "file", "data"):
+            raise ConfigError(f"{name}: '{key}' must be a mapping whose 'type' is none, previous, file or data")
+        kind_ = value["type"]
+        allowed = {"none": {"type"}, "previous": {"type"}, "file": {"type", "filename"},
+                   "data": {"type", "entries"}}[kind_]
+        extra = sorted(set(value) - allowed)
+        if extra:
+            raise ConfigError(f"{name}: '{key}' of type {kind_} has unknown field '{extra[0]}'")
+        if kind_ == "file" and not isinstance(value.get("filename"), str):
+            raise ConfigError(f"{name}: '{key}' of type file needs a 'filename' string")
+        if kind_ == "data":
+            entries = value.get("entries")
+            if not isinstance(entries, dict):
+                raise ConfigError(f"{name}: '{key}' of type data needs an 'entries' mapping")
+            for k, v in entries.items():
+                ids = v if isinstance(v, list) else [v]
+                if not (1 <= len(ids) <= (2 if key == "check-passwd" else 1)) or not all(
+                        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids):
+                    raise ConfigError(f"{name}: '{key}' entry {k!r} must be an id"
+                                      + (" or an [uid, gid] pair" if key == "check-passwd" else ""))
         return dict(value)
     if kind == "variables":
         if not isinstance(value, dict):
@@ -400,6 +586,13 @@ def check_document(doc: Mapping[str, Any], name: str, basearch: Architecture,
         values["postprocess-script"] = directory / values["postprocess-script"]
     if "add-files" in values:
         values["add-files"] = tuple(AddFile(directory / src, dest) for src, dest in values["add-files"])
+    for ck in ("check-passwd", "check-groups"):
+        if ck in values:
+            v = values[ck]
+            entries = {k: tuple(x if isinstance(x, list) else [x]) for k, x in v.get("entries", {}).items()}
+            values[ck] = PasswdCheck(v["type"], directory / v["filename"] if "filename" in v else None, entries)
+    if "bootstrap_packages" in values:
+        values["packages"] = values["packages"] | split_packages(values.pop("bootstrap_packages"))
     # Mirror basearch and releasever into the variables, as rpm-ostree does for every file.
     part.variables["basearch"] = basearch.value
     if "releasever" in values:
@@ -463,6 +656,12 @@ def _load_recursive(path: Path, basearch: Architecture, depth: int, seen: dict[t
             inline = check_document(inc, f"{path} (conditional-include[{i}])", basearch, path.parent)
             if inline.includes or inline.arch_include or inline.conditional:
                 raise ConfigError(f"{path}: an inline conditional-include cannot itself include files")
+            external = [k for k in ("postprocess-script", "add-files") if k in inline.values] + [
+                k for k in ("check-passwd", "check-groups") if k in inline.values
+                and inline.values[k].kind == "file"]
+            if external:
+                raise ConfigError(f"{path}: an inline conditional-include cannot use '{external[0]}' (it refers "
+                                  "to an external file)")
             for k, v in inline.variables.items():
                 variables.setdefault(k, v)
             merge(values, inline.values)
@@ -479,12 +678,17 @@ def _load_recursive(path: Path, basearch: Architecture, depth: int, seen: dict[t
 def load_treefile(path: str | os.PathLike, basearch: Architecture) -> Treefile:
     """Read, include, merge, substitute and check a treefile for ``basearch``."""
     path = Path(os.path.abspath(path))
+    if path.suffix == ".ks":
+        raise ConfigError(f"{path}: kickstart treefiles are not supported (write the packages in a YAML or JSON "
+                          "treefile)")
     variables: dict[str, Any] = {}
-    values = _load_recursive(path, basearch, 0, {}, variables, None)
-    return _flatten(path, basearch, values, variables)
+    seen: dict[tuple[int, int], str] = {}
+    values = _load_recursive(path, basearch, 0, seen, variables, None)
+    return _flatten(path, basearch, values, variables, [Path(p) for p in seen.values()])
 
 
-def _flatten(path: Path, basearch: Architecture, v: dict[str, Any], variables: dict[str, Any]) -> Treefile:
+def _flatten(path: Path, basearch: Architecture, v: dict[str, Any], variables: dict[str, Any],
+             files: list[Path] | None = None) -> Treefile:
     name = str(path)
 
     def sub(key: str) -> str | None:
@@ -499,9 +703,32 @@ def _flatten(path: Path, basearch: Architecture, v: dict[str, Any], variables: d
     both = sorted(set(packages) & set(excludes))
     if both:
         raise ConfigError(f"{name}: package '{both[0]}' is both in 'packages' and in 'exclude-packages'")
-    if v.get("selinux") is True:
-        raise ConfigError(f"{name}: 'selinux: true' is not supported (hybridos does not label trees)",
-                          hint="set 'selinux: false' in the treefile")
+    container = v.get("container", False)
+    edition = v.get("edition", "2014")
+    if container:      # rpm-ostree: a container implies these
+        v.update({"boot-location": "modules", "selinux": False, "tmp-is-dir": True, "preserve-passwd": False,
+                  "check-passwd": PasswdCheck("none"), "check-groups": PasswdCheck("none")})
+    if v.get("cliwrap"):
+        raise ConfigError(f"{name}: 'cliwrap: true' is not supported (hybridos has no client-side wrappers for "
+                          "rpm and kernel-install; rpm-ostree deprecates them too)")
+    for b in v.get("cliwrap-binaries", ()):
+        if b not in CLIWRAP_BINARIES:
+            raise ConfigError(f"{name}: 'cliwrap-binaries': {b!r} is not one of {', '.join(CLIWRAP_BINARIES)}")
+    if v.get("cliwrap-binaries"):
+        raise ConfigError(f"{name}: 'cliwrap-binaries' is not supported (hybridos has no client-side wrappers)")
+    if v.get("ima"):
+        raise ConfigError(f"{name}: 'ima: true' is not supported (hybridos does not carry the packages' IMA "
+                          "signatures into the commit)")
+    if v.get("opt-usrlocal") == "stateoverlay":
+        raise ConfigError(f"{name}: 'opt-usrlocal: stateoverlay' is not supported (hybridos has no state "
+                          "overlay units); use var or root")
+    if v.get("ignore-devices") is False:
+        raise ConfigError(f"{name}: 'ignore-devices: false' is not supported: an OSTree commit cannot store "
+                          "device files")
+    for rp in v.get("repo-packages", ()):
+        if v.get("repos") is not None and rp.repo not in v.get("repos", ()) and rp.repo not in \
+                v.get("lockfile-repos", ()):
+            raise ConfigError(f"{name}: 'repo-packages' names repository '{rp.repo}', which is not in 'repos'")
     boot_location = v.get("boot-location", "modules")
     if boot_location not in BOOT_LOCATIONS:
         raise ConfigError(f"{name}: 'boot-location' must be one of {', '.join(BOOT_LOCATIONS)}, "
@@ -517,6 +744,14 @@ def _flatten(path: Path, basearch: Architecture, v: dict[str, Any], variables: d
     for rf in v.get("remove-files", ()):
         if rf.startswith("/") or ".." in Path(rf).parts or not rf.strip():
             raise ConfigError(f"{name}: remove-files entry {rf!r} must be a relative path inside the tree")
+    for ck in ("check-passwd", "check-groups"):
+        check = v.get(ck)
+        if check is not None and check.kind == "file" and not check.filename.is_file():
+            raise ConfigError(f"{name}: '{ck}' file {check.filename} does not exist")
+    for rv in v.get("repovars", {}):
+        if rv in RESERVED_VARIABLES:
+            raise ConfigError(f"{name}: 'repovars' cannot set '{rv}' (use the 'releasever' key; basearch is "
+                              "automatic)")
     script = v.get("postprocess-script")
     if script is not None and not script.is_file():
         raise ConfigError(f"{name}: postprocess-script {script} does not exist")
@@ -547,9 +782,53 @@ def _flatten(path: Path, basearch: Architecture, v: dict[str, Any], variables: d
         units=tuple(v.get("units", ())),
         default_target=v.get("default-target"),
         add_commit_metadata=metadata,
-        selinux=v.get("selinux", False),
+        selinux=v.get("selinux", True),
         variables=dict(sorted(variables.items())),
+        edition=edition,
+        metadata={k: substitute(val, variables, f"{name}: 'metadata.{k}'") if isinstance(val, str) else val
+                  for k, val in v.get("metadata", {}).items()},
+        gpg_key=v.get("gpg-key"),
+        install_langs=tuple(v.get("install-langs", ())),
+        repo_packages=tuple(v.get("repo-packages", ())),
+        ostree_layers=tuple(v.get("ostree-layers", ())),
+        ostree_override_layers=tuple(v.get("ostree-override-layers", ())),
+        container_cmd=tuple(v.get("container-cmd", ())),
+        rpmdb=v.get("rpmdb", "target"),
+        rpmdb_normalize=v.get("rpmdb-normalize", False),
+        selinux_label_version=v.get("selinux-label-version", 0),
+        readonly_executables=v.get("readonly-executables", False),
+        remove_from_packages=tuple(v.get("remove-from-packages", ())),
+        preserve_passwd=v.get("preserve-passwd", True),
+        check_passwd=v.get("check-passwd", PasswdCheck()),
+        check_groups=v.get("check-groups", PasswdCheck()),
+        ignore_removed_users=tuple(sorted(v.get("ignore-removed-users", ()))),
+        ignore_removed_groups=tuple(sorted(v.get("ignore-removed-groups", ()))),
+        container=container,
+        # hybridos makes /tmp a directory unless told otherwise (rpm-ostree's 2014 edition default is false)
+        tmp_is_dir=v.get("tmp-is-dir", True),
+        platform_module=sub("platform-module"),
+        repo_metadata=v.get("repo-metadata", "inline"),
+        advisories_metadata=v.get("advisories-metadata", "inline"),
+        lockfile_repos=tuple(v.get("lockfile-repos", ())),
+        repovars=dict(v.get("repovars", {})),
+        sysusers=v.get("sysusers", "compose-auto"),
+        opt_usrlocal=v.get("opt-usrlocal", "var"),
+        no_initramfs=v.get("no-initramfs", False),
+        finalize_d=_finalize_d(files or [path]) if edition >= "2024" else (),
+        set_keys=frozenset(v),
     )
+
+
+def _finalize_d(files: list[Path]) -> tuple[Path, ...]:
+    """Edition 2024's associated ``finalize.d`` directories beside each treefile: their executables, by name."""
+    found: dict[str, Path] = {}
+    for f in files:
+        d = f.parent / "finalize.d"
+        if d.is_dir():
+            for e in sorted(d.iterdir()):
+                if e.is_file() and os.access(e, os.X_OK):
+                    found.setdefault(e.name, e)
+    return tuple(found[k] for k in sorted(found))
 
 
 def _add_files_dest_ok(dest: str) -> bool:

@@ -338,6 +338,9 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
 
         step(f"Downloading {len(installs)} packages")
         rpms = _download(transaction, cachedir / "packages", options.progress)
+        from hybridos.packages.gpgcheck import check_packages
+
+        check_packages(installs, rpms, repos)   # gpgcheck=1 repositories: header signatures, before the tree
 
         previous_pw = passwd.previous_files(repo, previous) if tf.preserve_passwd or \
             "previous" in (tf.check_passwd.kind, tf.check_groups.kind) else {}

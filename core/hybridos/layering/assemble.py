@@ -17,6 +17,7 @@ tmpfiles.d lines, as in a composed image.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -80,6 +81,7 @@ class Plan:
     removed: tuple[Nevra, ...] = ()                       #: base packages taken out
     replaced: tuple[tuple[Nevra, Nevra], ...] = ()        #: (new, old base package)
     base_packages: tuple = field(default=(), repr=False)  #: RpmHeader of every base package
+    repos: tuple = field(default=(), repr=False)          #: the LoadedRepo values solved against (gpgcheck)
 
     def lines(self) -> list[str]:
         """rpm-ostree-like summary of the changes."""
@@ -298,7 +300,7 @@ def plan_layering(sysroot, base: str, requests: Requests, *, stateroot: str, dep
                 from None
         if transaction is None:
             raise PluginError("no solve plugin handled the request (is hybridos installed correctly?)")
-    return _classify(base, arch, requests, transaction, tuple(inactive), installed)
+    return dataclasses.replace(_classify(base, arch, requests, transaction, tuple(inactive), installed), repos=repos)
 
 
 def _classify(base, arch, requests: Requests, transaction: Transaction, inactive, installed) -> Plan:
@@ -344,9 +346,13 @@ def download(plan: Plan, cachedir: Path, *, cache_only: bool) -> dict[str, Path]
             raise NotFoundError(f"--cache-only: {len(missing)} packages are not downloaded yet, e.g. {missing[0]}",
                                 hint="run once without --cache-only (or with --download-only)")
     try:
-        return download_packages(items, cachedir)
+        rpms = download_packages(items, cachedir)
     except OSError as exc:
         raise PackageError(f"downloading packages failed: {exc}") from None
+    from hybridos.packages.gpgcheck import check_packages
+
+    check_packages(items, rpms, plan.repos)   # gpgcheck=1 repositories: every header signature, before unpacking
+    return rpms
 
 
 def _break_hardlinks(root: Path) -> None:

@@ -1,7 +1,7 @@
 """``.repo`` files in the yum.repos.d format: parsing (pure) and reading a directory of them.
 
-Known keys are typed (``name``, ``baseurl``, ``enabled``, ``gpgcheck``, ``metadata_expire``, ``excludepkgs``,
-``priority``); every other key is kept as text in ``RepoConfig.extra``. ``$basearch``, ``$arch``,
+Known keys are typed (``name``, ``baseurl``, ``enabled``, ``gpgcheck``, ``repo_gpgcheck``, ``gpgkey``,
+``metadata_expire``, ``excludepkgs``, ``priority``); every other key is kept as text in ``RepoConfig.extra``. ``$basearch``, ``$arch``,
 ``$releasever`` (and ``${var}``) are substituted in every value; unknown variables are left as written, as dnf
 does. Errors name the file and line.
 """
@@ -38,6 +38,8 @@ class RepoConfig:
     baseurls: tuple[str, ...]
     enabled: bool = True
     gpgcheck: bool = False
+    repo_gpgcheck: bool = False                       #: repomd.xml must carry a good repomd.xml.asc
+    gpgkeys: tuple[str, ...] = ()                     #: gpgkey= URLs of the keys packages/metadata are checked with
     metadata_expire: int = DEFAULT_METADATA_EXPIRE   #: seconds; -1 means never expires
     excludepkgs: tuple[str, ...] = ()
     priority: int = 99
@@ -164,13 +166,17 @@ def parse_repo_file(text: str, filename: str = "<repo>",
         priority = opts.get("priority", "99")
         if not priority.strip().lstrip("-").isdigit():
             raise ConfigError(f"{where('priority')}: priority={priority!r} is not an integer")
-        known = {"name", "baseurl", "enabled", "gpgcheck", "metadata_expire", "excludepkgs", "exclude", "priority"}
+        known = {"name", "baseurl", "enabled", "gpgcheck", "metadata_expire", "excludepkgs", "exclude", "priority",
+                 "repo_gpgcheck", "gpgkey"}
         out.append(RepoConfig(
             id=sec.id,
             name=" ".join(opts.get("name", sec.id).split()),
             baseurls=baseurls,
             enabled=_parse_bool(opts["enabled"], where("enabled"), "enabled") if "enabled" in opts else True,
             gpgcheck=_parse_bool(opts["gpgcheck"], where("gpgcheck"), "gpgcheck") if "gpgcheck" in opts else False,
+            repo_gpgcheck=(_parse_bool(opts["repo_gpgcheck"], where("repo_gpgcheck"), "repo_gpgcheck")
+                           if "repo_gpgcheck" in opts else False),
+            gpgkeys=_split_list(opts.get("gpgkey", "")),
             metadata_expire=(_parse_expire(opts["metadata_expire"], where("metadata_expire"))
                              if "metadata_expire" in opts else DEFAULT_METADATA_EXPIRE),
             excludepkgs=_split_list(opts.get("excludepkgs", "") + " " + opts.get("exclude", "")),

@@ -27,7 +27,14 @@ from pathlib import Path
 import solv
 import zstandard
 
-from hybridos.errors import CorruptionError, FetchError, FormatError, HybridosError, NotFoundError
+from hybridos.errors import (
+    CorruptionError,
+    FetchError,
+    FormatError,
+    HybridosError,
+    NotFoundError,
+    SignatureError,
+)
 from hybridos.fetch import FetchOptions
 from hybridos.packages.repofile import RepoConfig
 from hybridos.util.atomic import atomic_write
@@ -332,6 +339,8 @@ class LoadedRepo:
     excludepkgs: tuple[str, ...] = ()
     mirrors: tuple[str, ...] = ()      #: every base URL, in configured order (download failover)
     from_cache: bool = False           #: True when no metadata had to be parsed
+    gpgcheck: bool = False             #: packages must carry a good header signature by one of ``gpgkeys``
+    gpgkeys: tuple[str, ...] = ()      #: the repository's gpgkey= URLs
 
 
 def _join(base: str, href: str) -> str:
@@ -393,7 +402,8 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
 
     def loaded(repomd: Repomd, baseurl: str, from_cache: bool) -> LoadedRepo:
         return LoadedRepo(config.id, baseurl, rdir / f"{cache_key(repomd)}.solv", repomd.revision,
-                          config.priority, config.excludepkgs, mirrors or (baseurl,), from_cache)
+                          config.priority, config.excludepkgs, mirrors or (baseurl,), from_cache,
+                          config.gpgcheck, config.gpgkeys)
 
     cached = _cached_repomd(cachedir, config)
     if cached is not None and (cache_only or (not refresh and _fresh(cachedir, config))):
@@ -416,6 +426,8 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         except (FetchError, NotFoundError, CorruptionError) as exc:     # try the next base URL
             errors.append(str(exc))
             continue
+        if config.repo_gpgcheck:     # before anything in repomd.xml is trusted
+            _check_repomd_signature(config, data, url, options)
         repomd = parse_repomd(data, url)
         repo = loaded(repomd, baseurl, from_cache=False)
         if not (repo.solv_path.is_file() and _files_path(repo.solv_path).is_file()):
@@ -429,6 +441,20 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         _prune(rdir, keep=repo.solv_path.name)
         return repo
     raise FetchError(f"repository [{config.id}]: cannot fetch repomd.xml from any baseurl: " + "; ".join(errors))
+
+
+def _check_repomd_signature(config: RepoConfig, data: bytes, url: str, options: FetchOptions | None) -> None:
+    """``repo_gpgcheck=1``: ``repomd.xml.asc`` must hold a good signature by one of the gpgkey= keys."""
+    from hybridos.packages.gpgcheck import load_keys, verify_repomd
+
+    if not config.gpgkeys:
+        raise SignatureError(f"repository [{config.id}] has repo_gpgcheck=1 but no gpgkey",
+                             hint=f"add gpgkey=URL of the key that signs its metadata to [{config.id}]")
+    try:
+        signature: bytes | None = _fetch(url + ".asc", options)
+    except NotFoundError:
+        signature = None
+    verify_repomd(data, signature, load_keys(config.gpgkeys, f"repository [{config.id}]", options), config.id, url)
 
 
 def _resolve_baseurls(config: RepoConfig, options: FetchOptions | None) -> tuple[tuple[str, ...], Metalink | None]:

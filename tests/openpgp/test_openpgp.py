@@ -100,7 +100,8 @@ def test_real_distribution_keys_parse_with_their_published_fingerprints():
     assert fprs["RPM-GPG-KEY-fedora-41-primary"] == ["466CF2D8B60BC3057AA9453ED0622462E99D6AD1"]
     assert fprs["RPM-GPG-KEY-CentOS-Official-SHA256"] == ["99DB70FAE1D7CE227FB6488205B555B38483C65D"]
     fedora = Keyring()
-    fedora.add_path(DATA)
+    for name in ("RPM-GPG-KEY-fedora-40-primary", "RPM-GPG-KEY-fedora-41-primary"):
+        fedora.add_path(DATA / name)
     assert fedora.find("0727707EA15B79CC").user_id == "Fedora (40) <fedora-40-primary@fedoraproject.org>"
     assert fedora.find("D0622462E99D6AD1").fingerprint.endswith("E99D6AD1")
 

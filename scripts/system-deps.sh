@@ -10,6 +10,7 @@ declare -A TOOLS=(
   [bootctl]=systemd-boot [busybox]=busybox-static [bwrap]=bubblewrap [fw_printenv]=libubootenv-tool
   [cpio]=cpio [zstd]=zstd [xz]=xz-utils [qemu-aarch64-static]=qemu-user-static [hyperfine]=hyperfine
   [mkenvimage]=u-boot-tools [readelf]=binutils [getcap]=libcap2-bin [rpm2cpio]=rpm [rpmdb]=rpm
+  [gpg]=gpg [gpgconf]=gpgconf [gpg-agent]=gpg-agent [rpmsign]=rpm
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from hybridos.errors import SysrootError
+from hybridos.sysroot.mounts import ensure_writable
 from hybridos.sysroot.sysroot import not_a_sysroot_hint
 
 LOCK_PATH = "ostree/lock"
@@ -72,6 +73,7 @@ class SysrootLock:
         if not path.parent.is_dir():
             raise SysrootError(f"{self.sysroot} is not an OSTree sysroot (no ostree/)",
                                hint=not_a_sysroot_hint(self.sysroot))
+        ensure_writable(self.sysroot)   # a booted host's read-only /sysroot and /boot, as ostree_sysroot_lock
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:

@@ -3,7 +3,8 @@
 ``boot/loader`` -> ``loader.N`` gives the bootversion; ``ostree/boot.N`` -> ``boot.N.M`` the subbootversion;
 the deployments are the ``ostree-*.conf`` entries of ``boot/loader/entries`` sorted by version (highest
 first), each resolved through its ``ostree=`` bootlink to ``ostree/deploy/<stateroot>/deploy/<commit>.<serial>``.
-A deployment is booted only when the sysroot is ``/`` and ``/proc/cmdline``'s ``ostree=`` resolves to it.
+A deployment is booted only when the sysroot is ``/``, ``/run/ostree-booted`` exists and ``/proc/cmdline``'s
+``ostree=`` resolves to it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from hybridos.errors import ConfigError, FormatError, NotFoundError, SysrootError
 from hybridos.sysroot import bls
 from hybridos.sysroot.deployment import Deployment
+from hybridos.sysroot.mounts import is_booted_root
 from hybridos.sysroot.origin import parse_origin
 
 _DEPLOY_NAME_RE = re.compile(r"^([0-9a-f]{64})\.([0-9]+)$")
@@ -142,7 +144,7 @@ class Sysroot:
                 dep = dep.replace(booted=True)
             deployments.append(dep)
             entries[dep.name] = entry
-        if cmdline is None and booted_key is None and _is_running_root(root):
+        if cmdline is None and booted_key is None and is_booted_root(root):
             # /proc/cmdline names a bootlink of the boot version we booted with, which a later swap removes:
             # then, as libostree does, the booted deployment is the one whose directory is "/" itself
             found = booted_by_inode(root, deployments, Path("/"))
@@ -236,13 +238,6 @@ class Sysroot:
         return Repo.open(self.path / "ostree/repo")
 
 
-def _is_running_root(root: Path) -> bool:
-    try:
-        return root.resolve() == Path("/")
-    except OSError:
-        return False
-
-
 def booted_by_inode(root: Path, deployments, running_root: Path) -> Deployment | None:
     """The deployment whose checkout is the same directory (device and inode) as ``running_root``."""
     try:
@@ -260,8 +255,9 @@ def booted_by_inode(root: Path, deployments, running_root: Path) -> Deployment |
 
 
 def _booted_key(root: Path) -> tuple[str, str, int] | None:
-    """(stateroot, commit, serial) of the booted deployment when ``root`` is the running system's ``/``."""
-    if not _is_running_root(root):
+    """(stateroot, commit, serial) of the booted deployment when ``root`` is the running system's ``/`` and
+    that system was booted by OSTree (``/run/ostree-booted``, as libostree requires)."""
+    if not is_booted_root(root):
         return None
     try:
         cmdline = Path("/proc/cmdline").read_text()

@@ -10,8 +10,8 @@ already has one of its own) and remounts ``/sysroot`` and ``/boot`` read-write t
 :func:`ensure_writable` does the same, less invasively first: a read-only *mount* (a bind remount, what
 ``mount -o remount,bind,ro`` sets) only loses its own read-only flag inside the namespace; only when the
 filesystem itself is read-only is it remounted read-write (as libostree always does). It must run on the
-main thread before other threads start: a mount namespace belongs to the thread that unshares it and to the
-threads it creates afterwards.
+thread that does the work, before it starts other threads: a mount namespace belongs to the thread that
+unshares it and to the threads and processes it creates afterwards (so the check reads ``/proc/thread-self``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _mount(libc, target: str, flags: int) -> None:
 def in_own_mount_namespace() -> bool:
     """Whether this process already has a mount namespace other than init's (as libostree checks)."""
     try:
-        return os.readlink("/proc/1/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        return os.readlink("/proc/1/ns/mnt") != os.readlink("/proc/thread-self/ns/mnt")
     except OSError:
         return False
 

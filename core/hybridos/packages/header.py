@@ -17,6 +17,7 @@ from typing import BinaryIO, NamedTuple
 
 from hybridos.errors import FormatError
 from hybridos.packages.model import Nevra
+from hybridos.packages.rpmtags import TAG_TYPES
 
 LEAD_MAGIC = b"\xed\xab\xee\xdb"
 LEAD_SIZE = 96
@@ -26,6 +27,9 @@ _MAX_HEADER = 256 * 1024 * 1024
 # Header data types.
 NULL, CHAR, INT8, INT16, INT32, INT64, STRING, BIN, STRING_ARRAY, I18NSTRING = range(10)
 _TYPE_SIZE = {CHAR: 1, INT8: 1, INT16: 2, INT32: 4, INT64: 8}
+_STRING_TYPES = frozenset((STRING, STRING_ARRAY, I18NSTRING))
+#: region tags (HEADERIMAGE, HEADERSIGNATURES, HEADERIMMUTABLE): the first entry of a header made by rpm
+_REGION_TAGS = (61, 62, 63)
 
 
 class Tag:
@@ -241,8 +245,7 @@ class RawHeader:
     _bounds: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # the first entry of a tag wins, as in rpm
-        object.__setattr__(self, "_by_tag", {e.tag: e for e in reversed(self.entries)})
+        object.__setattr__(self, "_by_tag", _lookup_table(self.entries, self.data))
         # where each entry's data can end at the latest: the next entry's offset (string arrays split at once)
         offsets = sorted({e.offset for e in self.entries if e.offset >= 0} | {len(self.data)})
         object.__setattr__(self, "_bounds", dict(zip(offsets, offsets[1:], strict=False)))
@@ -257,7 +260,7 @@ class RawHeader:
         e = self.entry(tag)
         if e is None:
             return default
-        if e.type in (STRING_ARRAY, I18NSTRING) and e.count > 1:
+        if e.type == STRING_ARRAY and e.count > 1:
             bound = self._bounds.get(e.offset, len(self.data))
             parts = self.data[e.offset:bound].decode("utf-8", "surrogateescape").split("\0", e.count)
             if len(parts) > e.count:
@@ -271,6 +274,43 @@ class RawHeader:
 
     def as_dict(self) -> dict[int, object]:
         return {e.tag: _decode(e, self.data) for e in self.entries}
+
+
+def _lookup_table(entries: tuple[RawEntry, ...], data: bytes) -> dict[int, RawEntry]:
+    """tag -> the entry rpm's ``headerGet`` answers (``hdrblobImport``, ``findEntry``).
+
+    Entries appended after a region ("dribbles", as the rpmdb adds) replace the region's entries of the same tag;
+    a header without a region gets one (HEADERIMAGE) in front; rpm then sorts the index by tag (a stable sort) and
+    finds a tag with ``bsearch``, so of several entries with one tag it answers whichever the search meets first."""
+    table = {e.tag: e for e in reversed(entries)}
+    if len(table) == len(entries):
+        return table
+    index = list(entries)
+    if index[0].tag in _REGION_TAGS:
+        ril = -struct.unpack_from(">i", data, index[0].offset + 8)[0] // 16
+        dribbles = index[max(ril, 1):]
+        if dribbles:
+            gone = {e.tag for e in dribbles}
+            if Tag.BASENAMES in gone:
+                gone.add(Tag.OLDFILENAMES)
+            index = [e for e in index[:max(ril, 1)] if e.tag not in gone] + dribbles
+    else:
+        index.insert(0, RawEntry(61, BIN, 0, 16))
+    table = {e.tag: e for e in reversed(index)}
+    ordered = sorted(index, key=lambda e: e.tag)
+    tags = [e.tag for e in ordered]
+    for tag in table:
+        lo, hi = 0, len(tags)
+        while lo < hi:   # glibc's bsearch
+            mid = (lo + hi) // 2
+            if tag < tags[mid]:
+                hi = mid
+            elif tag > tags[mid]:
+                lo = mid + 1
+            else:
+                table[tag] = ordered[mid]
+                break
+    return table
 
 
 def _cstrings(data: bytes, offset: int, count: int) -> tuple[list[str], int]:
@@ -298,8 +338,10 @@ def _decode(e: RawEntry, data: bytes):
         return _cstrings(data, off, 1)[0][0]
     if t == BIN:
         return bytes(data[off:off + n])
-    if t in (STRING_ARRAY, I18NSTRING):
+    if t == STRING_ARRAY:
         return tuple(_cstrings(data, off, n)[0])
+    if t == I18NSTRING:   # one string per language: rpm answers the first (the C locale's)
+        return _cstrings(data, off, 1)[0][0]
     return None
 
 
@@ -337,23 +379,75 @@ def parse_raw_header(buf: bytes, offset: int = 0, *, magic: bool = True) -> tupl
     if len(buf) < end:
         raise FormatError(f"RPM header is truncated ({len(buf) - start} of {end - start} bytes)")
     data = bytes(buf[data_at:end])
-    entries = []
-    for tag, typ, off, cnt in _INDEX_ENTRY.iter_unpack(buf[index_at:data_at]):
-        if typ > I18NSTRING:
-            raise FormatError(f"RPM header tag {tag} has unknown type {typ}")
-        if off < 0 or off > dl:
-            raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
-        size = _TYPE_SIZE.get(typ)
-        if size is not None:
-            if size > 1 and off % size:   # numbers are aligned to their size
-                raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
-            if off + size * cnt > dl:
-                raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
-        elif typ == BIN and off + cnt > dl:
-            raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
-        entries.append((tag, typ, off, cnt))
+    entries = list(_INDEX_ENTRY.iter_unpack(buf[index_at:data_at]))
+    _verify_entries(entries, data)
     blob = bytes(buf[offset:end])
     return RawHeader(tuple(map(_new_raw_entry, entries)), data, blob), end
+
+
+def _verify_entries(entries: list[tuple[int, int, int, int]], data: bytes) -> None:
+    """rpm 4.18's checks of a header's index (``hdrblobVerifyRegion``, ``hdrblobVerifyInfo``): what rpm refuses
+    is refused here, so that hybridos and rpm never read one header two ways."""
+    dl = len(data)
+    if not entries:
+        raise FormatError("RPM header has no tags")
+    region = 0
+    rdl = 0
+    tag, typ, off, cnt = entries[0]
+    if tag in _REGION_TAGS:
+        if typ != BIN or cnt != 16 or off < 0 or off + 16 > dl:
+            raise FormatError(f"RPM header region tag {tag} is corrupt")
+        ttag, ttyp, toff, tcnt = _INDEX_ENTRY.unpack_from(data, off)
+        if tag == 62 and ttag == 61:   # old packages name HEADERIMAGE in the signature's trailer
+            ttag = 62
+        if ttag != tag or ttyp != BIN or tcnt != 16 or toff > 0 or -toff % 16 or -toff // 16 > len(entries):
+            raise FormatError(f"RPM header region tag {tag} has a corrupt trailer")
+        region, rdl = tag, off + 16
+    typecheck = region in (61, 63)   # rpm cannot type-check signature headers
+    prev_end = 0
+    tiled = 0   # the entries' data laid end to end with alignment, which must fill a region exactly
+    checked = entries[1:] if region else entries
+    for i, (tag, typ, off, cnt) in enumerate(checked):
+        if off < prev_end:
+            raise FormatError(f"RPM header tag {tag} overlaps the data of the tag before it")
+        if tag < 100 or tag >= 1 << 31:   # rpm's tags are signed: the top half is negative
+            raise FormatError(f"RPM header has a misplaced region tag or a bad tag {tag}")
+        if typ > I18NSTRING:
+            raise FormatError(f"RPM header tag {tag} has unknown type {typ}")
+        size = _TYPE_SIZE.get(typ, 1)
+        if off % size or off > dl:   # numbers are aligned to their size
+            raise FormatError(f"RPM header tag {tag} has a bad offset {off}")
+        if typecheck:
+            want = TAG_TYPES.get(tag)
+            if want is not None and want != typ and not (want in _STRING_TYPES and typ in _STRING_TYPES):
+                raise FormatError(f"RPM header tag {tag} has type {typ} where rpm expects {want}")
+        if typ in _STRING_TYPES:
+            if (typ == STRING and cnt != 1) or cnt > dl - off:
+                raise FormatError(f"RPM header tag {tag} has a bad count {cnt}")
+            # data cannot reach past the next entry's start (or the trailer): look for the strings only up to there
+            limit = checked[i + 1][2] if i + 1 < len(checked) else dl
+            if region and off < rdl:
+                limit = min(limit, rdl - 16)
+            length = _strings_length(data, off, cnt, max(limit, off))
+        else:
+            length = size * cnt if typ != NULL else 0
+        end = off + length
+        if length <= 0 or end > dl:
+            raise FormatError(f"RPM header tag {tag} runs past the end of the header data")
+        if region and end > rdl - 16 and off < rdl:
+            raise FormatError(f"RPM header tag {tag} overlaps the region trailer")
+        prev_end = end
+        tiled += (-tiled) % size + length
+    if region and tiled + 16 != dl:
+        raise FormatError("RPM header data has gaps between its tags: corrupt")
+
+
+def _strings_length(data: bytes, off: int, count: int, limit: int) -> int:
+    """Bytes taken by ``count`` NUL-terminated strings at ``off`` (0 when they do not end before ``limit``)."""
+    parts = data[off:limit].split(b"\0", count)
+    if len(parts) <= count:
+        return 0
+    return limit - off - len(parts[count])
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
@@ -545,8 +639,8 @@ def _str(h: RawHeader, tag: int, default: str = "") -> str:
     v = h.get(tag)
     if v is None:
         return default
-    if isinstance(v, tuple):
-        return v[0] if v else default
+    if isinstance(v, tuple):   # a string array (or, in a header without a region, numbers: not a string)
+        return v[0] if v and isinstance(v[0], str) else default
     return v if isinstance(v, str) else default
 
 
@@ -568,10 +662,12 @@ def _deps(h: RawHeader, name_tag: int, flags_tag: int, version_tag: int) -> tupl
     names = _strs(h, name_tag)
     if not names:
         return ()
+    for tag in (flags_tag, version_tag):
+        e = h.entry(tag)
+        if e is not None and (1 if e.type in (STRING, I18NSTRING) else e.count) != len(names):
+            return ()   # rpm's rpmdsNew gives up on the whole set: the package has none of these dependencies
     flags = _ints(h, flags_tag)
     versions = _strs(h, version_tag)
-    if (flags and len(flags) != len(names)) or (versions and len(versions) != len(names)):
-        raise FormatError(f"RPM header dependency tag {name_tag} has mismatched name/flag/version counts")
     return tuple(Dependency(n, flags[i] if flags else 0, versions[i] if versions else "")
                  for i, n in enumerate(names))
 
@@ -601,7 +697,7 @@ def _file_entries(h: RawHeader) -> tuple[FileEntry, ...]:
     sizes = col(Tag.LONGFILESIZES, None)
     if sizes[0] is None:
         sizes = col(Tag.FILESIZES, 0)
-    modes = col(Tag.FILEMODES, 0o100644)
+    modes = [m & 0xFFFF for m in col(Tag.FILEMODES, 0o100644)]   # rpm_mode_t is 16 bits, whatever the type
     users = col(Tag.FILEUSERNAME, "root", _strs)
     groups = col(Tag.FILEGROUPNAME, "root", _strs)
     mtimes = col(Tag.FILEMTIMES, 0)
@@ -610,7 +706,7 @@ def _file_entries(h: RawHeader) -> tuple[FileEntry, ...]:
     links = col(Tag.FILELINKTOS, "", _strs)
     caps = col(Tag.FILECAPS, "", _strs)
     inodes = col(Tag.FILEINODES, 0)
-    rdevs = col(Tag.FILERDEVS, 0)
+    rdevs = [r & 0xFFFF for r in col(Tag.FILERDEVS, 0)]
     langs = col(Tag.FILELANGS, "", _strs)
     return tuple(map(_new_file_entry, zip(paths, modes, sizes, users, groups, mtimes, flags, digests, links, caps,
                                           inodes, rdevs, langs, strict=True)))
@@ -741,8 +837,8 @@ def read_rpm(path: str | Path) -> RpmFileInfo:
             offset = f.tell()
             total = os.fstat(f.fileno()).st_size
         # the signature's size covers header + payload: a short file is caught before anything is unpacked
-        size = sig.get(Tag.LONGSIGSIZE) or sig.get(SigTag.SIZE)
-        if isinstance(size, tuple) and size:
+        size = _ints(sig, Tag.LONGSIGSIZE) or _ints(sig, SigTag.SIZE)   # a size of another type is ignored
+        if size:
             expected = offset - len(main.blob) - 8 + size[0]
             if total < expected:
                 raise FormatError(f"RPM file is truncated ({total} of {expected} bytes)")

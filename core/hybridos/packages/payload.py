@@ -11,6 +11,7 @@ import gzip
 import io
 import lzma
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -254,7 +255,11 @@ def _header_fields(b: bytes) -> tuple[int, ...]:
 
 
 def _hex(b: bytes, what: str) -> int:
-    try:
-        return int(b, 16)
-    except ValueError:
-        raise FormatError(f"RPM payload has a corrupt cpio {what}") from None
+    """An 8-digit hex field: digits only (``int(x, 16)`` alone would take a sign, blanks, ``_`` and ``0x``, so a
+    name size or file index of -1 would get through)."""
+    if len(b) != 8 or not _HEX8.fullmatch(b):
+        raise FormatError(f"RPM payload has a corrupt cpio {what}")
+    return int(b, 16)
+
+
+_HEX8 = re.compile(rb"[0-9A-Fa-f]{8}")

@@ -11,6 +11,7 @@ declare -A TOOLS=(
   [cpio]=cpio [zstd]=zstd [xz]=xz-utils [qemu-aarch64-static]=qemu-user-static [hyperfine]=hyperfine
   [mkenvimage]=u-boot-tools [readelf]=binutils [getcap]=libcap2-bin [rpm2cpio]=rpm [rpmdb]=rpm
   [gpg]=gpg [gpgconf]=gpgconf [gpg-agent]=gpg-agent [rpmsign]=rpm
+  [matchpathcon]=selinux-utils [setfiles]=policycoreutils
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do

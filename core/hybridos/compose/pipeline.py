@@ -367,9 +367,6 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             if get_registry().hook.hybridos_initramfs(request=req) is None:
                 raise PluginError("no initramfs plugin handled the request")
 
-        if tf.selinux and (tree / "etc/selinux/config").exists():
-            raise ConfigError(f"{tf.path}: the tree has an SELinux policy; labelling it is not implemented yet",
-                              hint="set 'selinux: false' in the treefile")
         step("Postprocessing the tree")
         postprocess.postprocess_tree(tree, tf, version=version, kver=kver,
                                      runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts))
@@ -400,6 +397,14 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         if tf.ref and not move_ref:
             metadata["ostree.ref-binding"] = [tf.ref]
 
+        hook = None
+        if tf.selinux:
+            from hybridos.selinux import label_hook, load_policy
+
+            policy = load_policy(tree)
+            if policy is not None:
+                step(f"Labelling the tree from {policy[1].relative_to(tree)}")
+                hook = label_hook(policy[0], tf.selinux_label_version)
         step("Committing")
         before = set(repo.list_objects())
         progress = Progress("Committing", enabled=options.progress)
@@ -408,7 +413,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
         with progress:
             commit = repo.commit_tree(tree, branch=move_ref, subject="", metadata=metadata,
-                                      parent=previous or "none", timestamp=timestamp, progress=progress)
+                                      parent=previous or "none", timestamp=timestamp, progress=progress,
+                                      xattr_hook=hook)
         detached: dict[str, Any] = {}
         if tf.repo_metadata == "detached":
             detached[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)

@@ -8,6 +8,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,6 +33,9 @@ class CommitOptions:
     owner_gid: int | None = None
     xattrs: bool = True
     canonical: bool = False  # bare-user-only: uid/gid 0, no xattrs, permissions & 0755
+    #: (absolute path in the commit, st_mode) -> extra xattrs ((name, value) pairs) replacing those on disk,
+    #: e.g. ``security.selinux`` labels from a policy (ostree's commit modifier with a sepolicy)
+    xattr_hook: Callable[[str, int], tuple[tuple[str, bytes], ...]] | None = None
 
 
 @dataclass
@@ -66,6 +70,7 @@ class _TreeWriter:
         # at most this many files queued or in flight: memory stays flat however large the tree is
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self.error: BaseException | None = None
+        self.root = ""
 
     # ---------------------------------------------------------------------------------------- metadata
     def _owner(self, st: os.stat_result) -> tuple[int, int]:
@@ -78,14 +83,24 @@ class _TreeWriter:
     def _mode(self, mode: int) -> int:
         return _content.canonical_bareuseronly_mode(mode) if self.opts.canonical else mode
 
-    def _xattrs(self, path: str, follow: bool) -> tuple:
+    def _xattrs(self, path: str, follow: bool, mode: int = 0) -> tuple:
         if not self.opts.xattrs or self.opts.canonical:
             return ()
-        return _content.read_xattrs(path, follow=follow)
+        found = _content.read_xattrs(path, follow=follow)
+        hook = self.opts.xattr_hook
+        if hook is None:
+            return found
+        rel = "/" + os.path.relpath(path, self.root) if path != self.root else "/"
+        extra = {n.encode() + b"\0": v for n, v in hook(rel, mode)}
+        if not extra:
+            return found
+        merged = {n: v for n, v in found if n not in extra}
+        merged.update(extra)
+        return tuple(sorted(merged.items()))
 
     def dirmeta(self, path: str, st: os.stat_result) -> str:
         uid, gid = self._owner(st)
-        data = DirMeta(uid, gid, self._mode(st.st_mode), self._xattrs(path, True)).serialize()
+        data = DirMeta(uid, gid, self._mode(st.st_mode), self._xattrs(path, True, st.st_mode)).serialize()
         c = self._meta_cache.get(data)
         if c is None:
             from hybridos.ostree.objects import ObjectType
@@ -145,7 +160,7 @@ class _TreeWriter:
                 node.dirs.append((name, self.walk(child, est)))
             elif fmt == stat.S_IFREG:
                 uid, gid = self._owner(est)
-                header = FileHeader(uid, gid, self._mode(est.st_mode), "", self._xattrs(child, False),
+                header = FileHeader(uid, gid, self._mode(est.st_mode), "", self._xattrs(child, False, est.st_mode),
                                     size=est.st_size)
                 entry = [name, None]
                 node.files.append(entry)
@@ -157,7 +172,7 @@ class _TreeWriter:
                     target.encode("utf-8")
                 except UnicodeEncodeError:
                     raise FormatError(f"cannot commit {child!r}: the symlink target is not valid UTF-8") from None
-                header = FileHeader(uid, gid, est.st_mode, target, self._xattrs(child, False))
+                header = FileHeader(uid, gid, est.st_mode, target, self._xattrs(child, False, est.st_mode))
                 node.files.append([name, _content.write_content(self.repo, header, None)])
                 if self.progress is not None:
                     self.progress.advance(1)
@@ -175,8 +190,10 @@ class _TreeWriter:
 
 def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None = None, owner_gid: int | None = None,
                xattrs: bool = True, devino_cache: DevinoCache | bool | None = None, workers: int | None = None,
-               progress: Progress | None = None) -> tuple[str, str]:
-    """Store the content and directory objects of ``src_dir``; returns (root dirtree, root dirmeta)."""
+               progress: Progress | None = None, xattr_hook=None) -> tuple[str, str]:
+    """Store the content and directory objects of ``src_dir``; returns (root dirtree, root dirmeta).
+
+    ``xattr_hook(path, st_mode)`` (see :class:`CommitOptions`) adds or replaces extended attributes."""
     src = os.fspath(src_dir)
     try:
         st = os.lstat(src)
@@ -184,7 +201,10 @@ def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None 
         raise NotFoundError(f"cannot commit {src}: no such directory") from None
     if not stat.S_ISDIR(st.st_mode):
         raise FormatError(f"cannot commit {src}: not a directory")
-    opts = CommitOptions(owner_uid, owner_gid, xattrs, canonical=repo.mode.value == "bare-user-only")
+    opts = CommitOptions(owner_uid, owner_gid, xattrs, canonical=repo.mode.value == "bare-user-only",
+                         xattr_hook=xattr_hook)
+    if xattr_hook is not None:
+        devino_cache = None          # a cached object carries the xattrs of another path
     if devino_cache is True:
         devino_cache = DevinoCache.scan(repo)
     elif devino_cache is False:
@@ -192,6 +212,7 @@ def write_tree(repo: Repo, src_dir: str | os.PathLike, *, owner_uid: int | None 
     workers = workers or default_workers()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commit") as pool:
         tw = _TreeWriter(repo, opts, pool, devino_cache, progress, max_in_flight=workers * 4)
+        tw.root = src
         try:
             root = tw.walk(src, st)
         except BaseException as exc:
@@ -206,7 +227,7 @@ def commit_tree(repo: Repo, src_dir: str | os.PathLike, *, branch: str | None = 
                 body: str = "", metadata: dict | None = None, parent: str | None = None,
                 timestamp: int | None = None, owner_uid: int | None = None, owner_gid: int | None = None,
                 xattrs: bool = True, devino_cache: DevinoCache | bool | None = None, bind_ref: bool = True,
-                workers: int | None = None, progress: Progress | None = None) -> str:
+                workers: int | None = None, progress: Progress | None = None, xattr_hook=None) -> str:
     """Commit ``src_dir``; returns the commit checksum. With ``branch``, the ref moves last.
 
     parent: None = the branch's current commit (if any); "none" = no parent; else a rev.
@@ -224,7 +245,8 @@ def commit_tree(repo: Repo, src_dir: str | os.PathLike, *, branch: str | None = 
     with repo.lock():
         cleanup_tmp(repo)
         root_tree, root_meta = write_tree(repo, src_dir, owner_uid=owner_uid, owner_gid=owner_gid, xattrs=xattrs,
-                                          devino_cache=devino_cache, workers=workers, progress=progress)
+                                          devino_cache=devino_cache, workers=workers, progress=progress,
+                                          xattr_hook=xattr_hook)
         meta = dict(metadata or {})
         if branch and bind_ref:
             meta.setdefault("ostree.ref-binding", [branch])

@@ -21,7 +21,8 @@ def _progress(label: str):
 
 
 class _RepoGroup(click.Group):
-    """The ``repo`` group; also offers the commands of hybridos.cli.repo_remote (remote, pull, sign)."""
+    """The ``repo`` group; also offers the commands of hybridos.cli.repo_remote (remote, pull, sign) and
+    hybridos.cli.repo_delta (static-delta)."""
 
     _extra_loaded = False
 
@@ -29,9 +30,10 @@ class _RepoGroup(click.Group):
         if self._extra_loaded:
             return
         self._extra_loaded = True
-        if importlib.util.find_spec("hybridos.cli.repo_remote") is not None:
-            for c in getattr(importlib.import_module("hybridos.cli.repo_remote"), "COMMANDS", []):
-                self.add_command(c)
+        for module in ("hybridos.cli.repo_remote", "hybridos.cli.repo_delta"):
+            if importlib.util.find_spec(module) is not None:
+                for c in getattr(importlib.import_module(module), "COMMANDS", []):
+                    self.add_command(c)
 
     def list_commands(self, ctx):
         self._load_extra()

@@ -25,7 +25,10 @@ def build_summary(repo: Repo, *, additional_metadata: dict | None = None, now: i
             meta["ostree.commit.version"] = c.version
         meta["ostree.commit.timestamp"] = Variant("t", bswap64(c.timestamp))
         refs.append(SummaryRef(name, commit, size, meta))
+    from hybridos.ostree.deltas import summary_metadata
+
     top: dict = dict(additional_metadata or {})
+    top.update(summary_metadata(repo))
     top["ostree.summary.mode"] = repo.mode.value
     top["ostree.summary.last-modified"] = Variant("t", bswap64(int(time.time()) if now is None else now))
     top["ostree.summary.tombstone-commits"] = False

@@ -1,0 +1,172 @@
+"""Static deltas on disk: ours applied by the real ostree, ostree's applied by us, and bad deltas refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hybridos.ostree import delta_format as df
+from hybridos.ostree.delta_apply import apply_offline
+from hybridos.ostree.delta_generate import DeltaOptions, generate
+from hybridos.ostree.repo import Repo
+from tests.deltas.helpers import client_repo, fsck_clean, listing, ostree, source_repo
+
+pytestmark = pytest.mark.tool("ostree")
+
+
+@pytest.fixture
+def src(tmp_path):
+    return source_repo(tmp_path)
+
+
+def _delta_dir(repo: Path, frm: str | None, to: str) -> Path:
+    return repo / df.delta_dir(frm, to)
+
+
+def test_our_delta_applied_by_ostree(src, tmp_path, cli):
+    repo, c1, c2 = src
+    out = cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2).stdout
+    assert "bsdiff" in out
+    # ostree reads it, and it uses bsdiff for the modified files
+    shown = ostree("static-delta", "show", f"--repo={repo}", f"{c1}-{c2}").stdout
+    assert "bspatch=" in shown and "bspatch=0" not in shown
+    assert f"{c1}-{c2}" in ostree("static-delta", "list", f"--repo={repo}").stdout
+    client = client_repo(tmp_path / "client", repo, c1)
+    ostree("static-delta", "apply-offline", f"--repo={client}", str(_delta_dir(repo, c1, c2)))
+    assert listing(client, c2) == listing(repo, c2)
+    fsck_clean(client)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_our_delta_file_applied_by_ostree(src, tmp_path, cli, inline):
+    """The USB-stick flow: --min-fallback-size=0 --filename (parts beside it, or inline)."""
+    repo, c1, c2 = src
+    target = tmp_path / "usb" / "update"
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, c2, "--min-fallback-size=0",
+        f"--filename={target}", *(["--inline"] if inline else []))
+    assert sorted(p.name for p in target.parent.iterdir()) == (["update"] if inline else ["0", "update"])
+    client = client_repo(tmp_path / "client", repo, c1)
+    ostree("static-delta", "apply-offline", f"--repo={client}", str(target))
+    assert listing(client, c2) == listing(repo, c2)
+    fsck_clean(client)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_ostree_delta_applied_by_us(src, tmp_path, cli, inline):
+    repo, c1, c2 = src
+    target = tmp_path / "usb" / "superblock"
+    target.parent.mkdir()
+    ostree("static-delta", "generate", f"--repo={repo}", f"--from={c1}", f"--to={c2}", "--min-fallback-size=0",
+           f"--filename={target}", *(["--inline"] if inline else []))
+    client = client_repo(tmp_path / "client", repo, c1)
+    out = cli("repo", "static-delta", "apply-offline", f"--repo={client}",
+              str(target if inline else target.parent)).stdout
+    assert "1 parts applied" in out, out
+    assert listing(client, c2) == listing(repo, c2)
+    fsck_clean(client)
+
+
+def test_ostree_bsdiff_parts_applied_by_us(src, tmp_path):
+    """ostree's own bsdiff stream (mendsley raw format) through our bspatch."""
+    repo, c1, c2 = src
+    ostree("static-delta", "generate", f"--repo={repo}", f"--from={c1}", f"--to={c2}", "--min-fallback-size=0")
+    sb = df.Superblock.parse((_delta_dir(repo, c1, c2) / "superblock").read_bytes())
+    client = client_repo(tmp_path / "client", repo, c1)
+    _sb, stats = apply_offline(Repo.open(client), _delta_dir(repo, c1, c2))
+    assert stats.parts_applied == len(sb.parts)
+    assert listing(client, c2) == listing(repo, c2)
+    fsck_clean(client)
+
+
+def test_from_scratch_delta_both_ways(src, tmp_path, cli):
+    repo, _c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--empty", "--to", c2, "--min-fallback-size=0")
+    for name in ("ostree-client", "our-client"):
+        client = tmp_path / name
+        ostree("init", f"--repo={client}", "--mode=bare-user")
+        if name == "ostree-client":
+            ostree("static-delta", "apply-offline", f"--repo={client}", str(_delta_dir(repo, None, c2)))
+        else:
+            cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(_delta_dir(repo, None, c2)))
+        assert listing(client, c2) == listing(repo, c2)
+        fsck_clean(client)
+
+
+def test_tampered_part_refused(src, tmp_path, cli):
+    repo, c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2)
+    part = _delta_dir(repo, c1, c2) / "0"
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    client = client_repo(tmp_path / "client", repo, c1)
+    proc = cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(part.parent), check=False)
+    assert proc.returncode != 0
+    assert "checksum mismatch" in proc.stderr and "Traceback" not in proc.stderr
+    # nothing half-done is taken as the new commit
+    assert (client / "state" / f"{c2}.commitpartial").exists()
+
+
+def test_fallbacks_listed_and_refused_offline(tmp_path, cli):
+    """Files over --min-fallback-size are fallbacks (fetched as objects); such a delta cannot go offline."""
+    repo, _c1, c2 = source_repo(tmp_path, big=1_100_000)
+    report = generate(Repo.open(repo), None, c2, DeltaOptions(min_fallback_size=1))
+    assert report.fallbacks == 1
+    shown = ostree("static-delta", "show", f"--repo={repo}", c2).stdout
+    assert "Number of fallback entries: 1" in shown
+    client = tmp_path / "client"
+    ostree("init", f"--repo={client}", "--mode=bare-user")
+    proc = cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(_delta_dir(repo, None, c2)),
+               check=False)
+    assert proc.returncode != 0 and "--min-fallback-size=0" in proc.stderr
+    generate(Repo.open(repo), None, c2, DeltaOptions(min_fallback_size=0))
+    cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(_delta_dir(repo, None, c2)))
+    fsck_clean(client)
+
+
+def test_delete_show_list(src, cli):
+    repo, c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2, "--inline")
+    assert cli("repo", "static-delta", "list", f"--repo={repo}").stdout.split() == [f"{c1}-{c2}"]
+    shown = cli("repo", "static-delta", "show", f"--repo={repo}", f"{c1}-{c2}").stdout
+    assert "(inline)" in shown and "Number of parts: 1" in shown
+    cli("repo", "static-delta", "delete", f"--repo={repo}", f"{c1}-{c2}")
+    assert "(No static deltas)" in cli("repo", "static-delta", "list", f"--repo={repo}").stdout
+    proc = cli("repo", "static-delta", "show", f"--repo={repo}", f"{c1}-{c2}", check=False)
+    assert proc.returncode != 0 and proc.stderr.startswith("error: ")
+
+
+def test_summary_advertises_deltas_like_ostree(src, cli):
+    repo, c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2)
+    cli("repo", "summary", f"--repo={repo}", "-u")
+    ours = ostree("summary", f"--repo={repo}", "--view").stdout
+    assert f"{c1}-{c2}" in ours
+    index = repo / df.index_path(c2)
+    ours_index = index.read_bytes()
+    ostree("summary", f"--repo={repo}", "-u")
+    assert index.read_bytes() == ours_index   # ostree's reindex writes the very same bytes
+    theirs = ostree("summary", f"--repo={repo}", "--view").stdout
+    assert f"{c1}-{c2}" in theirs
+
+
+def test_bsdiff_stream_roundtrip():
+    from bsdiff4 import core
+
+    from hybridos.ostree.delta_apply import _SliceReader, bspatch_stream
+
+    old = os.urandom(50_000)
+    new = old[:100] + b"inserted" + old[100:30_000] + os.urandom(500) + old[31_000:]
+    raw = df.raw_bsdiff_stream(*core.diff(old, new))
+    assert not raw.startswith(b"BSDIFF40")
+
+    class _Payload:
+        def read_abs(self, a, b):
+            return raw[a:b]
+
+    import io
+    out = bytearray()
+    bspatch_stream(io.BytesIO(old), len(old), _SliceReader(_Payload(), 0, len(raw)), len(new), out.extend)
+    assert bytes(out) == new

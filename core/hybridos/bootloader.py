@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from hybridos.arch import Architecture
 from hybridos.errors import BootloaderError
+from hybridos.util.text import first_unsafe
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,18 @@ class BootEntry:
     #: the deployment's checkout relative to the sysroot, e.g. "ostree/deploy/fedora/deploy/<C>.0"
     #: ("" when unknown); plugins read per-deployment files from it (``usr/lib/ostree-boot/uEnv.txt``)
     deployment: str = ""
+
+    def __post_init__(self) -> None:
+        # every value below ends up on one line of a BLS entry, grub.cfg, extlinux.conf, uEnv.txt or boot.scr
+        for name in ("id", "title", "linux", "options", "devicetree", "fdtdir", "stateroot", "checksum", "version",
+                     "kernel_version", "deployment"):
+            value = getattr(self, name)
+            if value and first_unsafe(value) is not None:
+                raise BootloaderError(f"boot entry {self.id!r}: its {name} {value!r} contains a control or "
+                                      f"line-break character")
+        for path in self.initrd:
+            if first_unsafe(path) is not None:
+                raise BootloaderError(f"boot entry {self.id!r}: initrd {path!r} contains a control character")
 
     @property
     def boot_paths(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from hybridos.errors import FormatError
 from hybridos.sysroot.kargs import split_args
+from hybridos.util.text import one_line
 
 if TYPE_CHECKING:  # the loader (status) does not need the bootloader interface
     from hybridos.bootloader import BootEntry
@@ -78,6 +79,7 @@ def entry_title(os_name: str, version: str, index: int, stateroot: str | None = 
 
     With deployments of several stateroots in the list, ostree writes ``(ostree:<stateroot>:<index>)``.
     """
+    os_name, version = one_line(os_name).strip() or "OSTree", one_line(version).strip()
     title = os_name
     if version and version not in os_name:
         title += f" {version}"
@@ -111,7 +113,7 @@ def split_ostree_karg(options: str) -> tuple[str | None, str]:
 def parse_os_release(data: bytes) -> dict[str, str]:
     """``KEY=VALUE`` lines with shell-style quotes, as in os-release(5)."""
     out = {}
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in data.decode("utf-8", "replace").split("\n"):  # only LF ends a line (os-release(5))
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

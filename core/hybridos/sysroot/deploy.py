@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
+import re
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,18 @@ from hybridos.errors import HybridosError, NotFoundError, SysrootError
 from hybridos.sysroot import bls, etcmerge
 from hybridos.sysroot.cleanup import cleanup_sysroot, prune_repo, remove_tree
 from hybridos.sysroot.deployment import Deployment
-from hybridos.sysroot.kargs import KernelArgs
+from hybridos.sysroot.kargs import KernelArgs, check_args
 from hybridos.sysroot.origin import Origin, serialize_origin
 from hybridos.sysroot.sysroot import Sysroot
 from hybridos.sysroot.transaction import Transaction
+from hybridos.util import inroot
 from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir, syncfs
+from hybridos.util.text import one_line
 
 MODULES_DIR = "usr/lib/modules"
+#: what a kernel directory name (and so the kernel's file names in /boot) may contain
+KVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~^-]{0,127}$")
+OS_RELEASE_LIMIT = 64 << 10   #: os-release is a few hundred bytes; anything bigger is not one
 
 
 # -- what a commit must contain ---------------------------------------------------------------------------
@@ -87,12 +93,15 @@ class _TreeReader:
             stream.close()
         return header
 
-    def read(self, csum: str) -> bytes:
+    def read(self, csum: str, limit: int) -> bytes:
         header, stream = self.repo.open_content(csum)
         if stream is None:
             raise SysrootError(f"object {csum} is a symbolic link, not a regular file")
         with stream:
-            return stream.read()
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise SysrootError(f"object {csum} is larger than {limit} bytes")
+        return data
 
     def hash_into(self, h, csum: str) -> None:
         header, stream = self.repo.open_content(csum)
@@ -111,6 +120,13 @@ class _TreeReader:
                 yield from self.walk_files(c, f"{prefix}/{name}")
             else:
                 yield f"{prefix}/{name}", c
+
+
+def check_kver(kver: str) -> None:
+    """Refuse a kernel directory name that could not go into boot configuration as it is."""
+    if not KVER_RE.match(kver):
+        raise SysrootError(f"kernel version {kver!r} in {MODULES_DIR} is not a plain version "
+                           f"(letters, digits and . _ + ~ ^ -); it cannot go into boot configuration")
 
 
 def _is_regular(mode: int) -> bool:
@@ -132,6 +148,7 @@ def inspect_commit(repo, checksum: str) -> CommitInfo:
             dirs = {n: t for n, t, _ in repo.load_dirtree(kdir).dirs}
             if "vmlinuz" not in files or not _is_regular(reader.file_header(files["vmlinuz"]).mode):
                 continue
+            check_kver(kver)
             base = f"{MODULES_DIR}/{kver}"
             h = hashlib.sha256()
             reader.hash_into(h, files["vmlinuz"])
@@ -154,7 +171,7 @@ def inspect_commit(repo, checksum: str) -> CommitInfo:
     for path in ("usr/lib/os-release", "etc/os-release", "usr/etc/os-release"):
         found = reader.lookup(path)
         if found and found[0] == "file" and _is_regular(reader.file_header(found[1]).mode):
-            os_release = bls.parse_os_release(reader.read(found[1]))
+            os_release = bls.parse_os_release(reader.read(found[1], OS_RELEASE_LIMIT))
             break
     if os_release is None:
         raise SysrootError(f"commit {short} has no os-release: no usr/lib/os-release or etc/os-release")
@@ -168,29 +185,36 @@ def inspect_commit(repo, checksum: str) -> CommitInfo:
 
 
 def kernel_of_checkout(dep_dir: Path) -> KernelLayout:
-    """The kernel of an existing deployment (bootcsum is not recomputed)."""
-    mods = dep_dir / MODULES_DIR
-    try:
-        kvers = sorted(os.listdir(mods))
-    except FileNotFoundError:
-        kvers = []
-    for kver in kvers:
-        kdir = mods / kver
-        if (kdir / "vmlinuz").is_file() and not (kdir / "vmlinuz").is_symlink():
-            base = f"{MODULES_DIR}/{kver}"
-            return KernelLayout(
-                kver, f"{base}/vmlinuz",
-                f"{base}/initramfs.img" if (kdir / "initramfs.img").is_file() else None,
-                f"{base}/devicetree" if (kdir / "devicetree").is_file() else None,
-                f"{base}/dtb" if not (kdir / "devicetree").is_file() and (kdir / "dtb").is_dir() else None,
-            )
+    """The kernel of an existing deployment (bootcsum is not recomputed).
+
+    Looked up inside the deployment only (symlinks resolve within it, never on the host); ``vmlinuz`` must be
+    a regular file.
+    """
+    def kind(rel: str) -> int | None:
+        st = inroot.stat_in_root(dep_dir, rel)
+        return stat.S_IFMT(st.st_mode) if st is not None else None
+
+    for kver in inroot.listdir_in_root(dep_dir, MODULES_DIR):
+        base = f"{MODULES_DIR}/{kver}"
+        st = inroot.stat_in_root(dep_dir, f"{base}/vmlinuz", follow=False)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            continue
+        check_kver(kver)
+        devicetree = kind(f"{base}/devicetree") == stat.S_IFREG
+        return KernelLayout(
+            kver, f"{base}/vmlinuz",
+            f"{base}/initramfs.img" if kind(f"{base}/initramfs.img") == stat.S_IFREG else None,
+            f"{base}/devicetree" if devicetree else None,
+            f"{base}/dtb" if not devicetree and kind(f"{base}/dtb") == stat.S_IFDIR else None,
+        )
     raise SysrootError(f"deployment {dep_dir} has no kernel in {MODULES_DIR}")
 
 
 def os_name_of_checkout(dep_dir: Path) -> str:
     for path in ("usr/lib/os-release", "etc/os-release"):
-        with contextlib.suppress(OSError):
-            values = bls.parse_os_release((dep_dir / path).read_bytes())
+        data = inroot.read_text_or_none(dep_dir, path, limit=OS_RELEASE_LIMIT)
+        if data is not None:
+            values = bls.parse_os_release(data)
             name = values.get("PRETTY_NAME") or values.get("ID")
             if name:
                 return name
@@ -213,16 +237,28 @@ def _boot_names(kernel: KernelLayout) -> dict[str, str]:
     return out
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if src.is_dir():
+def _copy_boot_file(dep_dir: Path, tree_path: str, dst: Path, depth: int = 0) -> None:
+    """Hardlink (else copy) a boot file or a directory of them out of the deployment, resolving every path
+    inside the deployment: an image's symlink cannot make root copy a host file into /boot."""
+    st = inroot.stat_in_root(dep_dir, tree_path)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        if depth > 16:
+            raise SysrootError(f"deployment {dep_dir}: {tree_path} nests deeper than 16 directories")
         dst.mkdir()
-        for child in sorted(os.listdir(src)):
-            _link_or_copy(src / child, dst / child)
+        for child in inroot.listdir_in_root(dep_dir, tree_path):
+            _copy_boot_file(dep_dir, f"{tree_path}/{child}", dst / child, depth + 1)
         return
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        fd = inroot.open_regular(dep_dir, tree_path)
+    except OSError as exc:
+        if depth:
+            return  # not a regular file inside dtb/ (a dangling or escaping symlink, a FIFO): skipped
+        raise SysrootError(f"deployment {dep_dir}: {tree_path} is not a regular file inside the deployment "
+                           f"({exc.strerror})") from None
+    try:
+        inroot.link_or_copy_fd(fd, dst)
+    finally:
+        os.close(fd)
 
 
 def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> None:
@@ -239,7 +275,7 @@ def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> Non
     tmp.mkdir()
     dep_dir = root / dep.relpath
     for tree_path, name in _boot_names(kernel).items():
-        _link_or_copy(dep_dir / tree_path, tmp / name)
+        _copy_boot_file(dep_dir, tree_path, tmp / name)
     fsync_dir(tmp)
     os.rename(tmp, final)
 
@@ -248,6 +284,7 @@ def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootvers
                    version: str, *, multi_os: bool = False) -> BootEntry:
     dep_dir = root / dep.relpath
     kernel = kernel_of_checkout(dep_dir)
+    version = one_line(version)  # the commit's metadata: free text from the image
     prefix = "/ostree/" + boot_dir_name(dep.stateroot, dep.bootcsum)
     names = _boot_names(kernel)
     options = " ".join(filter(None, [dep.kargs, "ostree=" + bls.ostree_karg(bootversion, dep.stateroot,
@@ -485,6 +522,7 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
     if kargs is None:
         kargs = merge.kargs if merge is not None else ""
     kargs = str(kargs)
+    check_args(kargs)
     with tx.step("prepare"):
         info = info or inspect_commit(sysroot.repo, commit)
     serial = allocate_serial(sysroot, stateroot, commit)

@@ -14,7 +14,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from hybridos.util.files import same_bytes
+from hybridos.errors import SysrootError
+from hybridos.util import inroot
+from hybridos.util.files import copy_fd, same_bytes
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,26 @@ def _meta_equal(sa: os.stat_result, sb: os.stat_result) -> bool:
     return (sa.st_mode, sa.st_uid, sa.st_gid) == (sb.st_mode, sb.st_uid, sb.st_gid)
 
 
+def _require_real_dir(path: Path, what: str) -> None:
+    """Refuse a ``usr/etc`` or ``etc`` that is (or lies behind) a symlink: it would lead the merge, run as root,
+    out of the deployment onto the host's files."""
+    root = path.parent.parent if path.name == "etc" and path.parent.name == "usr" else path.parent
+    if not inroot.is_real_dir(root, os.path.relpath(path, root)):
+        raise SysrootError(f"{path} ({what}) is not a directory inside its deployment (a symbolic link?); "
+                           "refusing to merge /etc through it")
+
+
+def _parents_real(top: Path, rel: str) -> bool:
+    """Whether every parent of ``rel`` below ``top`` is a real directory (no symlink on the way)."""
+    parent = os.path.dirname(rel)
+    return not parent or inroot.is_real_dir(top, parent)
+
+
 def diff_etc(orig: Path, modified: Path) -> EtcDiff:
     """Compare a deployment's ``usr/etc`` (orig) with its ``etc`` (modified)."""
+    for path, what in ((orig, "the image's /etc"), (modified, "the local /etc")):
+        if os.path.lexists(path):
+            _require_real_dir(path, what)
     added: list[str] = []
     changed: list[str] = []
     removed: list[str] = []
@@ -104,18 +124,34 @@ def _copy_meta(src: Path, dst: Path, st: os.stat_result) -> None:
 
 
 def copy_entry(src: Path, dst: Path) -> None:
-    """Copy a file, symlink or whole directory with its ownership, mode and xattrs (never hardlinked)."""
+    """Copy a file, symlink or whole directory with its ownership, mode and xattrs (never hardlinked).
+
+    Files are created 0600 and directories 0700, and get their final owner and mode only once complete: no
+    other user can open a new /etc/shadow while it is being written.
+    """
     st = os.lstat(src)
     if stat.S_ISDIR(st.st_mode):
-        dst.mkdir(exist_ok=True)
+        try:
+            os.mkdir(dst, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(dst).st_mode):
+                raise
         for child in sorted(os.listdir(src)):
             copy_entry(src / child, dst / child)
     elif stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dst)
     elif stat.S_ISREG(st.st_mode):
-        shutil.copyfile(src, dst, follow_symlinks=False)
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                copy_fd(fin, fout)
+            finally:
+                os.close(fout)
+        finally:
+            os.close(fin)
     else:
-        os.mknod(dst, st.st_mode, st.st_rdev)
+        os.mknod(dst, (st.st_mode & ~0o7777) | 0o600, st.st_rdev)
     _copy_meta(src, dst, st)
 
 
@@ -131,9 +167,16 @@ def remove_entry(path: Path) -> None:
 
 
 def apply_etc_diff(diff: EtcDiff, source_etc: Path, dest_etc: Path) -> None:
-    """Replay ``diff`` (taken against ``source_etc``) onto ``dest_etc``."""
+    """Replay ``diff`` (taken against ``source_etc``) onto ``dest_etc``.
+
+    Nothing is reached through a symlink: a removal whose parent in ``dest_etc`` is a symlink (the new image
+    made that directory a link) has nothing to remove, and parents are made real directories before copies.
+    """
+    _require_real_dir(source_etc, "the local /etc")
+    _require_real_dir(dest_etc, "the new /etc")
     for rel in diff.removed:
-        remove_entry(dest_etc / rel)
+        if _parents_real(dest_etc, rel):
+            remove_entry(dest_etc / rel)
     for rel in (*diff.modified, *diff.added):
         src, dst = source_etc / rel, dest_etc / rel
         st = os.lstat(src)
@@ -166,10 +209,14 @@ def _ensure_parents(source_etc: Path, dest_etc: Path, rel: str) -> None:
 def populate_etc(deployment_dir: Path) -> None:
     """Give a fresh checkout its ``etc``: a copy of ``usr/etc`` (a tree with only ``etc`` has it moved first)."""
     usr_etc, etc = deployment_dir / "usr/etc", deployment_dir / "etc"
-    if not usr_etc.is_dir():
-        if etc.is_dir():
-            os.rename(etc, usr_etc)
-        else:
+    if os.path.lexists(deployment_dir / "usr") and not inroot.is_real_dir(deployment_dir, "usr"):
+        raise SysrootError(f"{deployment_dir}: the image's /usr is not a directory (a symbolic link?)")
+    if not os.path.lexists(usr_etc):
+        if not os.path.lexists(etc):
             return
+        if not inroot.is_real_dir(deployment_dir, "etc"):
+            raise SysrootError(f"{deployment_dir}: the image's /etc is not a directory (a symbolic link?)")
+        os.rename(etc, usr_etc)
+    _require_real_dir(usr_etc, "the image's /usr/etc")
     remove_entry(etc)
     copy_entry(usr_etc, etc)

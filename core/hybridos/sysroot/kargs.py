@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hybridos.errors import UsageError
+from hybridos.util.text import first_unsafe
 
 #: kernel arguments the sysroot manages itself and a user may not set
 RESERVED_KEYS = frozenset({"ostree"})
@@ -44,8 +45,10 @@ def validate_arg(arg: str) -> tuple[str, str | None]:
     """Check one user-given argument and split it into (key, value or None)."""
     if not arg:
         raise UsageError("invalid kernel argument '': it is empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in arg):
-        raise UsageError(f"invalid kernel argument {arg!r}: it contains a control character")
+    bad = first_unsafe(arg)
+    if bad is not None:
+        raise UsageError(f"invalid kernel argument {arg!r}: it contains the control, line-break or invisible "
+                         f"character {bad.encode('unicode_escape').decode()}")
     if arg.count('"') % 2:
         raise UsageError(f"invalid kernel argument {arg!r}: unbalanced double quote")
     if len(split_args(arg)) != 1:
@@ -56,6 +59,16 @@ def validate_arg(arg: str) -> tuple[str, str | None]:
     if _norm(key) in RESERVED_KEYS:
         raise UsageError(f"invalid kernel argument {arg!r}: {key}= is managed by the sysroot")
     return key, (value if sep else None)
+
+
+def check_args(text: str) -> None:
+    """Refuse a whole command line holding a character no boot configuration can carry (a line break would
+    become a new line of the BLS entry, extlinux.conf or uEnv.txt)."""
+    bad = first_unsafe(text)
+    if bad is not None:
+        raise UsageError(f"invalid kernel arguments {text!r}: they contain the control, line-break or invisible "
+                         f"character {bad.encode('unicode_escape').decode()}")
+    split_args(text)
 
 
 def _fmt(key: str, value: str | None) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from hybridos.arch import Architecture
 from hybridos.bootloader import BootConfigContext, Bootloader, Detection
 from hybridos.errors import BootloaderError, FormatError
+from hybridos.util import inroot
 from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir
 from hybridos_bootloader_grub.config import (
     MARKER,
@@ -129,10 +130,13 @@ class GrubBootloader(Bootloader):
 
     def _enables_bls(self, context: BootConfigContext) -> bool:
         """``GRUB_ENABLE_BLSCFG=true`` in the sysroot's or the new default deployment's etc/default/grub."""
-        candidates = [context.sysroot / "etc/default/grub"]
+        texts = [_read_text(context.sysroot / "etc/default/grub")]
         if context.entries and context.entries[0].deployment:
-            candidates.append(context.sysroot / context.entries[0].deployment / "etc/default/grub")
-        return any(enables_blscfg(_read_text(p)) for p in candidates)
+            # the image's file: read inside the deployment (never through its symlinks to the host), 64 KiB at most
+            data = inroot.read_text_or_none(context.sysroot / context.entries[0].deployment, "etc/default/grub",
+                                            limit=64 << 10)
+            texts.append(data.decode("utf-8", "replace") if data is not None else "")
+        return any(enables_blscfg(t) for t in texts)
 
     def render(self, context: BootConfigContext) -> str | None:
         """The grub.cfg for ``context``, or None when an existing BLS-capable config needs no change."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from hybridos.arch import Architecture
 from hybridos.bootloader import BootConfigContext, BootEntry, Bootloader, Detection
 from hybridos.errors import BootloaderError, FormatError
+from hybridos.util import inroot
 from hybridos.util.atomic import atomic_symlink, atomic_write
 from hybridos_bootloader_uboot.config import UBootSettings, render_boot_cmd, render_extlinux, render_uenv
 from hybridos_bootloader_uboot.envimage import DEFAULT_SIZE, format_env_image, parse_env_image
@@ -23,6 +24,8 @@ from hybridos_bootloader_uboot.script import make_script_image, read_script_imag
 EXTLINUX = "boot/extlinux/extlinux.conf"
 BOOT_SCR = "boot/boot.scr"
 DEFAULT_ENV = "boot/uboot.env"
+SYSTEM_UENV = "usr/lib/ostree-boot/uEnv.txt"
+SYSTEM_UENV_LIMIT = 64 << 10
 ALTBOOTCMD = "setenv hybridos_fallback 1; run bootcmd"
 #: a board script that imports ostree's uEnv.txt already boots what we write there: it is left alone
 OSTREE_AWARE = re.compile(r"uEnv\.txt|\$\{?kernel_image")
@@ -106,17 +109,24 @@ class UBootBootloader(Bootloader):
         return path
 
     def _system_uenv(self, context: BootConfigContext, entry: BootEntry) -> str | None:
-        """The deployment's own ``usr/lib/ostree-boot/uEnv.txt``, found via the entry or its ostree= karg."""
+        """The deployment's own ``usr/lib/ostree-boot/uEnv.txt``, found via the entry or its ostree= karg.
+
+        Read inside the deployment (its symlinks resolve within it, never to a host file), a regular file of at
+        most 64 KiB; anything else is ignored.
+        """
         candidates = []
         if entry.deployment:
             candidates.append(context.sysroot / entry.deployment)
         for arg in entry.options.split():
             if arg.startswith("ostree="):
-                candidates.append(context.sysroot / arg.removeprefix("ostree=").lstrip("/"))
+                # a bootlink: resolved, it must lead to a deployment of this sysroot
+                tree = Path(os.path.realpath(context.sysroot / arg.removeprefix("ostree=").lstrip("/")))
+                if tree.is_relative_to(Path(os.path.realpath(context.sysroot)) / "ostree/deploy"):
+                    candidates.append(tree)
         for tree in candidates:
-            f = tree / "usr/lib/ostree-boot/uEnv.txt"
-            if f.is_file():
-                return f.read_text()
+            data = inroot.read_text_or_none(tree, SYSTEM_UENV, limit=SYSTEM_UENV_LIMIT)
+            if data is not None:
+                return data.decode("utf-8", "replace")
         return None
 
     def _read_env(self, context: BootConfigContext) -> tuple[dict[str, str], int]:

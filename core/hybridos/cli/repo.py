@@ -165,9 +165,11 @@ def log_cmd(ctx, repo_path, rev) -> None:
 @click.option("--print-metadata-key", "meta_key", default=None, help="Print one metadata value.")
 @click.option("--print-detached-metadata-key", "detached_key", default=None, help="Print one detached value.")
 @click.option("--raw", is_flag=True, help="Print the commit object as GVariant text.")
+@click.option("--gpg-verify-remote", "gpg_remote", default=None, metavar="REMOTE",
+              help="Check the commit's GPG signatures with REMOTE's trusted keys.")
 @click.argument("rev")
 @click.pass_context
-def show_cmd(ctx, repo_path, meta_key, detached_key, raw, rev) -> None:
+def show_cmd(ctx, repo_path, meta_key, detached_key, raw, gpg_remote, rev) -> None:
     """Show a commit, or one of its metadata values."""
     from hybridos.ostree.gvtext import format_value
 
@@ -189,6 +191,23 @@ def show_cmd(ctx, repo_path, meta_key, detached_key, raw, rev) -> None:
         click.echo(repr(commit))
         return
     click.echo(format_commit(checksum, commit), nl=False)
+    detached = r.read_commitmeta(checksum)
+    from hybridos.ostree import gpg as _gpg
+
+    if _gpg.signatures_in(detached) or gpg_remote:   # as ostree show: the signatures, checked where it can
+        from hybridos.openpgp import Keyring
+        from hybridos.ostree import remotes
+        from hybridos.ostree.objects import ObjectType
+
+        ring = Keyring()
+        names = [gpg_remote] if gpg_remote else remotes.list_remotes(r.config)
+        for name in names:
+            for key in _gpg.remote_keyring(r, remotes.get_remote(r.config, name)).keys:
+                ring.add(key)
+        lines = _gpg.describe_signatures(r.read_metadata_bytes(checksum, ObjectType.COMMIT), detached, ring)
+        if gpg_remote and not lines:
+            raise NotFoundError(f"commit {checksum} has no GPG signatures")
+        click.echo("\n" + "\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------------- ls / cat

@@ -1,4 +1,4 @@
-"""``hybridos repo remote|pull|sign``: remotes, pulls and commit signatures, with ostree's arguments.
+"""``hybridos repo remote|pull|sign|gpg-sign``: remotes, pulls and commit signatures, with ostree's arguments.
 
 The store's ``repo`` group adds the commands listed in ``COMMANDS``.
 """
@@ -98,6 +98,37 @@ def remote_show_url(ctx, repo_path, name) -> None:
     click.echo(remotes.get_remote(open_repo(ctx, repo_path).config, name).url)
 
 
+@remote.command("gpg-import")
+@repo_option
+@click.option("-k", "--keyring", "keyrings", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Import keys from this key file (armored or binary; several allowed).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Import keys from standard input.")
+@click.argument("name")
+@click.argument("key_ids", nargs=-1, metavar="[KEY-ID...]")
+@click.pass_context
+def remote_gpg_import(ctx, repo_path, keyrings, from_stdin, name, key_ids) -> None:
+    """Import GPG keys that remote NAME's commits are signed with (into NAME.trustedkeys.gpg)."""
+    import sys
+
+    from hybridos.ostree import gpg as _gpg
+    from hybridos.ostree import remotes
+
+    if not keyrings and not from_stdin:
+        raise UsageError("no keys given: pass --keyring FILE or --stdin")
+    repo = open_repo(ctx, repo_path)
+    remotes.get_remote(repo.config, name)
+    sources = [(p.read_bytes() if p.is_file() else b"", str(p)) for p in keyrings]
+    for data, src in sources:
+        if not data:
+            raise UsageError(f"{src} is not a readable key file")
+    if from_stdin:
+        sources.append((sys.stdin.buffer.read(), "standard input"))
+    added = []
+    for data, src in sources:
+        added += _gpg.import_keys(repo, name, data, src, key_ids)
+    click.echo(f"Imported {len(added)} GPG key{'s' if len(added) != 1 else ''} to remote \"{name}\"")
+
+
 # ---------------------------------------------------------------------------------------------------- pull
 
 class PullProgress(Progress):
@@ -179,4 +210,26 @@ def sign(ctx, repo_path, sign_type, keys_file, verify, delete, commit, keys) -> 
             click.echo(f"Signed {checksum} with ed25519 key {pub}")
 
 
-COMMANDS = [remote, pull, sign]
+@click.command("gpg-sign")
+@repo_option
+@click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="GnuPG home directory holding the secret keys.")
+@click.option("-d", "--delete", is_flag=True, help="Delete the signatures made by KEY-IDs instead.")
+@click.argument("commit")
+@click.argument("key_ids", nargs=-1, required=True, metavar="KEY-ID...")
+@click.pass_context
+def gpg_sign(ctx, repo_path, gpg_homedir, delete, commit, key_ids) -> None:
+    """GPG-sign COMMIT with each KEY-ID (ostree.gpgsigs, as `ostree gpg-sign`)."""
+    from hybridos.ostree import gpg as _gpg
+
+    repo = open_repo(ctx, repo_path)
+    checksum = repo.resolve_rev(commit)
+    if delete:
+        n = _gpg.delete_signatures(repo, checksum, key_ids)
+        click.echo(f"Signatures deleted: {n}")
+        return
+    for kid in _gpg.sign_commit(repo, checksum, key_ids, gpg_homedir):
+        click.echo(f"Signed {checksum} with GPG key {kid}")
+
+
+COMMANDS = [remote, pull, sign, gpg_sign]

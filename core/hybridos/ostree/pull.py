@@ -47,6 +47,7 @@ from hybridos.errors import (
 )
 from hybridos.fetch import BodyFile, Fetcher, FetchOptions
 from hybridos.ostree import content as _content
+from hybridos.ostree import gpg as _gpg
 from hybridos.ostree import remotes as _remotes
 from hybridos.ostree import sign as _sign
 from hybridos.ostree.objects import (
@@ -669,12 +670,14 @@ class Puller:
         self.summary: Summary | None = None
         self.summary_bytes: bytes | None = None
         self.public_keys: list[bytes] = []
-        if remote.requires_gpg:
-            raise SignatureError(
-                f'remote "{remote.name}" requires GPG signatures (gpg-verify=true, the default), which hybridos '
-                "does not check",
-                hint=f"verify with ed25519 instead (hybridos repo remote add --sign-verify=ed25519=inline:KEY), "
-                     f"or disable it: --no-gpg-verify / gpg-verify=false in [remote \"{remote.name}\"]")
+        self.keyring = None       #: the remote's trusted GPG keys when it has gpg-verify (or gpg-verify-summary)
+        self.gpg_summary = _remotes.parse_bool(remote.options.get("gpg-verify-summary"), False,
+                                               f'remote "{remote.name}" gpg-verify-summary')
+        self.verified: dict[str, list] = {}   #: commit -> its good GPG signatures (hybridos.openpgp.Verified)
+        if remote.requires_gpg or self.gpg_summary:
+            self.keyring = _gpg.remote_keyring(repo, remote)
+            if not self.keyring:
+                raise _gpg.no_keys_error(remote)
         if remote.sign_verify:
             self.public_keys = remote.public_keys("ed25519")
             if not self.public_keys:
@@ -693,6 +696,12 @@ class Puller:
     def load_remote(self) -> None:
         """Read the remote's ``summary`` (optional) and ``config`` (refuse non-archive repositories)."""
         data = self._read_optional("summary")
+        if self.gpg_summary:   # before anything in the summary is trusted
+            assert self.keyring is not None
+            if data is None:
+                raise SignatureError(f"{self.source} has no summary but gpg-verify-summary=true",
+                                     hint=f'set gpg-verify-summary=false in [remote "{self.remote.name}"]')
+            _gpg.verify_summary(data, self._read_optional("summary.sig"), self.keyring, self.remote.name)
         if data is not None:
             try:
                 self.summary = Summary.parse(data)
@@ -741,6 +750,11 @@ class Puller:
                     raise SignatureError(f"detached metadata of commit {commit} from {self.source} is malformed: "
                                          f"{exc}") from None
             _sign.verify_commit(commit, data, meta, self.public_keys, self.source)
+        if self.remote.requires_gpg:
+            assert self.keyring is not None
+            meta = _gpg.parse_detached(meta_bytes, f"detached metadata of commit {commit} from {self.source}")
+            self.verified[commit] = _gpg.verify_commit(commit, data, meta, self.keyring, self.source,
+                                                       self.remote.name)
         if ref is not None and parsed.ref_binding and ref not in parsed.ref_binding:
             raise SignatureError(f"commit {commit} from {self.source} is bound to "
                                  f"{', '.join(parsed.ref_binding)}, not to the requested ref {ref!r}")
@@ -756,7 +770,7 @@ class Puller:
         if repo.has_object(commit, ObjectType.COMMIT):
             data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
             meta_bytes = None
-            if self.remote.sign_verify:
+            if self.remote.sign_verify or self.remote.requires_gpg:
                 meta_bytes = transfer.fetch_optional(commit, ObjectType.COMMIT_META)
                 if meta_bytes is None:
                     with contextlib.suppress(NotFoundError):

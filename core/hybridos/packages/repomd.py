@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import gc
 import gzip
 import hashlib
-import html
+import io
 import lzma
 import marshal
 import os
 import re
 import time
 import xml.etree.ElementTree as ET
+import xml.parsers.expat as expat
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class RepomdRecord:
     checksum_type: str
     checksum: str
     size: int | None = None
+    open_size: int | None = None   #: the decompressed size (``<open-size>``), a cap when decompressing
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,25 @@ class Repomd:
             raise FormatError(f"{source}: repomd.xml lists no {kind} metadata") from None
 
 
+def _number(el: ET.Element | None) -> int | None:
+    """A size from the XML: ASCII digits only (``int`` would take "²" and raise on 5000 digits), else None."""
+    text = (el.text or "").strip() if el is not None else ""
+    return int(text) if _NUMBER.fullmatch(text) else None
+
+
+_NUMBER = re.compile(r"[0-9]{1,19}")   # up to 2**63: larger is no real size
+
+
+def _xml(data: bytes, source: str, what: str) -> ET.Element:
+    try:
+        return ET.fromstring(data)
+    except (ET.ParseError, LookupError, ValueError, UnicodeError) as exc:   # LookupError: unknown encoding
+        raise FormatError(f"{source}: corrupt {what} ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+
+
 def parse_repomd(data: bytes, source: str = "repomd.xml") -> Repomd:
     """Parse repomd.xml bytes; anything that is not a usable repomd is a FormatError naming ``source``."""
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise FormatError(f"{source}: corrupt repomd.xml ({exc})") from None
+    root = _xml(data, source, "repomd.xml")
     if root.tag != f"{_REPO_NS}repomd":
         raise FormatError(f"{source}: not a repomd.xml (root element {root.tag!r})")
     records = {}
@@ -87,10 +103,9 @@ def parse_repomd(data: bytes, source: str = "repomd.xml") -> Repomd:
         ck = el.find(f"{_REPO_NS}checksum")
         if not kind or loc is None or not loc.get("href") or ck is None or not (ck.text or "").strip():
             raise FormatError(f"{source}: corrupt repomd.xml (incomplete <data type={kind!r}> entry)")
-        size_el = el.find(f"{_REPO_NS}size")
-        size = int(size_el.text) if size_el is not None and (size_el.text or "").strip().isdigit() else None
         records[kind] = RepomdRecord(kind, loc.get("href"), (ck.get("type") or "sha256").lower(),
-                                     ck.text.strip().lower(), size)
+                                     ck.text.strip().lower(), _number(el.find(f"{_REPO_NS}size")),
+                                     _number(el.find(f"{_REPO_NS}open-size")))
     rev = root.find(f"{_REPO_NS}revision")
     return Repomd((rev.text or "").strip() if rev is not None else "", records)
 
@@ -128,21 +143,36 @@ def compression_of(data: bytes, name: str) -> str:
     raise FormatError(f"{name}: unknown compression (supported: zst, gz, xz, bz2 or plain XML)")
 
 
-def decompress(data: bytes, name: str) -> bytes:
-    """Decompress rpm-md metadata (zst, gz, xz, bz2 or plain) detected by magic bytes."""
+#: decompressed metadata without an ``<open-size>`` may be at most this many times its compressed size (XML
+#: compresses 5-20x; a bomb 1000x) and never more than MAX_METADATA bytes
+MAX_RATIO = 100
+MAX_METADATA = 2 << 30
+
+
+def decompress(data: bytes, name: str, open_size: int | None = None) -> bytes:
+    """Decompress rpm-md metadata (zst, gz, xz, bz2 or plain) detected by magic bytes: every frame or member,
+    streamed, and stopped as soon as it grows past ``open_size`` (repomd.xml's ``<open-size>``) or, without
+    one, past MAX_RATIO times its compressed size."""
     kind = compression_of(data, name)
+    if kind == "none":
+        return data
+    limit = open_size if open_size is not None else min(MAX_METADATA, max(64 << 20, MAX_RATIO * len(data)))
+    source = io.BytesIO(data)
+    opener = {"zst": lambda f: zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True),
+              "gz": lambda f: gzip.GzipFile(fileobj=f), "xz": lzma.LZMAFile, "bz2": bz2.BZ2File}[kind]
     try:
-        if kind == "zst":
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if kind == "gz":
-            return gzip.decompress(data)
-        if kind == "xz":
-            return lzma.decompress(data)
-        if kind == "bz2":
-            return bz2.decompress(data)
+        out = bytearray()
+        with opener(source) as reader:
+            while chunk := reader.read(1 << 20):
+                out += chunk
+                if len(out) > limit:
+                    what = f"its <open-size> of {open_size} bytes" if open_size is not None else f"{limit} bytes"
+                    raise FormatError(f"{name}: decompresses to more than {what} (a decompression bomb?)")
     except (zstandard.ZstdError, OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
         raise FormatError(f"{name}: corrupt {kind} data ({exc})") from None
-    return data
+    if open_size is not None and len(out) != open_size:
+        raise FormatError(f"{name}: decompresses to {len(out)} bytes, not its <open-size> of {open_size}")
+    return bytes(out)
 
 
 def cache_key(repomd: Repomd) -> str:
@@ -173,10 +203,7 @@ class Metalink:
 
 def parse_metalink(data: bytes, source: str = "metalink") -> Metalink:
     """A metalink 3.0 document for repomd.xml -> base URLs ordered by preference, and repomd.xml hashes."""
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise FormatError(f"{source}: corrupt metalink ({exc})") from None
+    root = _xml(data, source, "metalink")
     file_el = next((f for f in root.iter(f"{_METALINK_NS}file") if f.get("name") == "repomd.xml"), None)
     if file_el is None:
         raise FormatError(f"{source}: the metalink describes no repomd.xml")
@@ -188,7 +215,7 @@ def parse_metalink(data: bytes, source: str = "metalink") -> Metalink:
         if (u.get("protocol") or url.split(":", 1)[0]) not in ("http", "https", "file") or \
                 not url.endswith(_REPOMD_SUFFIX):
             continue
-        pref = int(u.get("preference") or 0) if (u.get("preference") or "0").isdigit() else 0
+        pref = int(u.get("preference") or 0) if _NUMBER.fullmatch(u.get("preference") or "0") else 0
         urls.append((-pref, pos, url[: -len(_REPOMD_SUFFIX)]))
     return Metalink(tuple(u for _, _, u in sorted(urls)), hashes)
 
@@ -214,31 +241,59 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-_FILELISTS_RE = re.compile(rb'<package\s[^>]*?pkgid="([^"]*)"|<file(?:\s+type="[a-z]*")?>([^<]*)</file>')
 _PRIMARY_PKGID_RE = re.compile(rb'<checksum type="[^"]*" pkgid="YES">([^<]*)</checksum>')
 
 
 def parse_filelists(filelists_xml: bytes, positions: Mapping[bytes, list[int]],
                     source: str) -> dict[bytes, list[int]]:
-    """filelists.xml -> {path: [position of each package holding it]} (a fast scan; keys are UTF-8 bytes).
+    """filelists.xml -> {path: [position of each package holding it]} (keys are UTF-8 bytes).
 
-    ``positions`` maps a package id (its checksum) to the package's positions in the repository.
+    ``positions`` maps a package id (its checksum) to the package's positions in the repository. A streaming
+    XML parser (expat) reads it, so any well-formed spelling counts (``<file >``, CDATA, single quotes, character
+    references); a document that declares entities is refused before any could be expanded.
     """
     index: dict[bytes, list[int]] = {}
     current: list[int] | None = None
-    for pkgid, path in _FILELISTS_RE.findall(filelists_xml):
-        if pkgid:
-            current = positions.get(pkgid.lower(), [])
-            continue
-        if current is None:
-            raise FormatError(f"{source}: corrupt filelists metadata (a file outside any package)")
-        if b"&" in path:
-            path = html.unescape(path.decode("utf-8", "replace")).encode()
-        entry = index.get(path)
-        if entry is None:
-            index[path] = list(current)
-        else:
-            entry.extend(current)
+    text: list[str] = []
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal current
+        if name == "file":
+            if current is None:
+                raise FormatError(f"{source}: corrupt filelists metadata (a file outside any package)")
+            text.clear()
+            parser.CharacterDataHandler = text.append
+        elif name == "package":
+            current = positions.get(attrs.get("pkgid", "").lower().encode(), [])
+
+    def end(name: str) -> None:
+        if name == "file":
+            parser.CharacterDataHandler = None
+            path = "".join(text).encode("utf-8", "surrogateescape")
+            entry = index.get(path)
+            if entry is None:
+                index[path] = list(current)   # type: ignore[arg-type]
+            else:
+                entry.extend(current)   # type: ignore[arg-type]
+
+    def no_entities(*_args) -> None:
+        raise FormatError(f"{source}: filelists metadata declares XML entities (refused)")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.EntityDeclHandler = no_entities
+    collecting = gc.isenabled()
+    gc.disable()   # hundreds of thousands of small lists: the cycle collector would only slow this down
+    try:
+        parser.Parse(filelists_xml, True)
+    except (expat.ExpatError, LookupError, ValueError, UnicodeError) as exc:
+        raise FormatError(f"{source}: corrupt filelists metadata ({str(exc).splitlines()[0]})") from None
+    finally:
+        if collecting:
+            gc.enable()
     return index
 
 
@@ -488,7 +543,7 @@ def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None) 
     out = []
     for rec, url, blob in zip(records, urls, blobs, strict=True):
         verify_checksum(blob, rec, url)
-        out.append(decompress(blob, url))
+        out.append(decompress(blob, url, rec.open_size))
     return out[0], (out[1] if len(out) > 1 else None)
 
 

@@ -113,16 +113,16 @@ def make_sysroot(path: Path, pull_from: Path, remote_url: str = "file:///run/rep
 
 BOOTED_SCRIPT = r"""
 set -e
-S=$1 D=$2 N=$3 CMDLINE=$4 RO=$5 REPO=$6 SCRIPT=$7
+S=$1 D=$2 N=$3 CMDLINE=$4 RO=$5 REPO=$6 SCRIPT=$7 BOOT=$8
 mount --bind "$D" "$N"
 mount --bind "$S" "$N/sysroot"
 mount --bind "$S/ostree/deploy/{stateroot}/var" "$N/var"
-mount --bind "$S/boot" "$N/boot"
+if [ "$BOOT" = 1 ]; then mount --bind "$S/boot" "$N/boot"; fi
 mount --bind "$N/usr" "$N/usr"
 mount -o remount,bind,ro "$N/usr"
 if [ "$RO" = 1 ]; then
     mount -o remount,bind,ro "$N/sysroot"
-    mount -o remount,bind,ro "$N/boot"
+    if [ "$BOOT" = 1 ]; then mount -o remount,bind,ro "$N/boot"; fi
 fi
 mount -t proc proc "$N/proc"
 mount --bind "$CMDLINE" "$N/proc/cmdline"
@@ -140,12 +140,13 @@ chroot "$N" /usr/bin/env -i PATH=/usr/bin:/usr/sbin HOME=/ /bin/sh -ec "$SCRIPT"
 
 
 def run_booted(sysroot: Path, script: str, *, index: int | None = None, read_only: bool = True,
-               repo: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+               repo: Path | None = None, boot: bool = True, check: bool = True) -> subprocess.CompletedProcess:
     """Run the shell ``script`` (``sh -e``) in deployment ``index`` (default: the default one, as a reboot
     would) as if the machine had booted it, in new mount and pid namespaces whose pid 1 is a shell (as init).
 
     ``read_only``: ``/sysroot`` and ``/boot`` are read-only mounts, as with ostree's ``sysroot.readonly``.
-    ``repo`` is visible read-only at ``/run/repo``.
+    ``repo`` is visible read-only at ``/run/repo``. ``boot=False`` leaves ``/boot`` unmounted (the
+    deployment's own empty directory), as on a system whose boot partition failed to mount.
     """
     require_root()
     require_tool("unshare", "chroot", "mount")
@@ -160,7 +161,7 @@ def run_booted(sysroot: Path, script: str, *, index: int | None = None, read_onl
     setup = BOOTED_SCRIPT.replace("{stateroot}", dep.stateroot)
     proc = subprocess.run(["unshare", "-m", "-p", "-f", "--propagation", "private", "sh", "-c", setup, "booted",
                            str(sysroot), str(sysroot / dep.relpath), str(newroot), str(cmdline),
-                           "1" if read_only else "0", str(repo or ""), script],
+                           "1" if read_only else "0", str(repo or ""), script, "1" if boot else "0"],
                           capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"the script in the booted deployment exited {proc.returncode}\n{script}\n"

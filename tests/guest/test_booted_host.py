@@ -76,3 +76,28 @@ def test_not_booted_roots_are_left_alone(tmp_path):
     assert ensure_writable(tmp_path) == []
     if not os.path.exists("/run/ostree-booted"):
         assert not is_booted_root("/")
+
+
+def test_two_upgrades_in_one_boot_keep_the_running_deployment(tmp_path, guest_os):
+    # after two swaps in one boot the command line's bootlink (ostree=/ostree/boot.1/<os>/<bootcsum>/0) exists
+    # again but leads to the newest deployment: the booted one is still the directory that is "/", and it stays
+    v1 = guest_os.compose("v1")
+    sr = make_sysroot(tmp_path / "sysroot", guest_os.repo)
+    v2 = guest_os.compose("v2")
+    v3 = guest_os.compose("v3")
+    out = run_booted(sr, f"""
+        hybridos deploy {v2} > /dev/null
+        hybridos upgrade > /dev/null
+        hybridos status --json
+        """, repo=guest_os.repo).stdout
+    status = json.loads(out)["deployments"]
+    assert [(d["checksum"], d["booted"]) for d in status] == [(v3, False), (v1, True)]
+
+
+def test_booted_without_boot_mounted_is_a_clear_error(tmp_path, guest_os):
+    guest_os.compose("v1")
+    sr = make_sysroot(tmp_path / "sysroot", guest_os.repo)
+    proc = run_booted(sr, "hybridos status", boot=False, check=False)
+    assert proc.returncode == 1
+    assert "error: /run/ostree-booted exists but /boot/loader does not" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -145,11 +145,18 @@ class Sysroot:
             deployments.append(dep)
             entries[dep.name] = entry
         if cmdline is None and booted_key is None and is_booted_root(root):
-            # /proc/cmdline names a bootlink of the boot version we booted with, which a later swap removes:
-            # then, as libostree does, the booted deployment is the one whose directory is "/" itself
+            # /proc/cmdline names a bootlink of the boot version we booted with, which a later swap removes or
+            # points elsewhere: then, as libostree does, the booted deployment is the one whose directory is "/"
             found = booted_by_inode(root, deployments, Path("/"))
             deployments = [d.replace(booted=True) if d.same(found) else d for d in deployments]
         booted = next((d for d in deployments if d.booted), None)
+        if booted is None and cmdline is None and is_booted_root(root):
+            # as libostree: an OSTree-booted / whose deployment is not among the entries is not a state to act on
+            if not (root / "boot/loader").is_symlink():
+                raise SysrootError("/run/ostree-booted exists but /boot/loader does not",
+                                   hint="mount the boot partition (or bind-mount /sysroot/boot) on /boot")
+            raise SysrootError("/run/ostree-booted exists but no boot entry leads to the running deployment",
+                               hint="is the right partition mounted on /boot?")
         return cls(root, bootversion, subbootversion, tuple(deployments), booted, entries)
 
     # -- queries --------------------------------------------------------------------------------------
@@ -256,14 +263,27 @@ def booted_by_inode(root: Path, deployments, running_root: Path) -> Deployment |
 
 def _booted_key(root: Path) -> tuple[str, str, int] | None:
     """(stateroot, commit, serial) of the booted deployment when ``root`` is the running system's ``/`` and
-    that system was booted by OSTree (``/run/ostree-booted``, as libostree requires)."""
+    that system was booted by OSTree (``/run/ostree-booted``, as libostree requires).
+
+    The ``ostree=`` bootlink of ``/proc/cmdline`` counts only while it still leads to the directory that is
+    ``/`` (same device and inode, as ostree 2022 checks): after two swaps in one boot the same bootlink name
+    can lead to a newer deployment, which is not the one running.
+    """
     if not is_booted_root(root):
         return None
     try:
         cmdline = Path("/proc/cmdline").read_text()
     except OSError:
         return None
-    return booted_from_cmdline(Path("/"), cmdline)
+    value, _ = bls.split_ostree_karg(cmdline)
+    key = booted_from_cmdline(Path("/"), cmdline)
+    if key is None or not value:
+        return None
+    try:
+        here, there = os.stat("/"), os.stat(Path("/") / value.lstrip("/"))
+    except OSError:
+        return None
+    return key if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino) else None
 
 
 def booted_from_cmdline(root: Path, cmdline: str) -> tuple[str, str, int] | None:

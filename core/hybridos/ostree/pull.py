@@ -88,6 +88,8 @@ class PullResult:
     bytes_transferred: int
     seconds: float
     written_refs: dict[str, str] = field(default_factory=dict)   # full ref names as written
+    deltas: tuple[str, ...] = ()    # static deltas used
+    notes: tuple[str, ...] = ()     # what a user should know (a delta that could not be used...)
 
     def describe(self) -> str:
         from hybridos.util.progress import human_bytes
@@ -670,6 +672,9 @@ class Puller:
         self.summary: Summary | None = None
         self.summary_bytes: bytes | None = None
         self.public_keys: list[bytes] = []
+        self.use_deltas = True
+        self.notes: list[str] = []
+        self.deltas_used: list[str] = []
         self.keyring = None       #: the remote's trusted GPG keys when it has gpg-verify (or gpg-verify-summary)
         self.gpg_summary = _remotes.parse_bool(remote.options.get("gpg-verify-summary"), False,
                                                f'remote "{remote.name}" gpg-verify-summary')
@@ -801,6 +806,10 @@ class Puller:
         completed: list[str] = []
         try:
             chains: list[tuple[str, Commit]] = []
+            if self.use_deltas and not commit_metadata_only:
+                from hybridos.ostree.delta_pull import try_delta
+                for ref, commit in wanted:
+                    try_delta(self, transfer, ref, commit)
             for ref, commit in wanted:
                 current: str | None = commit
                 level = 0
@@ -850,13 +859,15 @@ def _wanted_refs(puller: Puller, refs: Sequence[str], mirror: bool) -> list[str]
 
 def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int = 0,
          commit_metadata_only: bool = False, mirror: bool = False, progress=None,
-         fetch_options: FetchOptions | None = None, registry=None, url: str | None = None) -> PullResult:
+         fetch_options: FetchOptions | None = None, registry=None, url: str | None = None,
+         static_deltas: bool = True) -> PullResult:
     """Pull ``refs`` (ref names or commit checksums) of ``remote_name`` into ``repo``.
 
     Refs go to ``refs/remotes/REMOTE/REF`` (``refs/heads/REF`` with ``mirror``) and move only once their
     commit and everything it needs is present. Raises FetchError, NotFoundError, CorruptionError or
     SignatureError with a one-line message; on failure no ref moves and ``state/<commit>.commitpartial``
-    remains so that the next pull resumes.
+    remains so that the next pull resumes. A static delta the remote offers from a commit present here is
+    used first (``static_deltas=False``: never); a delta that fails leaves a note and objects are fetched.
     """
     if depth < -1:
         raise UsageError("--depth must be -1 (all history) or a number of parents >= 0")
@@ -870,6 +881,7 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
     with fetcher:
         puller = Puller(repo, remote, fetcher, progress=progress, url=url, workers=pull_workers(),
                         new_fetcher=lambda: registry.fetcher_for(url or remote.url, options))
+        puller.use_deltas = static_deltas
         puller.load_remote()
         names = _wanted_refs(puller, refs, mirror)
         wanted: list[tuple[str | None, str]] = []
@@ -892,5 +904,6 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
         if mirror and not refs and puller.summary_bytes is not None:
             atomic_write(repo.path / "summary", puller.summary_bytes)
     return PullResult(remote_name, result_refs, tuple(c for _, c in wanted), transfer.metadata_objects,
-                      transfer.content_objects, transfer.bytes, time.monotonic() - started, written)
+                      transfer.content_objects, transfer.bytes, time.monotonic() - started, written,
+                      tuple(puller.deltas_used), tuple(puller.notes))
 

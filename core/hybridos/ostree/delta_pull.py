@@ -1,0 +1,184 @@
+"""Pulling through a static delta (libostree's ``get_best_static_delta_start_for`` and the delta half of
+``ostree-repo-pull.c``).
+
+The remote advertises deltas in its summary (``ostree.static-deltas``) and, when the summary says
+``ostree.summary.indexed-deltas``, in ``delta-indexes/XX/REST.index``. Among the deltas ending at the wanted
+commit, the one from a commit present and complete here with the newest timestamp wins (the deployed commit
+in practice), else a from-scratch delta. Its superblock must hash to the advertised digest; the commit it
+carries is checked like any fetched commit (checksum, signature policy, ref binding); each part is downloaded
+into ``tmp/`` (resumed with ``Range`` after a cut), checked against its SHA-256, then executed; parts whose
+objects are all present are skipped, so an interrupted pull resumes where it stopped. Fallback objects come
+as plain objects. Any problem with the delta is reported and the pull goes on with plain objects: objects
+the delta already wrote were checked when they were stored and stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+
+from hybridos import gvariant
+from hybridos.errors import FetchError, FormatError, HybridosError, NotFoundError, SignatureError
+from hybridos.fetch import DownloadRequest
+from hybridos.ostree import delta_format as df
+from hybridos.ostree import deltas as _deltas
+from hybridos.ostree.delta_apply import ApplyStats, DeltaError, execute_part, open_part, part_complete
+from hybridos.ostree.objects import ObjectType
+from hybridos.util.atomic import atomic_write
+
+
+@dataclass(frozen=True)
+class DeltaChoice:
+    delta: str
+    from_commit: str | None
+    digest: bytes
+
+
+def advertised(puller, to_commit: str) -> dict[str, bytes]:
+    """delta id -> superblock digest of the remote's deltas ending at ``to_commit``."""
+    out: dict[str, bytes] = {}
+    summary = puller.summary
+    if summary is not None:
+        try:
+            out.update(_deltas.summary_deltas(summary.metadata))
+        except FormatError as exc:
+            raise FetchError(f"the summary of {puller.source} lists malformed deltas: {exc}") from None
+        if summary.metadata.get("ostree.summary.indexed-deltas") is True:
+            try:
+                data = puller.fetcher.read(f"{puller.base}/{df.index_path(to_commit)}")
+            except NotFoundError:
+                data = None
+            if data is not None:
+                try:
+                    out.update(_deltas.parse_index(data))
+                except FormatError as exc:
+                    raise FetchError(f"the delta index of {to_commit} on {puller.source} is malformed: "
+                                     f"{exc}") from None
+    return {k: v for k, v in out.items() if df.parse_delta_id(k)[1] == to_commit}
+
+
+def choose(repo, entries: dict[str, bytes]) -> DeltaChoice | None:
+    """The newest FROM commit present and complete here; else a from-scratch delta; else None."""
+    best: tuple[int, DeltaChoice] | None = None
+    scratch = None
+    for delta, digest in entries.items():
+        frm, _to = df.parse_delta_id(delta)
+        if frm is None:
+            scratch = DeltaChoice(delta, None, digest)
+            continue
+        if not repo.has_object(frm, ObjectType.COMMIT) or repo.commit_is_partial(frm):
+            continue
+        try:
+            ts = repo.load_commit(frm).timestamp
+        except HybridosError:
+            continue
+        if best is None or ts > best[0]:
+            best = (ts, DeltaChoice(delta, frm, digest))
+    return best[1] if best is not None else scratch
+
+
+def try_delta(puller, transfer, ref: str | None, commit: str) -> bool:
+    """Make ``commit`` complete through a delta when the remote offers a usable one; True when it did.
+    Failures other than a refused signature become a note and False (the caller pulls objects)."""
+    repo = puller.repo
+    if repo.mode.is_archive or (repo.has_object(commit, ObjectType.COMMIT) and not repo.commit_is_partial(commit)):
+        return False
+    choice = None
+    try:
+        choice = choose(repo, advertised(puller, commit))
+        if choice is None:
+            return False
+        stats = apply_remote_delta(puller, transfer, ref, commit, choice)
+    except SignatureError:
+        raise
+    except HybridosError as exc:
+        what = f"static delta {choice.delta}" if choice is not None else "the remote's delta list"
+        puller.notes.append(f"{what} could not be used ({exc.message}); fetching objects instead")
+        return False
+    puller.notes.append(f"used static delta {choice.delta}: {stats.parts_applied} parts applied, "
+                        f"{stats.parts_skipped} already present")
+    puller.deltas_used.append(choice.delta)
+    return True
+
+
+def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: DeltaChoice) -> ApplyStats:
+    from hybridos.ostree.pull import state_marker
+
+    repo = puller.repo
+    ddir = df.delta_dir(choice.from_commit, commit)
+    try:
+        sb_bytes = puller.fetcher.read(f"{puller.base}/{ddir}/superblock")
+    except NotFoundError:
+        raise NotFoundError(f"its superblock is missing on {puller.source}") from None
+    transfer.bytes += len(sb_bytes)
+    if hashlib.sha256(sb_bytes).digest() != choice.digest:
+        raise DeltaError("its superblock does not match the digest the remote advertises")
+    try:
+        sb = df.Superblock.parse(sb_bytes)
+    except FormatError as exc:
+        raise DeltaError(f"its superblock is malformed: {exc}") from None
+    if sb.to_commit != commit or sb.from_commit != choice.from_commit:
+        raise DeltaError("its superblock is for other commits")
+    detached = sb.detached_metadata()
+    meta_bytes = gvariant.serialize("a{sv}", detached) if detached is not None else None
+    if meta_bytes is None and (puller.remote.sign_verify or puller.remote.requires_gpg):
+        meta_bytes = transfer.fetch_optional(commit, ObjectType.COMMIT_META)
+    puller._verify_commit(commit, sb.commit_bytes, meta_bytes, ref)
+    if not repo.has_object(commit, ObjectType.COMMIT):
+        atomic_write(state_marker(repo, commit), b"", sync=False)
+        if meta_bytes is not None:
+            repo.write_commitmeta_bytes(commit, meta_bytes)
+        repo.write_metadata_bytes(ObjectType.COMMIT, sb.commit_bytes, expected=commit)
+
+    if any(f.otype is not ObjectType.FILE for f in sb.fallbacks):
+        raise DeltaError("its fallbacks include metadata objects")
+    stats = ApplyStats()
+    todo = [(i, h) for i, h in enumerate(sb.parts) if not part_complete(repo, h)]
+    stats.parts_skipped = len(sb.parts) - len(todo)
+    progress = puller.progress
+    if progress is not None:
+        progress.set_label("Receiving delta parts:")
+        progress.total_items = len(todo)
+    for i, header in todo:
+        if header.version > df.PART_VERSION:
+            raise DeltaError(f"part {i} has too new a version {header.version}")
+        inline = sb.inline_part(i)
+        if inline is not None:
+            f = io.BytesIO(inline)
+        else:
+            dest = repo.path / "tmp" / f"delta-part-{header.checksum}"
+            url = f"{puller.base}/{ddir}/{i}"
+            try:
+                puller.fetcher.download(DownloadRequest(url, dest, sha256=header.checksum,
+                                                        size=header.compressed_size))
+            except NotFoundError:
+                raise NotFoundError(f"part {i} is missing on {puller.source}") from None
+            except HybridosError as exc:
+                raise type(exc)(f"part {i}: {exc.message}") from None
+            f = open(dest, "rb")  # noqa: SIM115 - closed below
+        transfer.bytes += header.compressed_size
+        try:
+            with f:
+                payload = open_part(repo, f, header.checksum)
+            try:
+                execute_part(repo, header, payload, stats)
+            finally:
+                payload.close()
+        except HybridosError as exc:
+            raise type(exc)(f"part {i}: {exc.message}") from None
+        finally:
+            if inline is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dest)
+        if progress is not None:
+            progress.advance(1, header.compressed_size)
+    fallbacks = [f.checksum for f in sb.fallbacks
+                 if f.otype is ObjectType.FILE and not repo.has_object(f.checksum, ObjectType.FILE)]
+    if fallbacks:
+        if progress is not None:
+            progress.set_label("Receiving objects:")
+        transfer.pull_content(fallbacks)
+    return stats

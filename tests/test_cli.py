@@ -22,8 +22,9 @@ def test_help_lists_plugins_command():
 def test_unknown_command_is_a_usage_error():
     proc = run_cli("no-such-command", check=False)
     assert proc.returncode == 2
-    assert "No such command" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr == "error: No such command 'no-such-command'.\n"     # one line, rpm-ostree's form
+    proc = run_cli("upgrade", "--no-such-option", check=False)
+    assert (proc.returncode, proc.stderr) == (2, "error: No such option '--no-such-option'.\n")
 
 
 def _boom_command(exc):

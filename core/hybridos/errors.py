@@ -80,3 +80,10 @@ class Unchanged(HybridosError):
     """Nothing to do; with --unchanged-exit-77 the CLI exits 77."""
 
     exit_code = 77
+
+
+class AlreadyDone(UsageError):
+    """The request asks for what the system already has (already requested, already removed...): like
+    rpm-ostree, an error with exit code 1 (``--idempotent`` turns it into a no-op)."""
+
+    exit_code = 1

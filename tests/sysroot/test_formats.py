@@ -73,8 +73,19 @@ def test_kargs_edits_follow_libostree():
     assert str(k.replace("console=ttyS0=ttyS1")) == "root=/dev/sda1 rw console=tty0 console=ttyS1 log-level=3"
     # - and _ are the same in keys, as for the kernel
     assert str(k.delete("log_level")) == "root=/dev/sda1 rw console=tty0 console=ttyS0"
-    out = edit(k, delete=["rw"], replace=["root=/dev/vdb"], append=["a=1"], append_if_missing=["a=2"])
-    assert str(out) == "root=/dev/vdb console=tty0 console=ttyS0 log-level=3 a=1"
+    out = edit(k, delete=["rw"], replace=["root=/dev/vdb"], append=["a=1"], append_if_missing=["a=2", "a=1"])
+    assert str(out) == "root=/dev/vdb console=tty0 console=ttyS0 log-level=3 a=1 a=2"
+
+
+def test_kargs_if_missing_and_if_present_compare_key_and_value_like_ostree():
+    k = KernelArgs.parse("root=/dev/sda1 rw console=tty0 console=ttyS0")
+    assert k.append_if_missing("console=tty0") == k                       # this exact KEY=VALUE is there
+    assert str(k.append_if_missing("console=ttyS1")).endswith("console=ttyS0 console=ttyS1")
+    assert str(k.append_if_missing("root")).endswith(" root")              # a bare KEY is another entry
+    assert k.delete_if_present("console") == k                             # no bare 'console': nothing, no error
+    assert k.delete_if_present("rw=1") == k and k.delete_if_present("root=/dev/sda2") == k
+    assert str(k.delete_if_present("console=ttyS0")) == "root=/dev/sda1 rw console=tty0"
+    assert str(k.delete_if_present("rw")) == "root=/dev/sda1 console=tty0 console=ttyS0"
 
 
 @pytest.mark.parametrize("op,arg", [

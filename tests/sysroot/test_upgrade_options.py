@@ -11,8 +11,11 @@ def _commits(sr):
 
 def test_check_preview_download_then_cache_only(host):
     sr, remote, v1 = host
-    r = hyb(sr, "upgrade", "--check", "--unchanged-exit-77", check=False)
-    assert r.returncode == 77 and "no upgrade available" in r.stdout
+    for opt in ("--check", "--preview"):               # rpm-ostree: exit 77 and these words, without asking
+        r = hyb(sr, "upgrade", opt, check=False)
+        assert (r.returncode, r.stdout) == (77, "No updates available.\n")
+    r = hyb(sr, "upgrade", check=False)
+    assert r.returncode == 0 and "no upgrade available" in r.stdout
     v2 = remote.publish("2.0")
     out = hyb(sr, "upgrade", "--check").stdout
     assert "Version: 2.0" in out and v2 in out

@@ -12,8 +12,63 @@ from hybridos.cli.main import global_options
 sysroot_option = click.option(
     "--sysroot", "sysroot_opt", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Root of the system to operate on (default: the global --sysroot, HYBRIDOS_SYSROOT or /).")
-os_option = click.option("--os", "osname", default=None, metavar="NAME",
+os_option = click.option("--os", "--stateroot", "osname", default=None, metavar="NAME",
                          help="Operate on this stateroot (default: the booted one, else the default deployment's).")
+
+
+def _remember(key: str):
+    def callback(ctx: click.Context, _param, value):
+        if value:
+            ctx.meta[key] = value
+        return value
+    return callback
+
+
+#: -r/--reboot: after a change, reboot the running system (``systemctl reboot``), as rpm-ostree does
+reboot_option = click.option("-r", "--reboot", is_flag=True, expose_value=False, callback=_remember("hybridos.reboot"),
+                             help="Reboot after the change (only when operating on the running system, /).")
+#: accepted for rpm-ostree's scripts; see docs/compatibility.md
+lock_finalization_option = click.option(
+    "--lock-finalization", is_flag=True, expose_value=False, callback=_remember("hybridos.lock-finalization"),
+    help="Accepted for compatibility: hybridos writes deployments directly (no staged deployment to lock).")
+bypass_driver_option = click.option(
+    "--bypass-driver", is_flag=True, expose_value=False,
+    help="Accepted for compatibility: hybridos has no update drivers to bypass.")
+
+
+def change_options(f):
+    """-r/--reboot, --lock-finalization and --bypass-driver, for every verb that makes a new deployment."""
+    for opt in (bypass_driver_option, lock_finalization_option, reboot_option):
+        f = opt(f)
+    return f
+
+
+def finish(ctx: click.Context, sysroot: Path) -> None:
+    """After a change: the --lock-finalization note, and the --reboot."""
+    if ctx.meta.get("hybridos.lock-finalization"):
+        click.echo("note: --lock-finalization has no effect: the new deployment is already the default at the next "
+                   "boot (hybridos does not stage deployments)", err=True)
+    if ctx.meta.get("hybridos.reboot"):
+        request_reboot(sysroot)
+
+
+def request_reboot(sysroot: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from hybridos.errors import HybridosError
+
+    if os.path.realpath(sysroot) != "/":
+        click.echo(f"Not rebooting: {sysroot} is not the running system (--sysroot)")
+        return
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        raise HybridosError("--reboot: systemctl is not available; reboot by hand")
+    click.echo("Rebooting")
+    proc = subprocess.run([systemctl, "reboot"])
+    if proc.returncode != 0:
+        raise HybridosError(f"--reboot: systemctl reboot failed with exit code {proc.returncode}")
 
 
 def sysroot_path(ctx: click.Context, sysroot_opt: Path | None) -> Path:
@@ -41,6 +96,9 @@ def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged
     finally:
         line.clear()
     report_outcome(outcome.lines, outcome.unchanged, unchanged_exit_77)
+    deployed = not any(getattr(op, a, False) for a in ("check", "preview", "download_only", "dry_run"))
+    if deployed:
+        finish(ctx, sysroot_path(ctx, sysroot_opt))
 
 
 def report_outcome(lines, unchanged: bool, unchanged_exit_77: bool) -> None:

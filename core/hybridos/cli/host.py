@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-from hybridos.cli._sysroot_cli import os_option, run_operation, sysroot_option, sysroot_path
+from hybridos.cli._sysroot_cli import (
+    change_options,
+    lock_finalization_option,
+    os_option,
+    reboot_option,
+    run_operation,
+    sysroot_option,
+    sysroot_path,
+)
 
 unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
                                 help="Exit 77 when there is nothing to do.")
@@ -39,8 +47,11 @@ def status(ctx, sysroot_opt, as_json, verbose, booted):
 @click.command("upgrade")
 @sysroot_option
 @os_option
-@click.option("--check", is_flag=True, help="Only check whether an upgrade is available (commit metadata only).")
-@click.option("--preview", is_flag=True, help="Download and show the package differences without deploying.")
+@change_options
+@click.option("--check", is_flag=True, help="Only check whether an upgrade is available (commit metadata only); "
+              "exit 77 when there is none.")
+@click.option("--preview", is_flag=True, help="Download and show the package differences without deploying; exit 77 "
+              "when there is no update.")
 @click.option("-C", "--cache-only", is_flag=True, help="Do not download; use what was fetched before.")
 @click.option("--download-only", is_flag=True, help="Download the new commit but do not deploy it.")
 @click.option("--allow-downgrade", is_flag=True, help="Permit deploying a commit older than the current one.")
@@ -53,11 +64,12 @@ def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only,
 
     run_operation(ctx, sysroot_opt, Upgrade(stateroot=osname, check=check, preview=preview, cache_only=cache_only,
                                             download_only=download_only, allow_downgrade=allow_downgrade),
-                  unchanged_exit_77=unchanged_exit_77)
+                  unchanged_exit_77=unchanged_exit_77 or check or preview)
 
 
 @click.command("rollback")
 @sysroot_option
+@reboot_option
 @click.pass_context
 def rollback(ctx, sysroot_opt):
     """Make the rollback deployment the default again."""
@@ -69,6 +81,7 @@ def rollback(ctx, sysroot_opt):
 @click.command("deploy")
 @sysroot_option
 @os_option
+@change_options
 @unchanged_option
 @click.argument("revision")
 @click.pass_context
@@ -83,6 +96,7 @@ def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
 @click.command("rebase")
 @sysroot_option
 @os_option
+@change_options
 @click.option("-C", "--cache-only", is_flag=True, help="Do not download; use what was fetched before.")
 @unchanged_option
 @click.argument("target")
@@ -98,6 +112,9 @@ def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, target):
 @click.command("kargs")
 @sysroot_option
 @os_option
+@click.option("--reboot", is_flag=True, expose_value=False, callback=lambda c, p, v: c.meta.update(
+    {"hybridos.reboot": True}) if v else None, help="Reboot after the change (only on the running system, /).")
+@lock_finalization_option
 @click.option("--append", multiple=True, metavar="KEY=VALUE", help="Append a kernel argument.")
 @click.option("--append-if-missing", multiple=True, metavar="KEY=VALUE",
               help="Like --append, but nothing happens if the key is already present.")

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from hybridos.cli._sysroot_cli import os_option, run_operation, sysroot_option, sysroot_path
+from hybridos.cli._sysroot_cli import change_options, os_option, run_operation, sysroot_option, sysroot_path
 
 
 def _common(f):
@@ -15,6 +15,7 @@ def _common(f):
     for opt in reversed([
         sysroot_option,
         os_option,
+        change_options,
         click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing."),
         click.option("-y", "--assumeyes", is_flag=True, help="Do not ask for confirmation (never asked)."),
         click.option("-C", "--cache-only", is_flag=True, help="Do not download metadata or packages."),

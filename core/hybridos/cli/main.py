@@ -39,6 +39,13 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: rpm-ostree's hidden aliases: not listed, but they run the command they name
+HIDDEN_ALIASES: dict[str, str] = {
+    "update": "upgrade", "pkg-add": "install", "pkg-remove": "uninstall", "remove": "uninstall",
+    "makecache": "refresh-md",
+}
+
+
 @dataclass
 class GlobalOptions:
     sysroot: Path
@@ -63,7 +70,7 @@ class LazyGroup(click.Group):
         cmd = super().get_command(ctx, cmd_name)
         if cmd is not None:
             return cmd
-        target = self._available().get(cmd_name)
+        target = self._available().get(HIDDEN_ALIASES.get(cmd_name, cmd_name))
         if target is None:
             return None
         module, attr = target.split(":")
@@ -98,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:      # usage errors too: one line, as rpm-ostree prints them
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

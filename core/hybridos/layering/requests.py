@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hybridos.errors import NotFoundError, UsageError
+from hybridos.errors import AlreadyDone, NotFoundError, UsageError
 from hybridos.packages.model import Nevra
 from hybridos.sysroot.origin import Origin
 
@@ -124,7 +124,7 @@ def apply(requests: Requests, change: Change) -> Requests:
         if name in packages:
             if change.idempotent:
                 continue
-            raise UsageError(f"package {name!r} is already requested", hint="use --idempotent to ignore this")
+            raise AlreadyDone(f"package {name!r} is already requested", hint="use --idempotent to ignore this")
         if name in removals:
             raise UsageError(f"package {name!r} is a removed base package; reset the override first "
                              f"(`override reset {name}`)")
@@ -133,7 +133,7 @@ def apply(requests: Requests, change: Change) -> Requests:
         if any(p.sha256 == pkg.sha256 for p in local):
             if change.idempotent:
                 continue
-            raise UsageError(f"local package {pkg.nevra} is already requested", hint="use --idempotent")
+            raise AlreadyDone(f"local package {pkg.nevra} is already requested", hint="use --idempotent")
         if any(p.name == pkg.name for p in local):
             raise UsageError(f"another version of {pkg.name} is already requested as a local package; "
                              f"uninstall it first")
@@ -152,7 +152,7 @@ def apply(requests: Requests, change: Change) -> Requests:
         if name in removals:
             if change.idempotent:
                 continue
-            raise UsageError(f"base package {name!r} is already removed", hint="use --idempotent")
+            raise AlreadyDone(f"base package {name!r} is already removed", hint="use --idempotent")
         if any(p.name == name for p in replacements):
             raise UsageError(f"base package {name!r} is replaced; reset that override first")
         if name in packages:
@@ -162,7 +162,7 @@ def apply(requests: Requests, change: Change) -> Requests:
         if any(p.sha256 == pkg.sha256 for p in replacements):
             if change.idempotent:
                 continue
-            raise UsageError(f"{pkg.nevra} already replaces the base package", hint="use --idempotent")
+            raise AlreadyDone(f"{pkg.nevra} already replaces the base package", hint="use --idempotent")
         if pkg.name in removals:
             raise UsageError(f"base package {pkg.name!r} is removed; reset that override first")
         replacements = [p for p in replacements if p.name != pkg.name] + [pkg]
@@ -177,11 +177,11 @@ def apply(requests: Requests, change: Change) -> Requests:
 
     if change.initramfs is True:
         if regen and args == tuple(change.initramfs_args) and not change.idempotent:
-            raise UsageError("initramfs regeneration is already enabled with these arguments")
+            raise AlreadyDone("initramfs regeneration is already enabled with these arguments")
         regen, args = True, tuple(change.initramfs_args)
     elif change.initramfs is False:
         if not regen and not change.idempotent:
-            raise UsageError("initramfs regeneration is not enabled")
+            raise AlreadyDone("initramfs regeneration is not enabled")
         regen, args = False, ()
 
     return Requests(tuple(packages), tuple(local), tuple(removals), tuple(replacements), regen, args)

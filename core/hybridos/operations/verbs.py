@@ -86,6 +86,12 @@ class Upgrade(Operation):
     download_only: bool = False
     allow_downgrade: bool = False
 
+    def run(self, tx: Transaction) -> Outcome:
+        out = super().run(tx)
+        if out.unchanged and (self.check or self.preview):
+            return Outcome(("No updates available.",), unchanged=True)     # rpm-ostree's words (and exit 77)
+        return out
+
     def _run(self, tx):
         from hybridos.operations.deploy import upgrade
 

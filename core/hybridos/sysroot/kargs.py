@@ -109,9 +109,14 @@ class KernelArgs:
     def append(self, arg: str) -> KernelArgs:
         return KernelArgs((*self.args, validate_arg(arg)))
 
+    def contains(self, arg: str) -> bool:
+        """Whether exactly ``KEY`` (no value) or ``KEY=VALUE`` is present (ostree_kernel_args_contains)."""
+        key, value = validate_arg(arg)
+        return any(_norm(k) == _norm(key) and v == value for k, v in self.args)
+
     def append_if_missing(self, arg: str) -> KernelArgs:
-        key, _ = validate_arg(arg)
-        return self if self.has_key(key) else self.append(arg)
+        """Append unless this very KEY=VALUE (or bare KEY) is already there: ``foo=2`` joins ``foo=1``."""
+        return self if self.contains(arg) else self.append(arg)
 
     def delete(self, arg: str) -> KernelArgs:
         """``KEY`` deletes a key that has one value; ``KEY=VALUE`` deletes that value."""
@@ -131,8 +136,12 @@ class KernelArgs:
                          f"{', '.join(v if v is not None else '(none)' for v in found)})")
 
     def delete_if_present(self, arg: str) -> KernelArgs:
-        key, _ = validate_arg(arg)
-        return self.delete(arg) if self.has_key(key) else self
+        """Delete exactly this KEY=VALUE (or bare KEY) when present; anything else is left alone."""
+        key, value = validate_arg(arg)
+        for i, (k, v) in enumerate(self.args):
+            if _norm(k) == _norm(key) and v == value:
+                return KernelArgs(self.args[:i] + self.args[i + 1:])
+        return self
 
     def replace(self, arg: str) -> KernelArgs:
         """``KEY=NEW`` replaces the single value of KEY; ``KEY=OLD=NEW`` replaces OLD among its values."""

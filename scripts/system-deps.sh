@@ -12,6 +12,10 @@ declare -A TOOLS=(
   [mkenvimage]=u-boot-tools [readelf]=binutils [getcap]=libcap2-bin [rpm2cpio]=rpm [rpmdb]=rpm
   [gpg]=gpg [gpgconf]=gpgconf [gpg-agent]=gpg-agent [rpmsign]=rpm
   [matchpathcon]=selinux-utils [setfiles]=policycoreutils
+  # real boot (tests/boot): depmod at compose, disk images without loop devices, QEMU
+  [depmod]=kmod [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [mkfs.vfat]=dosfstools [mcopy]=mtools
+  [grub-mkimage]=grub-common [qemu-system-x86_64]=qemu-system-x86 [qemu-system-aarch64]=qemu-system-arm
+  [qemu-system-ppc64]=qemu-system-ppc [dpkg-deb]=dpkg
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do
@@ -27,6 +31,16 @@ command -v file >/dev/null 2>&1 || missing+=(file)
 # imported by the system python.
 /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
+# firmware and bootloader images the QEMU boot tests load (files, not commands)
+declare -A BOOT_FILES=(
+  [/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin [/usr/lib/grub/x86_64-efi/linux.mod]=grub-efi-amd64-bin
+  [/usr/lib/grub/powerpc-ieee1275/linux.mod]=grub-ieee1275-bin [/usr/share/OVMF/OVMF_CODE.fd]=ovmf
+  [/usr/share/qemu-efi-aarch64/QEMU_EFI.fd]=qemu-efi-aarch64 [/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
+  [/usr/lib/systemd/boot/efi/systemd-bootx64.efi]=systemd-boot-efi [/usr/share/qemu/slof.bin]=qemu-system-data
+)
+for f in "${!BOOT_FILES[@]}"; do
+  [ -e "$f" ] || missing+=("${BOOT_FILES[$f]}")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -9,8 +9,13 @@ create ``/run/ostree-booted``, and ``switch_root``. Kernel modules: the common s
 loaded by ``/init`` before it waits for the root device; a driver the kernel has built in needs nothing.
 
 Pure parts: :func:`newc_archive` (entries -> bytes), :func:`elf_dependencies` (ELF bytes -> interpreter and
-DT_NEEDED), :func:`parse_modules_dep`, :func:`module_closure`, :data:`INIT_SCRIPT`. The rest reads the tree
+DT_NEEDED), :func:`parse_modules_dep`, :func:`parse_modules_softdep`, :func:`module_load_order`,
+:func:`module_closure`, :data:`INIT_SCRIPT`. The rest reads the tree
 and writes the image atomically.
+
+On any failure ``/init`` reboots after ``hybridos.fail-delay=`` seconds (default 5) so that boot counting can
+fall back to another entry; ``rd.shell`` on the kernel command line keeps a shell instead. ``rd.timeout=``
+bounds the wait for the root device (default 30 s).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ LIBRARY_DIRS = ("usr/lib64", "lib64", "usr/lib", "lib", "usr/lib/x86_64-linux-gn
                 "lib/powerpc64le-linux-gnu")
 #: applets /init uses; each gets a link to busybox even when the tree links none of them.
 INIT_APPLETS = ("sh", "mount", "umount", "mkdir", "switch_root", "readlink", "cat", "sleep", "findfs",
-                "echo", "test", "[", "ls", "modprobe", "mknod")
+                "echo", "test", "[", "ls", "modprobe", "insmod", "lsmod", "mknod", "reboot", "sync")
+#: applets also linked in /sbin, where the kernel (``/sbin/modprobe``) and people look for them
+SBIN_APPLETS = ("modprobe", "insmod", "lsmod", "reboot", "switch_root")
 
 # -------------------------------------------------------------------------------------------------------
 # newc cpio (pure)
@@ -172,10 +179,29 @@ INIT_SCRIPT = r"""#!/bin/sh
 
 say() { echo "hybridos-init: $*"; }
 
+# die MESSAGE: report, then reboot after hybridos.fail-delay= seconds (default 5) so that the bootloader's
+# boot counting can fall back to another entry; rd.shell (or rd.shell=1) keeps a shell instead, for debugging.
 die() {
     say "$*"
-    say "cannot continue; starting a shell"
-    exec sh
+    _cmdline=$(cat "${CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null)
+    case " $_cmdline " in
+        *" rd.shell "*|*" rd.shell=1 "*)
+            say "cannot continue; starting a shell (rd.shell)"
+            exec sh ;;
+    esac
+    _delay=$(cmdline_value hybridos.fail-delay "$_cmdline")
+    case "$_delay" in ''|*[!0-9]*) _delay=5 ;; esac
+    say "cannot continue; rebooting in $_delay seconds (add rd.shell to the kernel command line for a shell)"
+    sleep "$_delay"
+    do_reboot
+}
+
+do_reboot() {
+    sync
+    reboot -f
+    echo b > /proc/sysrq-trigger
+    sleep 5
+    exit 1
 }
 
 # cmdline_value NAME CMDLINE: the value of the last NAME=... word (as the kernel reads its arguments).
@@ -208,6 +234,7 @@ wait_for_device() {
         fi
         _tries=$((_tries + 1))
         [ "$_tries" -ge "${2:-30}" ] && return 1
+        [ $((_tries % 5)) = 0 ] && say "waiting for the root device $1 ($_tries s)" >&2
         sleep 1
     done
 }
@@ -241,12 +268,16 @@ main() {
     mount -t sysfs sysfs /sys
     mount -t devtmpfs devtmpfs /dev 2>/dev/null
     mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+    # The kernel runs /sbin/modprobe itself for what it requests later (crypto-crc32c when ext4 mounts).
     if [ -f /etc/hybridos-modules ]; then
         while read -r module; do
             [ -n "$module" ] && modprobe "$module" 2>/dev/null
         done < /etc/hybridos-modules
     fi
     cmdline=$(cat /proc/cmdline)
+    # rd.timeout=SECONDS (as dracut): how long to wait for the root device; 0 or absent means 30
+    timeout=$(cmdline_value rd.timeout "$cmdline")
+    case "$timeout" in ''|0|*[!0-9]*) timeout=30 ;; esac
     root=$(cmdline_value root "$cmdline")
     ostree=$(cmdline_value ostree "$cmdline")
     fstype=$(cmdline_value rootfstype "$cmdline")
@@ -254,7 +285,7 @@ main() {
     init=$(cmdline_value init "$cmdline")
     [ -n "$ostree" ] || die "no ostree= on the kernel command line"
     [ -n "$root" ] || die "no root= on the kernel command line"
-    dev=$(wait_for_device "$root" "$(cmdline_value rd.timeout "$cmdline")") || die "root device $root did not appear"
+    dev=$(wait_for_device "$root" "$timeout") || die "root device $root did not appear within $timeout s"
     # The physical root is mounted read-write: /var and /etc of the deployment live on it.
     mount ${fstype:+-t "$fstype"} -o "rw${flags:+,$flags}" "$dev" /sysroot || die "cannot mount $dev"
     ostree_prepare_root /sysroot /newroot "$ostree" || die "cannot set up the deployment $ostree"
@@ -315,6 +346,11 @@ def dracut_available(tree: str | os.PathLike) -> bool:
     return _find(Path(tree), DRACUT_PATHS) is not None
 
 
+def busybox_available(tree: str | os.PathLike) -> bool:
+    """Whether the tree ships busybox (what the built-in generator needs)."""
+    return _find(Path(tree), BUSYBOX_PATHS) is not None
+
+
 def _tree_busybox_applets(tree: Path, busybox: Path) -> set[str]:
     """Names the tree itself links to its busybox (symlinks in the bin directories)."""
     names: set[str] = set()
@@ -360,8 +396,10 @@ def _library_closure(tree: Path, binary: bytes) -> list[tuple[str, bytes]]:
 
 
 #: storage and filesystem drivers the built-in image carries by default, when the kernel has them as modules
-DEFAULT_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_mmio", "nvme", "ahci", "sd_mod", "sr_mod",
-                   "mmc_block", "sdhci_pci", "sdhci_of_arasan", "usb_storage", "uas", "ext4", "xfs", "btrfs", "vfat")
+#: (their modules.dep and modules.softdep closure comes along: ext4 and xfs pull crc32c, for instance)
+DEFAULT_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_mmio", "nvme", "ahci", "ata_piix",
+                   "sd_mod", "sr_mod", "mmc_block", "sdhci_pci", "sdhci_of_arasan", "usb_storage", "uas",
+                   "ext4", "xfs", "btrfs", "vfat", "crc32c", "crc32c_generic", "crc32c_intel", "crct10dif_generic")
 MODULE_INDEXES = ("modules.dep", "modules.alias", "modules.builtin", "modules.order", "modules.softdep",
                   "modules.builtin.modinfo")
 
@@ -384,17 +422,103 @@ def parse_modules_dep(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     return out
 
 
-def module_closure(dep: dict[str, tuple[str, tuple[str, ...]]], names: Iterable[str]) -> list[str]:
-    """Paths of the named modules and everything they depend on (unknown names are skipped), sorted."""
+@dataclass(frozen=True)
+class SoftDep:
+    """One ``softdep NAME pre: ... post: ...`` line of modules.softdep (or a modprobe.d file)."""
+
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+
+
+def parse_modules_softdep(text: str) -> dict[str, SoftDep]:
+    """modules.softdep -> {module name: SoftDep}; comments and other commands are ignored."""
+    out: dict[str, SoftDep] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2 or words[0] != "softdep":
+            continue
+        lists: dict[str, list[str]] = {"pre:": [], "post:": []}
+        current = None
+        for w in words[2:]:
+            if w in lists:
+                current = lists[w]
+            elif current is not None:
+                current.append(w)
+        name = words[1].replace("-", "_")
+        old = out.get(name, SoftDep())
+        out[name] = SoftDep(old.pre + tuple(lists["pre:"]), old.post + tuple(lists["post:"]))
+    return out
+
+
+def parse_modules_alias(text: str) -> list[tuple[str, str]]:
+    """modules.alias -> [(pattern, module name)] in file order."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "alias":
+            out.append((words[1], words[2].replace("-", "_")))
+    return out
+
+
+def resolve_module(dep: dict[str, tuple[str, tuple[str, ...]]], aliases: list[tuple[str, str]],
+                   name: str) -> list[str]:
+    """Module names ``name`` stands for: itself if it is a module, else every module with a matching alias
+    (``crc32c`` -> ``crc32c_generic``, ``crc32c_intel``), as modprobe resolves it."""
+    norm = name.replace("-", "_")
+    if norm in dep:
+        return [norm]
+    from fnmatch import fnmatchcase
+
+    return list(dict.fromkeys(mod for pattern, mod in aliases if mod in dep and fnmatchcase(name, pattern)))
+
+
+def module_load_order(dep: dict[str, tuple[str, tuple[str, ...]]], names: Iterable[str],
+                      softdep: dict[str, SoftDep] | None = None,
+                      aliases: list[tuple[str, str]] | None = None) -> list[str]:
+    """Module names to ``modprobe`` in order: each named module (or alias) preceded by its soft ``pre:``
+    dependencies and followed by its ``post:`` ones, recursively; unknown names are skipped."""
+    softdep = softdep or {}
+    aliases = aliases or []
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        for mod in resolve_module(dep, aliases, name):
+            if mod in order or mod in visiting:
+                continue
+            visiting.add(mod)
+            sd = softdep.get(mod, SoftDep())
+            for pre in sd.pre:
+                visit(pre)
+            order.append(mod)
+            for post in sd.post:
+                visit(post)
+
+    for n in names:
+        visit(n)
+    return order
+
+
+def module_closure(dep: dict[str, tuple[str, tuple[str, ...]]], names: Iterable[str],
+                   softdep: dict[str, SoftDep] | None = None,
+                   aliases: list[tuple[str, str]] | None = None) -> list[str]:
+    """Paths of the named modules, their soft dependencies and everything they depend on (modules.dep),
+    sorted; unknown names are skipped."""
     by_path = {path: deps for path, deps in dep.values()}
+    by_name = {module_name(path): path for path in by_path}
     out: set[str] = set()
-    queue = [dep[n.replace("-", "_")][0] for n in names if n.replace("-", "_") in dep]
+    queue = [dep[n][0] for n in module_load_order(dep, names, softdep, aliases)]
     while queue:
         path = queue.pop()
         if path in out:
             continue
         out.add(path)
-        queue.extend(by_path.get(path, ()))
+        for d in by_path.get(path, ()):
+            queue.append(d)
+            # a hard dependency's own soft dependencies come too (libcrc32c -> crc32c)
+            for extra in module_load_order(dep, [module_name(d)], softdep, aliases):
+                if by_name.get(extra) not in out:
+                    queue.append(by_name[extra])
     return sorted(out)
 
 
@@ -436,8 +560,12 @@ def _module_entries(tree: Path, kver: str, drivers: Iterable[str], mtime: int) -
     if depfile is None or not depfile.is_file():
         return []
     dep = parse_modules_dep(depfile.read_text(errors="replace"))
-    wanted = [d for d in drivers if d.replace("-", "_") in dep]
-    paths = module_closure(dep, wanted)
+    softdep_file = moddir / "modules.softdep"
+    softdep = parse_modules_softdep(softdep_file.read_text(errors="replace")) if softdep_file.is_file() else {}
+    alias_file = moddir / "modules.alias"
+    aliases = parse_modules_alias(alias_file.read_text(errors="replace")) if alias_file.is_file() else []
+    wanted = module_load_order(dep, drivers, softdep, aliases)
+    paths = module_closure(dep, wanted, softdep, aliases)
     if not paths:
         return []
     files: dict[str, bytes] = {}
@@ -489,6 +617,8 @@ def builtin_entries(tree: Path, *, mtime: int = 0, kver: str | None = None,
         if "/" in name:
             continue
         entries.append(CpioEntry(f"bin/{name}", stat.S_IFLNK | 0o777, b"busybox", mtime=mtime))
+    for name in SBIN_APPLETS:
+        entries.append(CpioEntry(f"sbin/{name}", stat.S_IFLNK | 0o777, b"../bin/busybox", mtime=mtime))
     if kver is not None:
         entries.extend(_module_entries(tree, kver, drivers, mtime))
     entries.append(CpioEntry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.encode(), mtime=mtime))

@@ -22,6 +22,7 @@ from typing import Any
 
 from hybridos.arch import Architecture
 from hybridos.compose import content, layers, passwd, postprocess, signing
+from hybridos.compose.depmod import run_depmod
 from hybridos.compose.inputhash import compute_input_hash, read_externals
 from hybridos.compose.treefile import Treefile
 from hybridos.compose.version import next_version
@@ -359,6 +360,9 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             layers.apply_layers(repo, tree, tf.ostree_layers, tf.ostree_override_layers, workdir)
 
         kver = None if tf.container else postprocess.place_kernel(tree)
+        if not tf.container:
+            for depmod_kver in run_depmod(tree):
+                step(f"Indexed the modules of kernel {depmod_kver} (depmod)")
         if kver is not None and tf.no_initramfs:
             step(f"Not generating an initramfs for kernel {kver} (no-initramfs)")
         elif kver is not None:

@@ -1,0 +1,38 @@
+"""Session fixtures shared by the boot tests: Debian kernels, the tiny distribution's RPMs, composed repos.
+
+Composing is the slow part (a real kernel's modules go through depmod, the initramfs generator and the
+OSTree commit), so each composed repository is made once per session and every test deploys from it into its
+own sysroot and disk image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.boot.distro import make_boot_repo, treefile
+from tests.boot.kernels import debian_kernel
+from tests.boot.qemu import PROBE_KERNELS
+from tests.boot.sysroot import compose
+from tests.conftest import require_root, require_tool
+
+BUSYBOX = Path("/bin/busybox")
+REF_X86 = "testos/1/x86_64/boottest"
+
+
+@pytest.fixture(scope="session")
+def amd64_kernel():
+    require_root()
+    require_tool("apt-get", "dpkg-deb", "depmod", "mkfs.ext4", "sfdisk")
+    kernel = debian_kernel("amd64")
+    PROBE_KERNELS.setdefault("x86_64", kernel.vmlinuz)
+    return kernel
+
+
+@pytest.fixture(scope="session")
+def x86_composed(amd64_kernel, tmp_path_factory):
+    """Version 1 of the tiny x86_64 distribution with Debian's kernel, composed once per session."""
+    work = tmp_path_factory.mktemp("x86-compose")
+    rpms = make_boot_repo(work / "rpms", amd64_kernel, BUSYBOX, version="1")
+    return compose(work / "compose", rpms.url, treefile(REF_X86), REF_X86)

@@ -1,0 +1,45 @@
+"""Direct kernel boot (QEMU ``-kernel``) of a deployment with its BLS entry's kernel, initramfs and options."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.boot.disk import LINUX, Partition, assemble, ext4_image
+from tests.boot.qemu import Machine, boot
+from tests.boot.sysroot import bls_entries, deploy_sysroot, write_var_data
+
+pytestmark = pytest.mark.slow
+KARGS = ["root=LABEL=root", "rw", "console=ttyS0", "panic=10", "hybridos.fail-delay=1"]
+
+
+def test_direct_kernel_boot_reaches_the_deployments_userspace(tmp_path, x86_composed):
+    root = tmp_path / "sysroot"
+    deploy_sysroot(root, x86_composed, KARGS)
+    write_var_data(root, "written-before-boot")
+    entry = bls_entries(root)[0]
+    disk = tmp_path / "disk.img"
+    assemble(disk, [Partition(LINUX, ext4_image(tmp_path / "root.ext4", root, "root"), name="root")])
+    result = boot(Machine("x86_64", "direct"), [disk], tmp_path, timeout=180,
+                  kernel=root / "boot" / entry["linux"].lstrip("/"),
+                  initrd=root / "boot" / entry["initrd"].lstrip("/"), append=entry["options"])
+    m = result.expect(r"HYBRIDOS-BOOT-MARKER .*", "the deployment's marker")
+    assert result.markers() == [{"version": "1", "ostree-booted": "yes", "usr": "ro",
+                                 "var": "written-before-boot", "etc": "from-image-1"}], m.group(0)
+    assert not result.timed_out and result.returncode == 0, result.tail()
+
+
+def test_initramfs_that_cannot_find_root_reboots_by_itself(tmp_path, x86_composed):
+    root = tmp_path / "sysroot"
+    deploy_sysroot(root, x86_composed, KARGS)
+    entry = bls_entries(root)[0]
+    disk = tmp_path / "disk.img"
+    assemble(disk, [Partition(LINUX, ext4_image(tmp_path / "root.ext4", root, "root"), name="root")])
+    options = entry["options"].replace("root=LABEL=root", "root=LABEL=nosuchroot") + " rd.timeout=3"
+    # -no-reboot: the guest's reboot ends QEMU, long before the hard timeout
+    result = boot(Machine("x86_64", "direct"), [disk], tmp_path, timeout=180,
+                  kernel=root / "boot" / entry["linux"].lstrip("/"),
+                  initrd=root / "boot" / entry["initrd"].lstrip("/"), append=options)
+    result.expect(r"root device LABEL=nosuchroot did not appear within 3 s", "the initramfs's failure")
+    result.expect(r"rebooting in 1 seconds", "the reboot announcement")
+    assert not result.timed_out and result.returncode == 0, result.tail()
+    assert result.markers() == []

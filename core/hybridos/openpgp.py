@@ -184,6 +184,7 @@ class Verified:
     created: datetime | None
     algorithm: str
     hash: str
+    signing_fingerprint: str = ""   #: the (sub)key that signed, upper-case hex (rpm-ostree status shows it)
 
     @property
     def fingerprint(self) -> str:
@@ -221,7 +222,8 @@ def verify_detached(data: bytes, signature: bytes | SignatureInfo, keyring: Keyr
     if result is None or not result.valid_sigs:
         raise SignatureError(f"{what}: {_why_bad(info, key)} (key {info.key_id or key.key_id}"
                              f"{' ' + repr(key.user_id) if key.user_id else ''})", hint=hint) from None
-    return Verified(key, info.key_id or key.key_id, info.created, info.algorithm, info.hash)
+    signer = str(getattr(result.valid_sigs[0], "signing_key", "") or key.fingerprint).upper()
+    return Verified(key, info.key_id or key.key_id, info.created, info.algorithm, info.hash, signer)
 
 
 def _why_bad(info: SignatureInfo, key: Key) -> str:

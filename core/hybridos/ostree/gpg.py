@@ -165,6 +165,38 @@ def verify_summary(summary: bytes, sig_data: bytes | None, keyring: Keyring, rem
     return good
 
 
+def commit_signatures(repo: Repo, commit: str, remote: Remote) -> list[dict]:
+    """What ``status`` shows of a commit's GPG signatures under ``remote``'s keys: one entry per signature,
+    ``{"valid", "fingerprint", "key-id", "user-id", "timestamp", "error"}`` (empty when unsigned)."""
+    from hybridos.errors import HybridosError
+    from hybridos.ostree.objects import ObjectType
+
+    try:
+        metadata = repo.read_commitmeta(commit)
+        sigs = signatures_in(metadata)
+        if not sigs:
+            return []
+        data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
+        keyring = remote_keyring(repo, remote)
+    except HybridosError as exc:
+        return [{"valid": False, "fingerprint": "", "key-id": "", "user-id": "", "timestamp": None,
+                 "error": exc.message}]
+    out = []
+    for raw in sigs:
+        entry = {"valid": False, "fingerprint": "", "key-id": "", "user-id": "", "timestamp": None, "error": ""}
+        try:
+            info = parse_signature(raw)
+            entry.update({"key-id": info.key_id, "fingerprint": info.fingerprint,
+                          "timestamp": int(info.created.timestamp()) if info.created else None})
+            v = verify_detached(data, info, keyring, f"commit {commit}")
+            entry.update({"valid": True, "fingerprint": v.signing_fingerprint or v.fingerprint,
+                          "user-id": v.key.user_id})
+        except (SignatureError, FormatError) as exc:
+            entry["error"] = exc.message
+        out.append(entry)
+    return out
+
+
 def describe_signatures(data: bytes, metadata: dict | None, keyring: Keyring) -> list[str]:
     """``ostree show``'s signature block: "Found N signature(s):" and two lines for each."""
     sigs = signatures_in(metadata)

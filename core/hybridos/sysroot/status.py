@@ -58,7 +58,24 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "initramfs-args": list(o.initramfs_args) if o else [],
         "kernel-arguments": dep.kargs.split() if dep.kargs else [],
         "bootcsum": dep.bootcsum,
+        **_gpg_status(sysroot, o, commit.parent if layered else dep.checksum),
     }
+
+
+def _gpg_status(sysroot: Sysroot, origin, base: str) -> dict:
+    """rpm-ostree's ``gpg-enabled`` and ``signatures`` of the base commit, under its remote's keys."""
+    from hybridos.ostree import gpg as _gpg
+    from hybridos.ostree import remotes
+
+    try:
+        name = origin.ref.remote if origin is not None else None
+        repo = sysroot.repo
+        remote = remotes.get_remote(repo.config, name) if name else None
+    except HybridosError:
+        remote = None
+    if remote is None or not remote.requires_gpg:
+        return {"gpg-enabled": False}
+    return {"gpg-enabled": True, "signatures": _gpg.commit_signatures(repo, base, remote)}
 
 
 def transaction_json(sysroot_path: Path) -> dict | None:
@@ -101,6 +118,17 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("Commit", d["checksum"])
         else:
             row("Commit", d["checksum"])
+        if d.get("gpg-enabled"):
+            sigs = d.get("signatures") or []
+            for i, sig in enumerate(sigs or [None]):
+                label = "GPGSignature" if i == 0 else ""
+                if sig is None:
+                    text = "(unsigned)"
+                elif sig["valid"]:
+                    text = f"Valid signature by {sig['fingerprint']}"
+                else:
+                    text = f"Invalid signature by {sig['key-id'] or '(unknown key)'}: {sig['error']}"
+                lines.append(f"{label:>26}{':' if label else ' '} {text}")
         if d["override-commit"]:
             row("Pinned to commit", d["override-commit"])
         if d["origin-error"]:

@@ -11,6 +11,9 @@ Cases:
   compiled bytecode (its Debian package compiles it, as pip does for an installed hybridos), so ours get theirs
   from an untimed first run, kept under the work directory (PYTHONPYCACHEPREFIX) rather than in the checkout,
   also where PYTHONDONTWRITEBYTECODE is set.
+- ``gpgcheck``: ``install-200`` from the same packages signed by ``rpmsign`` (RSA 4096), ours with
+  gpgcheck=1 vs ours with gpgcheck=0 (goal: verifying adds <= 10%), and vs ``dnf`` with gpgcheck=1 and the
+  key as gpgkey= (dnf imports it into the root's rpmdb; rpm checks each header).
 - ``unpack``: unpack one RPM with an 86 MB, 3,000-file zstd payload into an empty directory (our unpacker:
   payload digest check, owners, modes, mtimes) vs ``rpm2cpio | cpio -idm`` (reference figure, no goal).
 
@@ -41,10 +44,11 @@ INSTALL_COUNT = 200
 RUNS = 5   #: install runs per tool
 
 
-def _dnf(root: Path, repo_url: str, *args: str) -> list[str]:
+def _dnf(root: Path, repo_url: str, *args: str, gpgkey: str = "") -> list[str]:
+    gpg = ["--setopt=r.gpgcheck=1", f"--setopt=r.gpgkey={gpgkey}"] if gpgkey else ["--setopt=r.gpgcheck=0"]
     return ["dnf", "-y", "-q", f"--installroot={root}", "--releasever=1", "--setopt=reposdir=/dev/null",
             "--setopt=cachedir=/var/cache/dnf-bench", "--setopt=install_weak_deps=False", "--disableplugin=*",
-            f"--repofrompath=r,{repo_url}", "--setopt=r.gpgcheck=0", *args]
+            f"--repofrompath=r,{repo_url}", *gpg, *args]
 
 
 def _ready(repo) -> float:
@@ -146,19 +150,29 @@ def _install_specs(count: int):
     return specs
 
 
-def ours_install(repo_url: str, root: str, cache: str) -> None:
-    """One fresh-process install of ``meta`` into ``root`` (what the install case times)."""
+def ours_install(repo_url: str, root: str, cache: str, gpgkey: str = "") -> None:
+    """One fresh-process install of ``meta`` into ``root`` (what the install case times); with ``gpgkey``, as
+    a ``gpgcheck=1`` repository with that key: every header signature checked between download and unpack,
+    as layering and compose do."""
     from hybridos.arch import Architecture
     from hybridos.packages.download import download_packages
     from hybridos.packages.model import LayerRequest, SolveRequest
+    from hybridos.packages.repofile import RepoConfig
     from hybridos.packages.repomd import load_repo
     from hybridos.plugins import get_registry
 
     hook = get_registry().hook
-    repo = load_repo(repo_url, Path(cache) / "md")
+    config = RepoConfig(id="bench", name="bench", baseurls=(repo_url,), metadata_expire=0, gpgcheck=bool(gpgkey),
+                        gpgkeys=(gpgkey,) if gpgkey else ())
+    repo = load_repo(config, Path(cache) / "md")
     trans = hook.hybridos_solve(request=SolveRequest(arch=Architecture.X86_64, repos=(repo,), install=("meta",),
                                                      weak_deps=False))
     rpms = download_packages(trans, Path(cache) / "packages")
+    if gpgkey:
+        from hybridos.packages.gpgcheck import check_packages
+
+        verified = check_packages(trans.installs, rpms, (repo,))
+        assert len(verified) == len(trans.installs), "not every package was verified"
     hook.hybridos_layer(request=LayerRequest(tree=Path(root), transaction=trans, rpms=rpms,
                                              arch=Architecture.X86_64))
 
@@ -199,6 +213,63 @@ def bench_install(work: Path, count: int) -> list[dict]:
                  reference_runs=[round(t, 3) for t in ref])]
 
 
+def bench_gpgcheck(work: Path, count: int) -> list[dict]:
+    """install-N with gpgcheck=1 on the same packages signed by rpmsign (RSA 4096, as Fedora's keys): ours with
+    gpgcheck=1 vs ours with gpgcheck=0 on the same repository (goal: <= 1.10x), and vs dnf with gpgcheck=1
+    (dnf imports the key into the root's rpmdb and has rpm check each package)."""
+    import subprocess
+
+    from tests.helpers.gpg import GnuPG
+    from tests.helpers.rpms import build_rpms, write_repodata
+
+    t0 = time.perf_counter()
+    repo_dir = work / "gpg-repo"
+    pkgdir = repo_dir / "Packages"
+    paths = build_rpms(_install_specs(count), pkgdir)
+    gnupg = GnuPG.create(work / "gnupg")
+    try:
+        key = gnupg.generate("Bench Signer <bench@example.com>", "rsa4096")
+        subprocess.run(["rpmsign", "--addsign", "--define", "__gpg /usr/bin/gpg", "--define",
+                        f"_gpg_name {key.fingerprint}", "--define", f"_gpg_path {gnupg.home}", *map(str, paths)],
+                       env=gnupg.env, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    finally:
+        gnupg.close()
+    write_repodata(repo_dir, paths)
+    keyfile = work / "RPM-GPG-KEY-bench"
+    keyfile.write_bytes(key.public_armored)
+    url, keyurl = repo_dir.resolve().as_uri(), keyfile.resolve().as_uri()
+    print(f"  (built and signed {count} RPMs in {time.perf_counter() - t0:.1f}s)", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    runs: dict[str, list[float]] = {"ours-gpg": [], "ours-nogpg": [], "dnf-gpg": [], "dnf-nogpg": []}
+
+    def argv(tool: str, i: int) -> list[str]:
+        root = work / f"g-{tool}-{i}"
+        root.mkdir()
+        if tool.startswith("dnf"):
+            return _dnf(root, url, "install", "meta", gpgkey=keyurl if tool == "dnf-gpg" else "")
+        return [sys.executable, str(Path(__file__).resolve()), "--ours-install", url, str(root),
+                str(work / f"g-cache-{tool}-{i}"), keyurl if tool == "ours-gpg" else ""]
+
+    timed_command(argv("ours-gpg", -1), env=env)   # bytecode, as an installed hybridos has it
+    order = list(runs)
+    for i in range(RUNS):
+        for tool in order[i % len(order):] + order[:i % len(order)]:   # each goes first in turn
+            drop_caches_if_root()
+            runs[tool].append(timed_command(argv(tool, i), env=env)[0])
+    best = {k: min(v) for k, v in runs.items()}
+    dnf_rpmdb = subprocess.run(["rpm", "--root", str(work / "g-dnf-gpg-0"), "-q", "gpg-pubkey"],
+                               capture_output=True, text=True).stdout.strip()
+    return [
+        case(f"install-{count} gpgcheck=1: added by verifying (ours gpgcheck=1 vs gpgcheck=0)", best["ours-gpg"],
+             best["ours-nogpg"], 1.10, ours_runs=[round(t, 3) for t in runs["ours-gpg"]],
+             reference_runs=[round(t, 3) for t in runs["ours-nogpg"]]),
+        case(f"install-{count} gpgcheck=1 (signed repo) vs dnf gpgcheck=1", best["ours-gpg"], best["dnf-gpg"], 0.6,
+             dnf_gpgcheck0=round(best["dnf-nogpg"], 3), dnf_imported_key=dnf_rpmdb,
+             reference_runs=[round(t, 3) for t in runs["dnf-gpg"]]),
+    ]
+
+
 def bench_unpack(work: Path, megabytes: int = 86, files: int = 3000) -> list[dict]:
     """Our unpacker vs rpm2cpio | cpio on one big package (added by the RPM-half engineer)."""
     import rpm_rs
@@ -236,13 +307,13 @@ def bench_unpack(work: Path, megabytes: int = 86, files: int = 3000) -> list[dic
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--ours-install"]:   # the timed child (see bench_install): no argument parser to import
-        ours_install(*argv[1:4])
+        ours_install(*argv[1:5])
         return {}
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="2,000-package repodata and a 40-package install")
     ap.add_argument("--packages", type=int, help="repodata size (default 20000, --small 2000)")
     ap.add_argument("--install", type=int, help="install set size (default 200, --small 40)")
-    ap.add_argument("--only", choices=("repodata", "install", "unpack"), help="run one part")
+    ap.add_argument("--only", choices=("repodata", "install", "gpgcheck", "unpack"), help="run one part")
     ap.add_argument("--keep", help="work in this directory and keep it")
     args = ap.parse_args(argv)
     count = args.packages or (2000 if args.small else REPO_COUNT)
@@ -255,6 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
             cases += bench_repodata(work, count)
         if args.only in (None, "install"):
             cases += bench_install(work, install)
+        if args.only in (None, "gpgcheck"):
+            cases += bench_gpgcheck(work, install)
         if args.only in (None, "unpack"):
             cases += bench_unpack(work, 8 if args.small else 86, 300 if args.small else 3000)
     finally:

@@ -107,6 +107,12 @@ def test_keys_from_gpg_import_and_from_a_gpgkeypath_directory(tmp_path, signers,
         assert "Imported 1 GPG key" in out
         assert (Path(repo2.path) / "origin.trustedkeys.gpg").is_file()
         assert pull(repo2, "origin", ["os/stable"]).refs == {"os/stable": c1}
+        # remote add --gpg-import does both at once
+        repo3 = tmp_path / "ours3"
+        run_cli("repo", "init", "--repo", str(repo3), "--mode", "archive")
+        run_cli("repo", "remote", "add", "--repo", str(repo3), "--gpg-import", str(tmp_path / "both.asc"),
+                "origin", srv.url)
+        assert pull(Repo.open(repo3), "origin", ["os/stable"]).refs == {"os/stable": c1}
 
 
 @pytest.mark.parametrize("case", ["unsigned", "other-key", "moved-signature"])

@@ -28,14 +28,16 @@ def remote() -> None:
 @click.option("--no-sign-verify", is_flag=True, help="Disable signature verification.")
 @click.option("--sign-verify", "sign_specs", multiple=True, metavar="KEYTYPE=[inline|file]:PUBKEY",
               help="Verify signatures with KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/keys.")
+@click.option("--gpg-import", "gpg_import", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Import GPG keys from this file (as `remote gpg-import --keyring`).")
 @click.option("--if-not-exists", is_flag=True, help="Do nothing if the remote exists.")
 @click.option("--force", is_flag=True, help="Replace the remote if it exists.")
 @click.argument("name")
 @click.argument("url")
 @click.argument("branches", nargs=-1)
 @click.pass_context
-def remote_add(ctx, repo_path, set_opts, no_gpg_verify, no_sign_verify, sign_specs, if_not_exists, force,
-               name, url, branches) -> None:
+def remote_add(ctx, repo_path, set_opts, no_gpg_verify, no_sign_verify, sign_specs, gpg_import, if_not_exists,
+               force, name, url, branches) -> None:
     """Add a remote NAME at URL, optionally limited to BRANCHES."""
     from hybridos.ostree import remotes
 
@@ -50,9 +52,15 @@ def remote_add(ctx, repo_path, set_opts, no_gpg_verify, no_sign_verify, sign_spe
         options["sign-verify"] = "false"
     options.update(remotes.sign_verify_options(sign_specs))
     repo = open_repo(ctx, repo_path)
+    if gpg_import is not None:   # parsed before anything is written: a bad key file adds no remote
+        from hybridos.openpgp import parse_keys
+        parse_keys(gpg_import.read_bytes(), str(gpg_import))
     if remotes.add_remote(repo.config, name, url, branches=branches, options=options,
                           if_not_exists=if_not_exists, force=force):
         repo.write_config()
+        if gpg_import is not None:
+            from hybridos.ostree import gpg as _gpg
+            _gpg.import_keys(repo, name, gpg_import.read_bytes(), str(gpg_import))
 
 
 @remote.command("delete")

@@ -119,3 +119,30 @@ def test_primary_bomb_over_http_is_refused(tmp_path):
     repomd_path.write_text(text.replace(block, new))
     with serve(repo.path) as srv, pytest.raises(FormatError, match="<open-size> of 100000 bytes"):
         load_repo(srv.url, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("line", ["priority=²", "priority=-²", "priority=" + "9" * 5000, "metadata_expire=²",
+                                  "metadata_expire=" + "9" * 5000, "metadata_expire=٣"])
+def test_repo_file_numbers_are_ascii_digits(line):
+    from hybridos.errors import ConfigError
+    from hybridos.packages.repofile import parse_repo_file
+
+    key = line.split("=")[0]
+    with pytest.raises(ConfigError, match=f"t.repo:3: {key}=") as info:
+        parse_repo_file(f"[r]\nbaseurl=http://x/\n{line}\n", "t.repo")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_libsolv_text_with_newlines_is_one_line(tmp_path):
+    """A dependency name from repository metadata holding a newline used to split the error over two lines."""
+    from hybridos.arch import Architecture
+    from hybridos.packages.model import SolveRequest
+    from hybridos.packages.solver import UnsolvableError, solve
+    from tests.helpers.rpms import write_synthetic_repo
+
+    write_synthetic_repo(tmp_path / "r", [Pkg("app", requires=("missing\ninjected line",))])
+    repo = load_repo((tmp_path / "r").as_uri(), tmp_path / "cache")
+    with pytest.raises(UnsolvableError) as info:
+        solve(SolveRequest(arch=Architecture.parse("x86_64"), repos=(repo,), install=("app",)))
+    assert "\n" not in str(info.value) and "missing injected line" in str(info.value)
+    assert "\n" not in (info.value.hint or "")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hybridos.compose.treefile import PasswdCheck, Treefile
 from hybridos.errors import ConfigError, PackageError
+from hybridos.util.numbers import is_decimal
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
     out = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 4 and is_decimal(parts[2]) and is_decimal(parts[3]):
             out.setdefault(parts[0], (int(parts[2]), int(parts[3])))
     return out
 
@@ -39,7 +40,7 @@ def parse_group(text: str) -> dict[str, int]:
     out = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
+        if len(parts) >= 3 and is_decimal(parts[2]):
             out.setdefault(parts[0], int(parts[2]))
     return out
 

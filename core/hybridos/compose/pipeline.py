@@ -32,6 +32,7 @@ from hybridos.initramfs import InitramfsRequest
 from hybridos.packages.model import LayerRequest, Nevra, SolveRequest, Transaction
 from hybridos.plugins import get_registry
 from hybridos.util.atomic import atomic_write
+from hybridos.util.numbers import is_decimal
 from hybridos.util.progress import Progress
 
 #: commit metadata keys (rpm-ostree's where one exists)
@@ -231,7 +232,7 @@ def restrict_repo_packages(tf: Treefile, repos: list) -> list:
 def rpmmd_repos_variant(repos: tuple) -> Variant:
     """``rpmostree.rpmmd-repos``: aa{sv} of {id, timestamp} for each repository used."""
     def ts(rev: str) -> int:
-        return int(rev) if rev.isdigit() else 0
+        return int(rev) if is_decimal(rev) else 0
 
     return Variant("aa{sv}", [{"id": Variant("s", r.id), "timestamp": Variant("t", ts(r.revision))}
                               for r in repos])

@@ -20,6 +20,7 @@ from pathlib import Path
 from hybridos.arch import Architecture
 from hybridos.compose.treefile import Treefile
 from hybridos.errors import ConfigError, PackageError
+from hybridos.util.numbers import is_decimal
 from hybridos.util.run import run
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def id_names(passwd_texts: Iterable[str]) -> dict[int, str]:
     for text in passwd_texts:
         for line in text.splitlines():
             parts = line.split(":")
-            if len(parts) >= 3 and parts[2].isdigit():
+            if len(parts) >= 3 and is_decimal(parts[2]):
                 out.setdefault(int(parts[2]), parts[0])
     return out
 

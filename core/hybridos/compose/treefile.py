@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hybridos.arch import Architecture
+from hybridos.compose.yamldoc import load_document, one_line
 from hybridos.errors import ConfigError
 
 INCLUDE_MAXDEPTH = 50
@@ -299,29 +298,9 @@ _EXTRA_JSON = tuple((k, k.replace("-", "_")) for k in (
 
 
 def parse_document(data: bytes, name: str) -> dict[str, Any]:
-    """Treefile bytes -> mapping. JSON for ``*.json``, YAML otherwise; errors name the file and position."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if name.endswith(".json"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    else:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{name}: invalid YAML{where}: {problem}") from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{name}: a treefile must be a mapping of keys to values, not {type(doc).__name__}")
-    return doc
+    """Treefile bytes -> mapping of plain values (hybridos.compose.yamldoc: bounded, no dates, tags or alias
+    bombs); errors name the file and the key or position, never a value."""
+    return load_document(data, name, lambda k: ALIASES.get(k, k) in KEYS or k.startswith("packages-"))
 
 
 def _is_scalar_var(v: Any) -> bool:
@@ -498,7 +477,7 @@ def evaluate_condition(text: str, variables: Mapping[str, Any], where: str) -> b
         raise ConfigError(f"{where}: condition {text!r} uses undefined variable '{var}'")
     have = variables[var]
     if isinstance(have, str) and not isinstance(value, str) and not isinstance(value, bool) \
-            and var == "releasever" and have.isdigit():
+            and var == "releasever" and have.isascii() and have.isdigit() and len(have) < 19:
         have = int(have)    # `releasever: "35"` compares as a number, like `releasever: 35`
     kinds = (type(have) is bool, isinstance(have, str))
     if kinds != (type(value) is bool, isinstance(value, str)):
@@ -564,7 +543,7 @@ def check_document(doc: Mapping[str, Any], name: str, basearch: Architecture,
                 arch_packages = pkgs
             continue
         if key not in KEYS:
-            raise ConfigError(f"{name}: unknown treefile key '{raw_key}'",
+            raise ConfigError(f"{name}: unknown treefile key {one_line(raw_key)[:80]!r}",
                               hint="see docs/treefile.md for the supported keys")
         kind, _ = KEYS[key]
         value = _check_value(key, kind, value, name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+from hybridos.util.numbers import is_decimal
+
 _DATE_RE = re.compile(r"<date:([^>]*)>")
 
 
@@ -28,6 +30,6 @@ def next_version(prefix: str, last_version: str | None, *, suffix: str = ".",
     if rest[0] != suffix:
         return first
     tail = rest[1:]
-    if not tail.isdigit():
+    if not is_decimal(tail):
         return first
     return f"{expanded}{suffix}{int(tail) + 1}"

@@ -22,7 +22,7 @@ DEFAULT_METADATA_EXPIRE = 48 * 3600
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _SECTION_RE = re.compile(r"^\[(?P<id>[^\]]*)\]\s*$")
 _VAR_RE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z0-9_]+)\}|(?P<plain>[A-Za-z0-9_]+))")
-_EXPIRE_RE = re.compile(r"^(?P<num>\d+)\s*(?P<unit>[smhd]?)$")
+_EXPIRE_RE = re.compile(r"^(?P<num>[0-9]{1,12})\s*(?P<unit>[smhd]?)$")   # ASCII digits: "²" and 5000 digits are no number
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
@@ -86,7 +86,8 @@ def _parse_expire(value: str, where: str) -> int:
         return -1
     m = _EXPIRE_RE.match(v)
     if not m:
-        raise ConfigError(f"{where}: metadata_expire={value!r} is not a duration (e.g. 3600, 90m, 6h, 2d, never)")
+        raise ConfigError(f"{where}: metadata_expire={value[:40]!r} is not a duration (e.g. 3600, 90m, 6h, 2d, "
+                          "never)")
     return int(m["num"]) * _UNITS[m["unit"]]
 
 
@@ -164,8 +165,8 @@ def parse_repo_file(text: str, filename: str = "<repo>",
             if "$" in url:
                 raise ConfigError(f"{where('baseurl')}: unresolved variable in baseurl {url!r} of [{sec.id}]")
         priority = opts.get("priority", "99")
-        if not priority.strip().lstrip("-").isdigit():
-            raise ConfigError(f"{where('priority')}: priority={priority!r} is not an integer")
+        if not re.fullmatch(r"-?[0-9]{1,9}", priority.strip()):
+            raise ConfigError(f"{where('priority')}: priority={priority[:40]!r} is not an integer")
         known = {"name", "baseurl", "enabled", "gpgcheck", "metadata_expire", "excludepkgs", "exclude", "priority",
                  "repo_gpgcheck", "gpgkey"}
         out.append(RepoConfig(

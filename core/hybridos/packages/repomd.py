@@ -322,7 +322,7 @@ def _load_xml(repo: solv.Repo, xml: bytes, flags: int, what: str, source: str) -
     finally:
         os.close(fd)
     if not ok:
-        raise FormatError(f"{source}: corrupt {what} metadata ({repo.pool.errstr})")
+        raise FormatError(f"{source}: corrupt {what} metadata ({' '.join(repo.pool.errstr.split())})")
 
 
 def build_solv(primary_xml: bytes, filelists_xml: bytes | None, dest: Path, source: str) -> None:
@@ -575,7 +575,7 @@ def open_solv(pool: solv.Pool, repo: LoadedRepo) -> solv.Repo:
         raise NotFoundError(f"repository [{repo.id}]: cache file {repo.solv_path} is missing; load the repo again")
     try:
         if not srepo.add_solv(fp, 0):
-            raise CorruptionError(f"repository [{repo.id}]: cache file {repo.solv_path} is corrupt: {pool.errstr}"
+            raise CorruptionError(f"repository [{repo.id}]: cache file {repo.solv_path} is corrupt: {' '.join(pool.errstr.split())}"
                                   " (delete it and load the repo again)")
     finally:
         fp.close()

@@ -337,9 +337,14 @@ def _problems(solver: solv.Solver, problems) -> list[Problem]:
     for p in problems:
         sols = []
         for sol in p.solutions():
-            sols.append(", ".join(str(e) for e in sol.elements(True)))
-        out.append(Problem(str(p), tuple(sols)))
+            sols.append(_one_line(", ".join(str(e) for e in sol.elements(True))))
+        out.append(Problem(_one_line(str(p)), tuple(sols)))
     return out
+
+
+def _one_line(text: str) -> str:
+    """libsolv's text on one line (names from repository metadata may hold newlines)."""
+    return " ".join(text.split())
 
 
 def _nevra(s: solv.XSolvable) -> Nevra:

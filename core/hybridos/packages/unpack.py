@@ -27,6 +27,7 @@ from hybridos.errors import FormatError, PackageError
 from hybridos.packages.header import DIGEST_ALGOS, FileEntry, FileFlag, RpmFileInfo, RpmHeader, Tag, read_rpm
 from hybridos.packages.payload import COMPRESSORS, iter_cpio, open_decompressed, read_whole
 from hybridos.util.files import file_digest, same_bytes
+from hybridos.util.numbers import is_decimal
 
 _MAX_LINKS = 40
 
@@ -38,7 +39,7 @@ def parse_id_file(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 3 and parts[0] and not parts[0].startswith(("#", "+", "-")) and parts[2].isdigit():
+        if len(parts) >= 3 and parts[0] and not parts[0].startswith(("#", "+", "-")) and is_decimal(parts[2]):
             out.setdefault(parts[0], int(parts[2]))
     return out
 
@@ -125,7 +126,7 @@ def caps_to_xattr(text: str) -> bytes:
             n = n.removeprefix("cap_")
             if n in CAP_NAMES:
                 mask |= 1 << CAP_NAMES.index(n)
-            elif n.isdigit() and int(n) < 64:
+            elif is_decimal(n, 2) and int(n) < 64:
                 mask |= 1 << int(n)
             else:
                 raise PackageError(f"unknown file capability {n!r} in {text!r}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridos.bootloader import BootConfigContext, BootEntry
-from hybridos.errors import HybridosError, NotFoundError, SysrootError
+from hybridos.errors import ConfigError, HybridosError, NotFoundError, SysrootError
 from hybridos.sysroot import bls, etcmerge
 from hybridos.sysroot.cleanup import cleanup_sysroot, prune_repo, remove_tree
 from hybridos.sysroot.deployment import Deployment
@@ -281,11 +281,13 @@ def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> Non
 
 
 def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootversion: int,
-                   version: str, *, multi_os: bool = False) -> BootEntry:
+                   version: str, *, multi_os: bool = False, bootprefix: bool = False) -> BootEntry:
+    """The boot entry of ``dep``; ``bootprefix`` (``[sysroot] bootprefix=true``) starts its paths with
+    ``/boot`` for a /boot that is a directory of the root filesystem, as ostree does."""
     dep_dir = root / dep.relpath
     kernel = kernel_of_checkout(dep_dir)
     version = one_line(version)  # the commit's metadata: free text from the image
-    prefix = "/ostree/" + boot_dir_name(dep.stateroot, dep.bootcsum)
+    prefix = ("/boot" if bootprefix else "") + "/ostree/" + boot_dir_name(dep.stateroot, dep.bootcsum)
     names = _boot_names(kernel)
     options = " ".join(filter(None, [dep.kargs, "ostree=" + bls.ostree_karg(bootversion, dep.stateroot,
                                                                               dep.bootcsum, dep.bootserial)]))
@@ -373,13 +375,37 @@ def _boot_context(sysroot: Sysroot, deployments: list[Deployment], bootversion: 
     from hybridos.plugins import _read_sysroot_options
 
     root = sysroot.path
+    options = _read_sysroot_options(root)
+    bootprefix = keyfile_bool(options, "bootprefix")
     multi_os = len({d.stateroot for d in deployments}) > 1
     entries = tuple(
         boot_entry_for(root, d, i, len(deployments), bootversion, sysroot.repo.load_commit(d.checksum).version or "",
-                       multi_os=multi_os)
+                       multi_os=multi_os, bootprefix=bootprefix)
         for i, d in enumerate(deployments))
     return BootConfigContext(sysroot=root, bootversion=bootversion, entries=entries, arch=_arch_of(entries, root),
-                             options=_read_sysroot_options(root))
+                             options=options)
+
+
+def ensure_boot_symlink(root: Path) -> None:
+    """``boot/boot -> .`` (as ostree makes it): ``/boot/...`` paths work whether /boot is its own filesystem
+    or a directory of the root filesystem."""
+    boot = root / "boot"
+    if not (boot / "boot").is_symlink():
+        with contextlib.suppress(FileExistsError):
+            os.symlink(".", boot / "boot")
+
+
+def keyfile_bool(options: dict[str, str], key: str, default: bool = False) -> bool:
+    """A ``[sysroot]`` boolean as GLib's key files spell it (``true``/``false``, ``1``/``0``)."""
+    text = options.get(key)
+    if text is None:
+        return default
+    value = text.strip()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ConfigError(f"[sysroot] {key}={text!r} in ostree/repo/config is not a boolean (use true or false)")
 
 
 def finish_interrupted_swap(sysroot: Sysroot, tx: Transaction) -> None:
@@ -419,6 +445,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
     with tx.step("boot-files"):
         for d in deployments:
             install_boot_files(root, d, kernel_of_checkout(root / d.relpath))
+        ensure_boot_symlink(root)      # before any /boot/...-prefixed path (bootprefix) is read through it
 
     with tx.step("bls-entries"):
         loader_dir = root / f"boot/loader.{new_bv}"
@@ -454,9 +481,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
         tx.check_cancelled()
         tx.commit_point()
         boot = root / "boot"
-        if not (boot / "boot").is_symlink():
-            with contextlib.suppress(FileExistsError):
-                os.symlink(".", boot / "boot")
+        ensure_boot_symlink(root)
         atomic_write(root / POST_SWAP_PENDING, f"{new_bv}\n", sync=False)
         syncfs(root)
         if os.stat(boot).st_dev != os.stat(root).st_dev:

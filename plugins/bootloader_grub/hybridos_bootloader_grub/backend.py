@@ -25,6 +25,8 @@ from hybridos_bootloader_grub.config import (
     calls_blscfg,
     commands,
     enables_blscfg,
+    parse_serial,
+    parse_terminal,
     render_blscfg,
     render_menu,
 )
@@ -87,6 +89,8 @@ def settings_for(context: BootConfigContext, layout: GrubLayout) -> GrubSettings
         timeout=context.int_option("timeout", 5),
         boot_counting=context.int_option("boot-counting", 0),
         fdt_file=opts.get("fdt-file") or None,
+        serial=parse_serial(opts["grub-serial"]) if "grub-serial" in opts else None,
+        terminal=parse_terminal(opts.get("grub-terminal", "")),
     )
 
 

@@ -48,6 +48,43 @@ class GrubSettings:
     timeout: int = 5
     boot_counting: int = 0        #: tries before falling back to entry 1; 0 = off
     fdt_file: str | None = None   #: device tree inside an entry's fdtdir (aarch64)
+    serial: tuple[str, ...] | None = None   #: arguments of GRUB's ``serial`` command; None: no serial setup
+    terminal: tuple[str, ...] = ()          #: ``terminal_input``/``terminal_output`` names; (): GRUB's default
+
+
+_SERIAL_WORD = re.compile(r"^(--[a-z-]+=[A-Za-z0-9_.:,]+|[A-Za-z0-9_]+)$")
+_TERMINAL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def parse_serial(text: str) -> tuple[str, ...]:
+    """``[sysroot] grub-serial=`` -> the words of a ``serial`` command (``--unit=0 --speed=115200``)."""
+    words = tuple(text.split())
+    for w in words:
+        if not _SERIAL_WORD.match(w):
+            raise BootloaderError(f"grub2: grub-serial word {w!r} is not a GRUB serial option "
+                                  "(e.g. grub-serial=--unit=0 --speed=115200)")
+    return words
+
+
+def parse_terminal(text: str) -> tuple[str, ...]:
+    """``[sysroot] grub-terminal=`` -> terminal names (``serial console``)."""
+    words = tuple(text.replace(",", " ").split())
+    for w in words:
+        if not _TERMINAL_NAME.match(w):
+            raise BootloaderError(f"grub2: grub-terminal name {w!r} is not a GRUB terminal "
+                                  "(e.g. grub-terminal=serial console)")
+    return words
+
+
+def terminal_fragment(settings: GrubSettings) -> str:
+    """``serial ...`` and ``terminal_input``/``terminal_output`` lines; empty for GRUB's default console."""
+    lines = []
+    if settings.serial is not None:
+        lines.append(" ".join(["serial", *settings.serial]))
+    terminal = settings.terminal or (("serial", "console") if settings.serial is not None else ())
+    if terminal:
+        lines += [" ".join(["terminal_input", *terminal]), " ".join(["terminal_output", *terminal])]
+    return "".join(f"{line}\n" for line in lines)
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9_./:=,+@%-]+$")
@@ -135,7 +172,8 @@ def _header(bootversion: int, settings: GrubSettings, what: str) -> str:
     return (f"{MARKER} for boot version {bootversion}: {what}.\n"
             "# Do not edit: it is rewritten on every deployment.\n"
             f"set timeout={settings.timeout}\n"
-            "set default=0\n")
+            "set default=0\n"
+            + terminal_fragment(settings))
 
 
 def render_menu(entries: Sequence[BootEntry], settings: GrubSettings, bootversion: int) -> str:

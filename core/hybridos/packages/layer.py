@@ -339,7 +339,7 @@ def _scriptlet(state: _State, h: RpmHeader, kind: str, count: int) -> None:
     _check_arch(state, h, kind)
     from hybridos.packages.scriptlets import run_scriptlet
 
-    state.script(run_scriptlet(state.tree, h, s, count, usr=state.usr))
+    state.script(run_scriptlet(state.tree, h, s, count, usr=state.usr, timeout=state.request.scriptlet_timeout))
 
 
 def _check_arch(state: _State, h: RpmHeader, what: str) -> None:
@@ -372,7 +372,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
                 continue
             done.add(key)
             _check_arch(state, p.header, t.kind)
-            state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count, usr=state.usr))
+            state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), count, usr=state.usr, timeout=state.request.scriptlet_timeout))
     if not include_own:
         return
     for t in h.triggers:
@@ -383,7 +383,7 @@ def _package_triggers(state: _State, h: RpmHeader, kind: str, count: int, *, inc
         if targets:
             done.add((str(h.nevra), t.index))
             _check_arch(state, h, t.kind)
-            state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name), usr=state.usr))
+            state.script(run_trigger(state.tree, h, t, count, state.count(targets[0].header.name), usr=state.usr, timeout=state.request.scriptlet_timeout))
 
 
 def _matching(t: Trigger, files: list[str]) -> list[str]:
@@ -407,7 +407,7 @@ def _file_triggers(state: _State, kind: str, files: list[str], *, stdin: bool = 
                 _check_arch(state, p.header, t.kind)
                 listing = "".join(f + "\n" for f in matched).encode() if stdin else b""
                 state.script(run_trigger(state.tree, p.header, t, state.count(p.header.name), 0,
-                                         stdin=listing, usr=state.usr))
+                                         stdin=listing, usr=state.usr, timeout=state.request.scriptlet_timeout))
 
 
 def _by_priority(state: _State, kind: str) -> list[_Pkg]:

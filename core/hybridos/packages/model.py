@@ -111,6 +111,8 @@ class LayerRequest:
     #: whether the tree's /usr is a hardlink checkout of an object store (scriptlets then see it read-only
     #: for in-place edits); None lets the layer implementation find out from the tree
     hardlinked_usr: bool | None = None
+    #: seconds each scriptlet may run before it is killed; None: $HYBRIDOS_SCRIPTLET_TIMEOUT, else 300
+    scriptlet_timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Run RPM scriptlets inside a tree, in a sandbox, with rpm's arguments and environment.
 
-The sandbox is bubblewrap (``bwrap --bind TREE / --dev /dev --proc /proc --unshare-{ipc,pid,net,uts,cgroup-try}
---die-with-parent``) when it works, otherwise ``unshare -m --propagation private chroot TREE``. Like rpm, a scriptlet with a body is written to
+The sandbox (``packages.sandbox``) is bubblewrap, otherwise ``unshare -m`` + ``setpriv`` + ``chroot``, with
+reduced capabilities, a PID limit and a timeout. Like rpm, a scriptlet with a body is written to
 a temporary file in the tree's /var/tmp and run as ``INTERPRETER [ARGS] FILE $1 [$2]``; one without a body
 (``%post -p /sbin/ldconfig``) runs its program with the arguments. Output (stdout and stderr) is captured; a
 failing scriptlet raises PackageError naming the package and the scriptlet, with the end of its output.
@@ -9,15 +9,11 @@ failing scriptlet raises PackageError naming the package and the scriptlet, with
 Trees checked out with hardlinks into an object store (client-side layering) get rpm-ostree's guard: the
 tree's /usr is seen through ``rofiles-fuse``, where hardlinked files cannot be changed in place (EROFS) while new
 files can be created and old ones replaced, so no scriptlet can alter the base's stored objects.
-
-Not ``--unshare-all``: that adds a user namespace mapping only uid 0, in which root loses its powers over files
-owned by other users (a %post writing into a 0750 directory owned by a service user fails with EACCES).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import platform
 import stat
@@ -29,12 +25,13 @@ from pathlib import Path
 
 from hybridos.errors import PackageError
 from hybridos.packages.header import RpmHeader, Scriptlet, Trigger
+from hybridos.packages.sandbox import Limits, run_sandboxed
+from hybridos.packages.sandbox import bwrap_works as _bwrap_works
 from hybridos.packages.unpack import TreeResolver
 from hybridos.util.run import which
 
 SCRIPT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _OUTPUT_TAIL = 2000
-_UNSHARE = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try")
 
 
 @dataclass(frozen=True)
@@ -42,37 +39,6 @@ class ScriptResult:
     package: str
     scriptlet: str
     output: str
-
-
-@functools.cache
-def _bwrap_works() -> bool:
-    """bwrap exists and can create its namespaces here (it cannot in some containers)."""
-    bwrap = which("bwrap")
-    if not bwrap:
-        return False
-    with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.run([bwrap, "--bind", d, "/", *_UNSHARE, "--die-with-parent", "--", "/nonexistent"],
-                              capture_output=True, text=True)
-        # with working namespaces bwrap gets as far as exec, which fails for the missing program
-        return "execvp" in proc.stderr or "No such file" in proc.stderr
-
-
-def sandbox_argv(tree: str | os.PathLike, argv: Sequence[str], *, use_bwrap: bool | None = None,
-                 usr: str | os.PathLike | None = None) -> list[str]:
-    """The command line running ``argv`` with ``tree`` as its root (and ``usr``, a guarded view, as /usr)."""
-    if use_bwrap is None:
-        use_bwrap = _bwrap_works()
-    if use_bwrap:
-        usr_bind = ["--bind", str(usr), "/usr"] if usr else []
-        return [which("bwrap") or "bwrap", "--bind", str(tree), "/", *usr_bind, "--dev", "/dev", "--proc", "/proc",
-                *_UNSHARE, "--die-with-parent", "--chdir", "/", "--", *argv]
-    if usr:
-        raise PackageError("the /usr guard for hardlinked trees needs bwrap", hint="install bubblewrap")
-    unshare, chroot = which("unshare"), which("chroot")
-    if not unshare or not chroot:
-        raise PackageError("cannot run scriptlets: neither bwrap nor unshare+chroot is available",
-                           hint="install bubblewrap")
-    return [unshare, "-m", "--propagation", "private", chroot, str(tree), *argv]
 
 
 def arch_runnable(arch: str) -> bool:
@@ -126,8 +92,11 @@ def _script_dir(tree: Path, what: str) -> tuple[str, ...]:
 
 def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Sequence[str], body: str,
                args: Sequence[int | str], *, env: Mapping[str, str], stdin: bytes | None = None,
-               use_bwrap: bool | None = None, usr: str | os.PathLike | None = None) -> ScriptResult:
-    """Run one scriptlet (or trigger) of ``package`` in ``tree``; raise PackageError when it fails."""
+               use_bwrap: bool | None = None, usr: str | os.PathLike | None = None,
+               timeout: float | None = None) -> ScriptResult:
+    """Run one scriptlet (or trigger) of ``package`` in ``tree``; raise PackageError when it fails or runs
+    longer than ``timeout`` seconds (None: $HYBRIDOS_SCRIPTLET_TIMEOUT, else 300)."""
+    limits = Limits.default(timeout)
     tree = Path(tree)
     what = f"{package}: %{name} scriptlet"
     if not interpreter:
@@ -148,9 +117,8 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
         argv.append("/" + "/".join(tmpdir) + "/" + os.path.basename(script_host))
     argv += [str(a) for a in args]
     try:
-        proc = subprocess.run(sandbox_argv(tree, argv, use_bwrap=use_bwrap, usr=usr), env=dict(env),
-                              input=stdin if stdin is not None else b"", stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+        proc = run_sandboxed(tree, argv, env=env, stdin=stdin if stdin is not None else b"", what=what,
+                             limits=limits, use_bwrap=use_bwrap, usr=usr)
     finally:
         if script_host:
             with contextlib.suppress(FileNotFoundError):
@@ -164,20 +132,22 @@ def run_script(tree: str | os.PathLike, package: str, name: str, interpreter: Se
 
 
 def run_scriptlet(tree: str | os.PathLike, header: RpmHeader, scriptlet: Scriptlet, count: int, *,
-                  use_bwrap: bool | None = None, usr: str | os.PathLike | None = None) -> ScriptResult:
+                  use_bwrap: bool | None = None, usr: str | os.PathLike | None = None,
+                  timeout: float | None = None) -> ScriptResult:
     """Run a package scriptlet with ``$1 = count`` (instances of the package after the operation)."""
     return run_script(tree, str(header.nevra), scriptlet.kind, scriptlet.interpreter, scriptlet.body, [count],
-                      env=script_env(header), use_bwrap=use_bwrap, usr=usr)
+                      env=script_env(header), use_bwrap=use_bwrap, usr=usr, timeout=timeout)
 
 
 def run_trigger(tree: str | os.PathLike, owner: RpmHeader, trigger: Trigger, owner_count: int, target_count: int,
                 *, stdin: bytes | None = None, use_bwrap: bool | None = None,
-                usr: str | os.PathLike | None = None) -> ScriptResult:
+                usr: str | os.PathLike | None = None, timeout: float | None = None) -> ScriptResult:
     """Run a trigger of ``owner`` with ``$1``/``$2`` = instances of the owner / the triggering package."""
     args: list[int] = [owner_count, target_count] if not trigger.kind.startswith(("file", "trans")) \
         else [owner_count]
     return run_script(tree, str(owner.nevra), f"{trigger.kind}({trigger.condition.name})", trigger.interpreter,
-                      trigger.body, args, env=script_env(owner), stdin=stdin, use_bwrap=use_bwrap, usr=usr)
+                      trigger.body, args, env=script_env(owner), stdin=stdin, use_bwrap=use_bwrap, usr=usr,
+                      timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------- /usr guard

@@ -68,9 +68,15 @@ def packages_of_tree(tree: Path) -> list:
 
 
 def packages_of_commit(repo, checksum: str) -> list:
-    """Nevra of a commit's packages: its rpmdb is checked out alone into a temporary directory."""
+    """Nevra of a commit's packages."""
+    return [h.nevra for h in headers_of_commit(repo, checksum)]
+
+
+def headers_of_commit(repo, checksum: str) -> list:
+    """The rpmdb headers of a commit: its rpmdb is checked out alone into a temporary directory."""
     from hybridos.errors import NotFoundError
     from hybridos.ostree.checkout import find_subpath
+    from hybridos.packages.rpmdb import read_rpmdb
 
     commit = repo.load_commit(checksum)
     with tempfile.TemporaryDirectory(prefix="hybridos-rpmdb-", dir=repo.path / "tmp") as tmp:
@@ -85,4 +91,4 @@ def packages_of_commit(repo, checksum: str) -> list:
             dest.parent.mkdir(parents=True, exist_ok=True)
             repo.checkout(checksum, dest, mode="copy", subpath=sub)
             found = True
-        return packages_of_tree(tree) if found else []
+        return read_rpmdb(tree) if found else []

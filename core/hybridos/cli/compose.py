@@ -110,3 +110,12 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         click.echo(f"{result.ref} => {result.commit}")
     else:
         click.echo(f"Wrote commit: {result.commit}")
+
+
+def _add_container_encapsulate() -> None:
+    from hybridos.cli.container import container_encapsulate
+
+    compose.add_command(container_encapsulate)
+
+
+_add_container_encapsulate()

@@ -30,7 +30,7 @@ class _RepoGroup(click.Group):
         if self._extra_loaded:
             return
         self._extra_loaded = True
-        for module in ("hybridos.cli.repo_remote", "hybridos.cli.repo_delta"):
+        for module in ("hybridos.cli.repo_remote", "hybridos.cli.repo_delta", "hybridos.cli.container"):
             if importlib.util.find_spec(module) is not None:
                 for c in getattr(importlib.import_module(module), "COMMANDS", []):
                     self.add_command(c)

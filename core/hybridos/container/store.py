@@ -209,6 +209,10 @@ def _import(repo, proxy, image, ref, digest, mbytes, manifest, config_bytes, con
         if expected_commit and base_commit != expected_commit:
             raise CorruptionError(f"the image's commit {base_commit} is not its ostree.commit label "
                                   f"{expected_commit}")
+        if 0 not in needed and keyring_check is not None and ref.sigverify is SigVerify.REMOTE:
+            meta_path = repo.object_path(base_commit, ObjectType.COMMIT_META)
+            keyring_check(ref, base_commit, repo.read_metadata_bytes(base_commit, ObjectType.COMMIT),
+                          meta_path.read_bytes() if meta_path.exists() else None)
         _check_complete(repo, base_commit)
         base = repo.load_commit(base_commit)
         root_tree, root_meta = base.root_tree, base.root_meta

@@ -53,6 +53,9 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
             progress=None) -> UpgradeResult:
     """Pull the origin's ref and deploy it if it moved. Raises Unchanged when there is nothing new."""
     stateroot, merge, origin = _merge(sysroot, stateroot)
+    if origin.container_image_reference:
+        return _upgrade_container(sysroot, tx, stateroot, merge, origin, check=check,
+                                  download_only=download_only)
     refspec = origin.ref
     repo = sysroot.repo
     with tx.step("pull"):
@@ -142,20 +145,68 @@ def deploy_revision(sysroot: Sysroot, tx: Transaction, revision: str, *, statero
 
 def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | None = None,
            cache_only: bool = False, progress=None) -> UpgradeResult:
+    from hybridos.container.imgref import is_container_refspec
+
     stateroot, merge, origin = _merge(sysroot, stateroot)
-    refspec = parse_rebase_target(target, origin.ref)
+    if is_container_refspec(target):
+        return _rebase_container(sysroot, tx, stateroot, merge, origin, target)
+    current = origin.ref if not origin.container_image_reference else None
+    if current is None and (":" not in target or target.endswith(":")):
+        raise SysrootError(f"cannot rebase to {target!r} from a container image: name REMOTE:REF")
+    refspec = parse_rebase_target(target, current)
     if refspec.remote is not None:
         from hybridos.ostree.remotes import get_remote
 
         get_remote(sysroot.repo.config, refspec.remote)  # a missing remote fails before anything happens
     with tx.step("pull"):
         new = fetch_refspec(sysroot, refspec, cache_only=cache_only, progress=progress)
-    if refspec == origin.ref and new == merge_base_commit(sysroot, merge):
+    if refspec == current and new == merge_base_commit(sysroot, merge):
         raise Unchanged(f"already on {refspec} ({new[:12]})")
     repo = sysroot.repo
-    new_origin = origin.replace(refspec=str(refspec), override_commit=None)
+    new_origin = origin.replace(refspec=str(refspec), override_commit=None, container_image_reference=None)
     result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
     return UpgradeResult(result, merge, new, _version(repo, merge.checksum), _version(repo, new), True)
+
+
+def _upgrade_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin, *,
+                       check: bool, download_only: bool) -> UpgradeResult:
+    """``upgrade`` of a deployment whose base is a container image: compare the manifest digest first, so an
+    unchanged image downloads no layer; ``--check`` stops there."""
+    from hybridos.operations import container
+
+    image = origin.container_image_reference
+    repo = sysroot.repo
+    old_version = _version(repo, merge.checksum)
+    current = container.deployed_digest(sysroot, merge.checksum)
+    with tx.step("pull"):
+        digest, version = container.check_update(sysroot, image, current)
+        if check:
+            return UpgradeResult(sysroot, merge, digest, old_version, version or "", False,
+                                 (f"Digest: {digest}",))
+        pulled = container.pull(sysroot, tx, image)
+    new_version = _version(repo, pulled.merge_commit)
+    if download_only:
+        return UpgradeResult(sysroot, merge, pulled.merge_commit, old_version, new_version, False)
+    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, origin.replace(override_commit=None), merge)
+    return UpgradeResult(result, merge, pulled.merge_commit, old_version, new_version, True)
+
+
+def _rebase_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin,
+                      target: str) -> UpgradeResult:
+    from hybridos.container.imgref import OstreeImageReference
+    from hybridos.operations import container
+
+    image = str(OstreeImageReference.parse(target))
+    with tx.step("pull"):
+        pulled = container.pull(sysroot, tx, image)
+    if image == origin.container_image_reference and \
+            container.deployed_digest(sysroot, merge.checksum) == pulled.manifest_digest:
+        raise Unchanged(f"already on {image} ({pulled.manifest_digest})")
+    repo = sysroot.repo
+    new_origin = origin.replace(refspec="", override_commit=None, container_image_reference=image)
+    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, new_origin, merge)
+    return UpgradeResult(result, merge, pulled.merge_commit, _version(repo, merge.checksum),
+                         _version(repo, pulled.merge_commit), True)
 
 
 def change_kargs(sysroot: Sysroot, tx: Transaction, new_kargs: str, *, stateroot: str | None = None) -> Sysroot:

@@ -61,7 +61,7 @@ def _change_lines(result) -> list[str]:
 
     new = result.sysroot.default
     old = result.old
-    head = f"{old.stateroot}:{new.origin.refspec if new and new.origin else '?'}"
+    head = f"{old.stateroot}:{new.origin.source if new and new.origin else '?'}"
     ov = result.old_version or old.checksum[:12]
     nv = result.new_version or result.new_commit[:12]
     lines = [f"Deployed {head}: {ov} -> {nv} (commit {old.checksum[:12]} -> {result.new_commit[:12]})"]

@@ -2,7 +2,8 @@
 
 The keys are rpm-ostree's, so an origin written by either tool reads the same in both::
 
-    [origin]            refspec=REMOTE:REF (baserefspec= when packages are layered), override-commit=CHECKSUM
+    [origin]            refspec=REMOTE:REF (baserefspec= when packages are layered), override-commit=CHECKSUM,
+                        or container-image-reference=ostree-unverified-registry:NAME (a container image base)
     [packages]          requested=a;b;  requested-local=SHA256:NEVRA;
     [overrides]         remove=a;  replace-local=SHA256:NEVRA;
     [rpmostree]         regenerate-initramfs=true  initramfs-args=--add;x;
@@ -19,6 +20,7 @@ from hybridos.sysroot import keyfile
 
 _KNOWN = {
     ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
+    ("origin", "container-image-reference"),
     ("packages", "requested"), ("packages", "requested-local"),
     ("overrides", "remove"), ("overrides", "replace-local"),
     ("rpmostree", "regenerate-initramfs"), ("rpmostree", "initramfs-args"),
@@ -58,12 +60,24 @@ class Origin:
     regenerate_initramfs: bool = False
     initramfs_args: tuple[str, ...] = ()
     pinned: bool = False
+    #: the base is this container image (``refspec`` is then empty), as rpm-ostree's origins say
+    container_image_reference: str | None = None
     #: keys this module does not interpret, kept as (group, key, raw value) so a rewrite loses nothing
     extra: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)
 
     @property
     def ref(self) -> Refspec:
+        if self.container_image_reference:
+            from hybridos.errors import SysrootError
+
+            raise SysrootError(f"the deployment's base is the container image {self.container_image_reference}, "
+                               "not an OSTree ref")
         return Refspec.parse(self.refspec)
+
+    @property
+    def source(self) -> str:
+        """What the deployment follows: the container image reference or the refspec."""
+        return self.container_image_reference or self.refspec
 
     @property
     def is_layered(self) -> bool:
@@ -79,11 +93,23 @@ def parse_origin(data: bytes) -> Origin:
     try:
         kf = keyfile.parse(data)
         refspec = kf.get_string("origin", "refspec") or kf.get_string("origin", "baserefspec")
-        if not refspec:
-            raise ConfigError("no [origin] refspec= or baserefspec=")
-        Refspec.parse(refspec)
+        image = kf.get_string("origin", "container-image-reference") or None
+        if image:
+            from hybridos.container.imgref import OstreeImageReference
+            from hybridos.errors import UsageError
+
+            try:
+                OstreeImageReference.parse(image)
+            except UsageError as exc:
+                raise ConfigError(f"[origin] container-image-reference: {exc}") from None
+            refspec = ""
+        elif not refspec:
+            raise ConfigError("no [origin] refspec=, baserefspec= or container-image-reference=")
+        else:
+            Refspec.parse(refspec)
         origin = Origin(
             refspec=refspec,
+            container_image_reference=image,
             override_commit=kf.get_string("origin", "override-commit") or None,
             requested_packages=kf.get_list("packages", "requested"),
             requested_local_packages=kf.get_list("packages", "requested-local"),
@@ -101,7 +127,10 @@ def parse_origin(data: bytes) -> Origin:
 
 def serialize_origin(origin: Origin) -> bytes:
     kf = keyfile.KeyFile()
-    kf.set_string("origin", "baserefspec" if origin.is_layered else "refspec", origin.refspec)
+    if origin.container_image_reference:
+        kf.set_string("origin", "container-image-reference", origin.container_image_reference)
+    else:
+        kf.set_string("origin", "baserefspec" if origin.is_layered else "refspec", origin.refspec)
     if origin.override_commit:
         kf.set_string("origin", "override-commit", origin.override_commit)
     for group, key, values in (

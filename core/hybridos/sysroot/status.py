@@ -37,7 +37,7 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "checksum": dep.checksum,
         "version": commit.version if commit is not None else None,
         "timestamp": commit.timestamp if commit is not None else None,
-        "origin": o.refspec if o else None,
+        "origin": o.source if o else None,
         "origin-error": dep.origin_error,
         "override-commit": o.override_commit if o else None,
         "booted": dep.booted,
@@ -59,6 +59,7 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "kernel-arguments": dep.kargs.split() if dep.kargs else [],
         "bootcsum": dep.bootcsum,
         **_gpg_status(sysroot, o, commit.parent if layered else dep.checksum),
+        **_container_keys(sysroot, o, commit),
     }
 
 
@@ -76,6 +77,21 @@ def _gpg_status(sysroot: Sysroot, origin, base: str) -> dict:
     if remote is None or not remote.requires_gpg:
         return {"gpg-enabled": False}
     return {"gpg-enabled": True, "signatures": _gpg.commit_signatures(repo, base, remote)}
+
+
+def _container_keys(sysroot: Sysroot, origin, commit) -> dict:
+    """rpm-ostree's ``container-image-reference`` and ``-digest`` for a container-image base."""
+    if origin is None or not origin.container_image_reference:
+        return {}
+    from hybridos.container.store import META_MANIFEST_DIGEST
+
+    meta = commit.metadata if commit is not None else {}
+    digest = meta.get(META_MANIFEST_DIGEST)
+    if digest is None and commit is not None and commit.parent and meta.get("rpmostree.clientlayer"):
+        base = _commit(sysroot, commit.parent)
+        digest = base.metadata.get(META_MANIFEST_DIGEST) if base is not None else None
+    return {"container-image-reference": origin.container_image_reference,
+            "container-image-reference-digest": digest if isinstance(digest, str) else None}
 
 
 def transaction_json(sysroot_path: Path) -> dict | None:
@@ -118,6 +134,8 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("Commit", d["checksum"])
         else:
             row("Commit", d["checksum"])
+        if d.get("container-image-reference-digest"):
+            row("Digest", d["container-image-reference-digest"])
         if d.get("gpg-enabled"):
             sigs = d.get("signatures") or []
             for i, sig in enumerate(sigs or [None]):

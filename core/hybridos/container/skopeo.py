@@ -28,6 +28,13 @@ def _skopeo() -> str:
     return path
 
 
+def _global_args() -> list[str]:
+    """skopeo's global options: the registries configuration named by CONTAINERS_REGISTRIES_CONF (which newer
+    containers/image versions read themselves; Debian's skopeo 1.9 needs the option)."""
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    return ["--registries-conf", conf] if conf else []
+
+
 def auth_file(root: str | os.PathLike = "/") -> str | None:
     """ostree-ext's credentials: /run/ostree/auth.json, then /etc/ostree/auth.json (under ``root``)."""
     for rel in AUTH_FILES:
@@ -48,7 +55,7 @@ class ImageProxy:
 
     def __init__(self, *, authfile: str | None = None):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [_skopeo(), "experimental-image-proxy", "--sockfd", str(theirs.fileno())]
+        argv = [_skopeo(), *_global_args(), "experimental-image-proxy", "--sockfd", str(theirs.fileno())]
         if authfile:
             argv += ["--authfile", authfile]
         self._sock = ours
@@ -203,7 +210,7 @@ class _Exact(io.RawIOBase):
 
 def copy_image(src: str, dest: str, *, authfile: str | None = None) -> None:
     """``skopeo copy SRC DEST`` (registry TLS and credentials from the containers configuration)."""
-    argv = [_skopeo(), "copy", "--quiet"]
+    argv = [_skopeo(), *_global_args(), "copy", "--quiet"]
     if authfile:
         argv += ["--authfile", authfile]
     proc = subprocess.run([*argv, src, dest], capture_output=True, text=True)

@@ -118,8 +118,10 @@ def check_bootable(manifest: Manifest, config: ImageConfig) -> None:
 
 def pull_image(repo: Repo, ref: OstreeImageReference, *, authfile: str | None = None,
                progress: Callable[[str], None] | None = None, keyring_check=None,
-               check_only: bool = False) -> PulledImage | tuple[str, Manifest, ImageConfig]:
-    """Fetch ``ref`` into ``repo``; with ``check_only`` only its (digest, manifest, config)."""
+               check_only: bool = False, current_digest: str | None = None
+               ) -> PulledImage | tuple[str, Manifest, ImageConfig | None]:
+    """Fetch ``ref`` into ``repo``; with ``check_only`` only its (digest, manifest, config), where config is
+    None when the digest equals ``current_digest`` (then nothing but the manifest is downloaded)."""
     from hybridos.container.skopeo import ImageProxy
 
     say = progress or (lambda _msg: None)
@@ -131,6 +133,8 @@ def pull_image(repo: Repo, ref: OstreeImageReference, *, authfile: str | None = 
         image = proxy.open_image(ref.imgref.skopeo)
         digest, mbytes = proxy.manifest(image)
         manifest = Manifest.parse(mbytes)
+        if check_only and digest == current_digest:
+            return digest, manifest, None
         config_bytes = proxy.config(image)
         config = ImageConfig.parse(config_bytes)
         _check_arch(config)
@@ -313,6 +317,7 @@ class _DigestReader(io.RawIOBase):
         self._raw = raw
         self._h = hashlib.sha256()
         self._expected = expected
+        self.at_eof = False
 
     def readable(self) -> bool:
         return True
@@ -320,6 +325,7 @@ class _DigestReader(io.RawIOBase):
     def readinto(self, b) -> int:
         data = self._raw.read(len(b))
         if not data:
+            self.at_eof = True
             return 0
         self._h.update(data)
         n = len(data)
@@ -332,6 +338,23 @@ class _DigestReader(io.RawIOBase):
         got = "sha256:" + self._h.hexdigest()
         if got != self._expected:
             raise CorruptionError(f"layer content does not match its diff_id {self._expected[:19]}... (got {got[:19]}...)")
+
+
+def _members(stream, what: str):
+    """The members of a tar stream; a stream that ends without the final padding and end blocks (as some Go
+    writers, umoci's among them, leave it) ends there: its digest is checked afterwards anyway."""
+    tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - a stream read to its end
+    it = iter(tf)
+    while True:
+        try:
+            member = next(it)
+        except StopIteration:
+            return
+        except tarfile.TarError as exc:
+            if getattr(stream, "at_eof", False) and "unexpected end of data" in str(exc):
+                return
+            raise ContainerError(f"{what}: malformed tar stream: {exc}") from None
+        yield tf, member
 
 
 def _safe_member_name(name: str, what: str) -> str:
@@ -372,13 +395,12 @@ def import_ostree_layer(repo: Repo, stream, *, commit_layer: bool, expected_comm
                         what: str = "layer", ref: OstreeImageReference | None = None,
                         keyring_check=None) -> str | None:
     """Store every object of one OSTree layer (each checked); returns the commit of a commit layer."""
-    tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - a stream read to its end
     xattrs_objects: dict[str, tuple] = {}
     xattrs_of: dict[str, tuple] = {}
     commit_csum = None
     first_object = True
     pending_commit: tuple[str, bytes] | None = None
-    for member in tf:
+    for tf, member in _members(stream, what):
         name = _safe_member_name(member.name, what)
         if not name.startswith(REPO_PREFIX):
             if member.isreg() and member.size and not member.islnk():
@@ -514,8 +536,7 @@ def _remove(dfd: int, name: str) -> None:
 def apply_layer(rootfd: int, stream, filtered: dict[str, int], *, what: str) -> None:
     """Apply one ordinary container layer below ``rootfd``: ``etc/`` goes to ``usr/etc``, only ``usr`` is kept
     otherwise (other top-level directories are counted in ``filtered``), OCI whiteouts remove files."""
-    tf = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - a stream read to its end
-    for member in tf:
+    for tf, member in _members(stream, what):
         name = _safe_member_name(member.name, what)
         if not name:
             continue

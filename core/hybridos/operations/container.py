@@ -63,8 +63,9 @@ def check_update(sysroot: Sysroot, image: str, current_digest: str | None) -> tu
     from hybridos.container.store import pull_image
 
     ref = OstreeImageReference.parse(image)
-    digest, manifest, config = pull_image(sysroot.repo, ref, authfile=_authfile(sysroot), check_only=True)
-    if digest == current_digest:
+    digest, manifest, config = pull_image(sysroot.repo, ref, authfile=_authfile(sysroot), check_only=True,
+                                          current_digest=current_digest)
+    if config is None:
         raise Unchanged(f"No upgrade available: {image} is still {digest}")
     labels = {**manifest.annotations, **config.labels}
     return digest, labels.get("org.opencontainers.image.version")

@@ -16,6 +16,8 @@ declare -A TOOLS=(
   [depmod]=kmod [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [mkfs.vfat]=dosfstools [mcopy]=mtools
   [grub-mkimage]=grub-common [qemu-system-x86_64]=qemu-system-x86 [qemu-system-aarch64]=qemu-system-arm
   [qemu-system-ppc64]=qemu-system-ppc [dpkg-deb]=dpkg
+  # container images (tests/container)
+  [skopeo]=skopeo [umoci]=umoci [docker-registry]=docker-registry
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do

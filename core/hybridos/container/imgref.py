@@ -128,14 +128,14 @@ _HEX = "0123456789ABCDEF"
 
 
 def escape_ref(text: str) -> str:
-    """ostree-ext's refescape: an arbitrary string as a valid ref path (alnum and '-' kept, '/' kept only
-    between alphanumerics, '_' doubled, anything else as ``_XX_`` with upper-case hex of each UTF-8 byte)."""
+    """ostree-ext's refescape: an arbitrary string as a valid ref path (alnum kept, '-' kept except where it
+    would start a component, '/' kept only between alphanumerics, '_' doubled, anything else as ``_XX_`` with upper-case hex of each UTF-8 byte)."""
     out: list[str] = []
     chars = list(text)
     for i, c in enumerate(chars):
         prev_ok = i > 0 and _alnum(chars[i - 1])
         next_ok = i + 1 < len(chars) and _alnum(chars[i + 1])
-        if _alnum(c) or c == "-" or c == "/" and prev_ok and next_ok:
+        if _alnum(c) or (c == "-" and out and out[-1] != "/") or (c == "/" and prev_ok and next_ok):
             out.append(c)
         elif c == "_":
             out.append("__")

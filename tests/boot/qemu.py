@@ -160,20 +160,23 @@ def disk_args(machine: Machine, disks: list[Path]) -> list[str]:
 
 def boot(machine: Machine, disks: list[Path], workdir: Path, *, timeout: float, kernel: Path | None = None,
          initrd: Path | None = None, append: str | None = None, stop_at: str | None = None,
-         name: str = "boot") -> BootResult:
+         allow_reboot: bool = False, name: str = "boot") -> BootResult:
     """Boot ``disks`` (the first is the boot disk) and wait for QEMU to exit, at most ``timeout`` seconds.
 
     ``kernel``/``initrd``/``append`` boot a kernel directly. ``stop_at``: kill QEMU as soon as this regular
-    expression appears on the console (for guests that would go on running)."""
+    expression appears on the console (for guests that would go on running). ``allow_reboot``: a guest reboot
+    restarts the machine (default: QEMU exits, ``-no-reboot``)."""
     qemu = QEMU[machine.arch]
     require_tool(qemu)
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}-console.log"
     log.write_bytes(b"")
     accel = "kvm" if kvm_usable(machine.arch) else "tcg"
-    argv = [qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", accel,
+    argv = [qemu, "-nodefaults", "-no-user-config", "-display", "none", "-accel", accel,
             "-m", str(machine.memory_mb), "-smp", "1", "-serial", f"file:{log}", "-monitor", "none",
             *firmware_args(machine, workdir), *disk_args(machine, disks), *machine.extra_args]
+    if not allow_reboot:
+        argv.append("-no-reboot")
     if accel == "kvm" and machine.arch == "aarch64":
         argv[argv.index("cortex-a57")] = "host"
     if kernel is not None:

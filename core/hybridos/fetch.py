@@ -6,7 +6,9 @@ A fetcher serves one or more URL schemes. The core picks the fetcher for a URL b
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from hybridos.errors import CorruptionError, HybridosError
+from hybridos.errors import CorruptionError, FetchError, HybridosError
 
 #: Called with (items_done, bytes_done) increments as data arrives.
 ProgressCallback = Callable[[int, int], None]
@@ -43,6 +45,56 @@ class FetchOptions:
     max_parallel: int = 8
     tls_verify: bool = True
     ca_file: str | None = None
+    #: a transfer moving fewer than ``low_speed_limit`` bytes a second for ``low_speed_time`` seconds is given
+    #: up, as ostree does (libcurl's low-speed limit: 1000 B/s for 30 s); 0 turns it off
+    low_speed_limit: int = 1000
+    low_speed_time: float = 30.0
+    #: ``time.monotonic()`` by which everything fetched with these options must have arrived (None: no limit);
+    #: an absolute time, so that forked workers keep the operation's deadline
+    deadline: float | None = None
+
+    def with_deadline(self, seconds: float | None) -> FetchOptions:
+        """These options with a deadline ``seconds`` from now (unchanged for None)."""
+        if seconds is None:
+            return self
+        return dataclasses.replace(self, deadline=time.monotonic() + seconds)
+
+
+class SpeedGuard:
+    """The low-speed limit and the deadline of one transfer: call :meth:`update` as bytes arrive (and now and
+    then without any); raises FetchError naming ``what``."""
+
+    def __init__(self, options: FetchOptions, what: str):
+        self.options = options
+        self.what = what
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def update(self, nbytes: int = 0, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        o = self.options
+        if o.deadline is not None and now > o.deadline:
+            raise FetchError(f"{self.what}: not done before the deadline (the remote's or --deadline)")
+        self.window_bytes += nbytes
+        elapsed = now - self.window_start
+        if o.low_speed_limit and o.low_speed_time and elapsed >= o.low_speed_time:
+            if self.window_bytes < o.low_speed_limit * elapsed:
+                raise FetchError(f"{self.what}: slower than {o.low_speed_limit} bytes/s for "
+                                 f"{o.low_speed_time:g} s ({self.window_bytes} bytes in {elapsed:.1f} s)")
+            self.window_start, self.window_bytes = now, 0
+
+    def restart(self, now: float | None = None) -> None:
+        """A new transfer (the connection was idle): the window starts again."""
+        self.window_start = time.monotonic() if now is None else now
+        self.window_bytes = 0
+
+    def poll_interval(self) -> float:
+        """How often :meth:`update` needs calling while waiting for data."""
+        o = self.options
+        steps = [o.low_speed_time / 4] if o.low_speed_limit and o.low_speed_time else []
+        if o.deadline is not None:
+            steps.append(max(0.05, (o.deadline - time.monotonic()) / 2))
+        return max(0.05, min(steps, default=3600.0))
 
 
 @dataclass(frozen=True)
@@ -53,6 +105,10 @@ class DownloadRequest:
     dest: Path
     sha256: str | None = None
     size: int | None = None
+
+
+def body_too_large(url: str, limit: int) -> FetchError:
+    return FetchError(f"{url}: larger than the {limit} bytes allowed for it")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -106,6 +162,14 @@ class Fetcher(ABC):
             return [self.download(r, progress) for r in requests]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda r: self.download(r, progress), requests))
+
+    def read_capped(self, url: str, limit: int) -> bytes:
+        """:meth:`read`, refusing a body over ``limit`` bytes with FetchError. This default reads first and then
+        checks; the bundled fetchers stop before holding more than ``limit`` (Content-Length, file size)."""
+        data = self.read(url)
+        if len(data) > limit:
+            raise body_too_large(url, limit)
+        return data
 
     def read_many(self, urls: Iterable[str]) -> list[bytes]:
         """Read several small files, in parallel where the fetcher allows."""

@@ -26,7 +26,8 @@ class Faults:
     ``tamper``: path suffix -> function that changes the body; ``requests_per_connection``: close each
     connection after that many answers, without announcing it (a keep-alive limit); ``chunked``: send
     bodies with ``Transfer-Encoding: chunked`` instead of a Content-Length; ``delay``: path suffix -> seconds to
-    wait before answering.
+    wait before answering; ``drip``: path suffix -> (bytes, seconds): send the body that many bytes at a time
+    with that pause between (a slow-drip server).
     """
 
     drop_after: dict[str, int] = field(default_factory=dict)
@@ -37,6 +38,7 @@ class Faults:
     requests_per_connection: int | None = None
     delay: dict[str, float] = field(default_factory=dict)
     chunked: bool = False
+    drip: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 def _match(table: dict, path: str):
@@ -136,6 +138,15 @@ class StaticServer:
                         piece = data[i:i + 1000]
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.write(b"0\r\n\r\n")
+                elif (drip := _match(server.faults.drip, path)) is not None:
+                    step, pause = drip
+                    for i in range(start, len(body), step):
+                        try:
+                            self.wfile.write(body[i:i + step])
+                            self.wfile.flush()
+                        except OSError:   # the client gave up
+                            return
+                        time.sleep(pause)
                 else:
                     self.wfile.write(body[start:])
                 limit = server.faults.requests_per_connection

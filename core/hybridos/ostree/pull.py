@@ -21,6 +21,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import hashlib
+import io
 import os
 import signal
 import stat
@@ -71,6 +72,12 @@ _METADATA_PARSERS = {ObjectType.DIR_TREE: DirTree.parse, ObjectType.DIR_META: Di
 
 #: Content objects per worker process below which a pull stores everything in its own process.
 PARALLEL_MIN_OBJECTS = 2000
+#: ostree's OSTREE_MAX_METADATA_SIZE: a commit, dirtree, dirmeta or detached metadata larger than this is refused
+MAX_METADATA_SIZE = 10 << 20
+#: a remote's summary larger than this is refused before it is read whole (remote option max-summary-size)
+MAX_SUMMARY_SIZE = 64 << 20
+#: a .filez whose header declares more than this is inflated in bounded steps, never whole in memory
+INFLATE_IN_MEMORY = 16 << 20
 
 _EXT = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree", ObjectType.DIR_META: "dirmeta",
         ObjectType.COMMIT: "commit", ObjectType.COMMIT_META: "commitmeta"}
@@ -155,7 +162,7 @@ class _Transfer:
         """One object by itself (commits and their detached metadata)."""
         url = object_url(self.base, checksum, otype)
         try:
-            data = self.fetcher.read(url)
+            data = self.fetcher.read_capped(url, MAX_METADATA_SIZE)
         except NotFoundError:
             raise NotFoundError(f"{_EXT[otype]} object {checksum} is missing on {self.source} ({url})") from None
         self._expect(1)
@@ -251,6 +258,8 @@ class _Transfer:
 
     def _check_metadata(self, checksum: str, otype: ObjectType, data: bytes):
         """Check a fetched dirtree or dirmeta against its checksum and form; return it parsed."""
+        if len(data) > MAX_METADATA_SIZE:
+            raise CorruptionError(f"{_EXT[otype]} object {checksum} is larger than {MAX_METADATA_SIZE} bytes")
         got = hashlib.sha256(data).hexdigest()
         if got != checksum:
             raise CorruptionError(f"{_EXT[otype]} object {checksum} is corrupt: its bytes hash to {got}")
@@ -313,25 +322,32 @@ class _Transfer:
                         f.seek(0)
                         _content.write_object_stream(self.repo, checksum, ObjectType.FILE, f)
                 else:
-                    header = _content.read_filez_header(f, checksum)
-                    if header.is_symlink:
-                        if f.read(1):
-                            raise CorruptionError(f"content object {checksum}: symlink with data")
-                        self.repo.write_content(header, None, expected=checksum)
-                    else:   # the store hashes while it writes and places nothing that does not match
-                        stream = _content.InflateReader(f, header.size, checksum)
-                        self.repo.write_content(header, stream, expected=checksum)
+                    self._write_unpacked_stream(checksum, f)
         finally:
             if body.temporary:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(body.path)
+
+    def _write_unpacked_stream(self, checksum: str, f) -> None:
+        header = _content.read_filez_header(f, checksum)
+        if header.is_symlink:
+            if f.read(1):
+                raise CorruptionError(f"content object {checksum}: symlink with data")
+            self.repo.write_content(header, None, expected=checksum)
+        else:   # the store hashes while it writes and places nothing that does not match
+            stream = _content.InflateReader(f, header.size, checksum)
+            self.repo.write_content(header, stream, expected=checksum)
 
     def _store_filez(self, checksum: str, data: bytes) -> None:
         verify_filez_bytes(data, checksum)
         store_verified_filez(self.repo, checksum, data)
 
     def _store_unpacked(self, checksum: str, data: bytes) -> None:
-        """bare, bare-user, bare-user-only: regular files in one piece; symlinks by the store's general path."""
+        """bare, bare-user, bare-user-only: regular files in one piece; symlinks by the store's general path; a
+        file that declares more than INFLATE_IN_MEMORY bytes streamed from its compressed bytes."""
+        if _declared_size(data, checksum) > INFLATE_IN_MEMORY:
+            self._write_unpacked_stream(checksum, io.BytesIO(data))
+            return
         hit, body = _check_filez(data, checksum)
         if hit.header.is_symlink:
             self.repo.write_archive_filez(checksum, data)
@@ -599,8 +615,22 @@ _headers = _HeaderCache()
 
 
 def verify_filez_bytes(data: bytes, checksum: str) -> None:
-    """Check a whole ``.filez`` held in memory (the one-shot form of the store's streaming check)."""
+    """Check a whole ``.filez`` held in memory (the one-shot form of the store's streaming check); one that
+    declares more than INFLATE_IN_MEMORY bytes is inflated in bounded steps, its size checked as it grows."""
+    if _declared_size(data, checksum) > INFLATE_IN_MEMORY:
+        verify_filez_file(io.BytesIO(data), checksum)
+        return
     _check_filez(data, checksum)
+
+
+def _declared_size(data: bytes, checksum: str) -> int:
+    """The size a ``.filez`` header declares (0 for a symlink)."""
+    try:
+        hdr, _ = split_sized(data, f"content object {checksum}")
+    except FormatError as exc:
+        raise CorruptionError(f"content object {checksum}: {exc}") from None
+    size, hit = _headers.lookup(hdr, checksum)
+    return 0 if hit.is_symlink else size
 
 
 def _check_filez(data: bytes, checksum: str) -> tuple[_HeaderInfo, bytes]:
@@ -692,28 +722,28 @@ class Puller:
 
     # -- the remote ------------------------------------------------------------------------------
 
-    def _read_optional(self, name: str) -> bytes | None:
+    def _read_optional(self, name: str, limit: int) -> bytes | None:
         try:
-            return self.fetcher.read(f"{self.base}/{name}")
+            return self.fetcher.read_capped(f"{self.base}/{name}", limit)
         except NotFoundError:
             return None
 
     def load_remote(self) -> None:
         """Read the remote's ``summary`` (optional) and ``config`` (refuse non-archive repositories)."""
-        data = self._read_optional("summary")
+        data = self._read_optional("summary", self.remote.number("max-summary-size", MAX_SUMMARY_SIZE))
         if self.gpg_summary:   # before anything in the summary is trusted
             assert self.keyring is not None
             if data is None:
                 raise SignatureError(f"{self.source} has no summary but gpg-verify-summary=true",
                                      hint=f'set gpg-verify-summary=false in [remote "{self.remote.name}"]')
-            _gpg.verify_summary(data, self._read_optional("summary.sig"), self.keyring, self.remote.name)
+            _gpg.verify_summary(data, self._read_optional("summary.sig", MAX_METADATA_SIZE), self.keyring, self.remote.name)
         if data is not None:
             try:
                 self.summary = Summary.parse(data)
             except FormatError as exc:
                 raise FetchError(f"the summary file of {self.source} ({self.base}) is malformed: {exc}") from None
             self.summary_bytes = data
-        config = self._read_optional("config")
+        config = self._read_optional("config", MAX_METADATA_SIZE)
         if config is not None:
             mode = parse_remote_mode(config.decode("utf-8", "replace"))
             if mode is not None and mode not in ("archive-z2", "archive"):

@@ -75,7 +75,22 @@ class Remote:
         permissive = parse_bool(self.options.get("tls-permissive"), False, f'remote "{self.name}" tls-permissive')
         if ca and not os.path.isfile(ca):
             raise ConfigError(f'remote "{self.name}": tls-ca-path {ca} is not a file')
-        return dataclasses.replace(base, ca_file=ca, tls_verify=base.tls_verify and not permissive)
+        options = dataclasses.replace(
+            base, ca_file=ca, tls_verify=base.tls_verify and not permissive,
+            low_speed_limit=self.number("low-speed-limit", base.low_speed_limit),
+            low_speed_time=self.number("low-speed-time", base.low_speed_time))
+        deadline = self.number("deadline", 0)
+        return options.with_deadline(deadline) if deadline else options
+
+    def number(self, key: str, default):
+        """A non-negative whole number option (``low-speed-limit``, ``low-speed-time``, ``deadline``,
+        ``max-summary-size``...); ``default`` when unset."""
+        raw = self.options.get(key, "").strip()
+        if not raw:
+            return default
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise ConfigError(f'remote "{self.name}": {key}={raw[:40]!r} is not a whole number')
+        return int(raw)
 
     def public_keys(self, sign_type: str = "ed25519") -> list[bytes]:
         """Trusted public keys: ``verification-<type>-key`` then every line of ``verification-<type>-file``."""

@@ -402,11 +402,15 @@ def _join(base: str, href: str) -> str:
     return base.rstrip("/") + "/" + href.lstrip("/")
 
 
+#: repomd.xml, metalinks, mirrorlists and signatures are small: a body larger than this is refused as it arrives
+MAX_SMALL_METADATA = 16 << 20
+
+
 def _fetch(url: str, options: FetchOptions | None) -> bytes:
     from hybridos.plugins import get_registry
 
     with get_registry().fetcher_for(url, options) as fetcher:
-        return fetcher.read(url)
+        return fetcher.read_capped(url, MAX_SMALL_METADATA)
 
 
 def _repo_dir(cachedir: Path, repo_id: str) -> Path:

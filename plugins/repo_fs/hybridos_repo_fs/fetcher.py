@@ -12,7 +12,15 @@ from urllib.parse import unquote, urlsplit
 
 from hybridos import fetch as _fetch
 from hybridos.errors import CorruptionError, FetchError, HybridosError, NotFoundError
-from hybridos.fetch import BodyFile, DownloadRequest, Fetcher, Key, ProgressCallback, sha256_file
+from hybridos.fetch import (
+    BodyFile,
+    DownloadRequest,
+    Fetcher,
+    Key,
+    ProgressCallback,
+    body_too_large,
+    sha256_file,
+)
 from hybridos.util.files import read_fd
 
 
@@ -39,6 +47,15 @@ class FileFetcher(Fetcher):
 
     name = "file"
     schemes = ("file", "")
+
+    def read_capped(self, url: str, limit: int) -> bytes:
+        try:
+            size = os.stat(_local(url)).st_size
+        except OSError:
+            size = 0   # read() reports it
+        if size > limit:
+            raise body_too_large(url, limit)
+        return super().read_capped(url, limit)
 
     def read(self, url: str) -> bytes:
         path = _local(url)

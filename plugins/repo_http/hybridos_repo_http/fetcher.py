@@ -39,7 +39,16 @@ import urllib3
 from hybridos import __version__
 from hybridos import fetch as _fetch
 from hybridos.errors import CorruptionError, FetchError, NotFoundError
-from hybridos.fetch import BodyFile, DownloadRequest, Fetcher, FetchOptions, Key, ProgressCallback
+from hybridos.fetch import (
+    BodyFile,
+    DownloadRequest,
+    Fetcher,
+    FetchOptions,
+    Key,
+    ProgressCallback,
+    SpeedGuard,
+    body_too_large,
+)
 from hybridos_repo_http.pipeline import PipelinedReader
 
 #: Statuses worth asking again: the server or a middlebox may recover.
@@ -196,10 +205,12 @@ class HttpFetcher(Fetcher):
                     crange = resp.headers.get("Content-Range", "")
                     if not crange.startswith(f"bytes {offset}-"):
                         raise FetchError(f"{url}: asked for bytes from {offset}, server sent {crange!r}")
+            guard = SpeedGuard(self.options, url)
             try:
                 # read1 hands over whatever arrived, so a cut-off body keeps every byte received.
                 while chunk := resp.read1(CHUNK):
                     sink.write(chunk)
+                    guard.update(len(chunk))
                     if progress:
                         progress(0, len(chunk))
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -213,6 +224,18 @@ class HttpFetcher(Fetcher):
 
     def read(self, url: str) -> bytes:
         return self.read_from(url, b"")
+
+    def read_capped(self, url: str, limit: int) -> bytes:
+        buf = _MemorySink(limit, url)
+
+        def attempt():
+            try:
+                self._transfer(url, buf.size, buf, None)
+            except _RangeNotSatisfiable:
+                buf.restart()
+                raise _Transient(f"{url}: range not satisfiable") from None
+        self._with_retries(url, attempt)
+        return bytes(buf.data)
 
     def read_from(self, url: str, partial: bytes) -> bytes:
         """The whole body of ``url`` when its first ``len(partial)`` bytes are ``partial`` (a transfer cut off
@@ -230,9 +253,13 @@ class HttpFetcher(Fetcher):
                 resp = self._open(url)
                 length = int(resp.headers.get("Content-Length", "-1"))
                 if 0 <= length <= SMALL_BODY:
-                    # the common small file: the whole body in one call
+                    # the common small file: usually the whole body in one call
+                    guard = SpeedGuard(self.options, url)
                     try:
-                        data = resp.read()
+                        data = b""
+                        while len(data) < length and (chunk := resp.read1(length - len(data))):
+                            data += chunk
+                            guard.update(len(chunk))
                     except (urllib3.exceptions.HTTPError, OSError) as exc:
                         raise _Transient(f"{url}: connection lost ({exc})") from None
                     finally:
@@ -277,7 +304,7 @@ class HttpFetcher(Fetcher):
         reader = PipelinedReader(url, fallback=self.read, resume=self.read_from, user_agent=f"hybridos/{__version__}",
                                  timeout=self.options.timeout, retries=self.options.retries,
                                  connections=min(self.options.max_parallel, PIPELINED_CONNECTIONS),
-                                 large=large, large_over=_fetch.SPOOL_OVER,
+                                 large=large, large_over=_fetch.SPOOL_OVER, options=self.options,
                                  tls=self._tls_context() if scheme == "https" else None)
         yield from reader.read_batch(rest)
 
@@ -369,8 +396,10 @@ class _RangeNotSatisfiable(Exception):
 
 
 class _MemorySink:
-    def __init__(self):
+    def __init__(self, limit: int | None = None, url: str = ""):
         self.data = bytearray()
+        self.limit = limit
+        self.url = url
 
     @property
     def size(self) -> int:
@@ -378,6 +407,8 @@ class _MemorySink:
 
     def write(self, chunk: bytes) -> None:
         self.data += chunk
+        if self.limit is not None and len(self.data) > self.limit:
+            raise body_too_large(self.url, self.limit)
 
     def restart(self) -> None:
         self.data.clear()

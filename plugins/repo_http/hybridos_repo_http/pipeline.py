@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from hybridos.errors import FetchError, HybridosError, NotFoundError
+from hybridos.fetch import FetchOptions, SpeedGuard
 
 RECV_SIZE = 1 << 18
 MAX_HEADER = 1 << 16
@@ -74,6 +75,7 @@ class _Connection:
         self.open = True        # may take more requests (False after "Connection: close" or HTTP/1.0)
         self.last_io = time.monotonic()
         self.events = 0
+        self.guard: SpeedGuard   # set by the reader that opens it
 
     def close(self) -> None:
         self.sock.close()
@@ -116,7 +118,7 @@ class PipelinedReader:
     def __init__(self, origin: str, *, fallback: Callable[[str], bytes], resume: Callable[[str, bytes], bytes],
                  user_agent: str, timeout: float, retries: int, connections: int = 2, depth: int = 16,
                  large: Callable[[str], object] | None = None, large_over: int = 0,
-                 tls: ssl.SSLContext | None = None):
+                 tls: ssl.SSLContext | None = None, options: FetchOptions | None = None):
         parts = urlsplit(origin)
         default_port = 443 if parts.scheme == "https" else 80
         self.origin = (parts.scheme, parts.hostname, parts.port or default_port)
@@ -133,6 +135,7 @@ class PipelinedReader:
         self.large_over = large_over
         self.user_agent = user_agent
         self.timeout = timeout
+        self.options = options or FetchOptions(timeout=timeout, retries=retries)
         self.retries = retries
         self.connections = max(1, connections)
         self.depth = max(1, depth)
@@ -199,7 +202,7 @@ class PipelinedReader:
                     break
                 # -- move bytes ---------------------------------------------------------------------------
                 now = time.monotonic()
-                for skey, mask in sel.select(self.timeout / 4):
+                for skey, mask in sel.select(min(self.timeout / 4, conns[0].guard.poll_interval())):
                     conn = skey.data
                     try:
                         if mask & selectors.EVENT_WRITE and conn.out:
@@ -209,6 +212,7 @@ class PipelinedReader:
                         if mask & selectors.EVENT_READ:
                             data = _receive(conn.sock)
                             conn.last_io = now
+                            conn.guard.update(len(data), now)
                             if not data:
                                 # The server closed: whatever it had not answered is asked again elsewhere.
                                 drop(conn, penalty=conn.open and bool(conn.waiting))
@@ -238,6 +242,10 @@ class PipelinedReader:
                 for conn in list(conns):   # silent too long: treat as broken
                     if conn.waiting and now - conn.last_io > self.timeout:
                         drop(conn, penalty=True)
+                    elif conn.waiting:   # trickling too slowly or past the deadline: give up, as ostree does
+                        conn.guard.update(0, now)
+                    else:
+                        conn.guard.restart(now)
             # -- what is left goes the ordinary way --------------------------------------------------------
             for conn in list(conns):
                 drop(conn, penalty=False)
@@ -273,6 +281,7 @@ class PipelinedReader:
             retry.appendleft(req)
             try:
                 conn = _Connection(self.address, self.timeout, self.tls, self.server_hostname)
+                conn.guard = SpeedGuard(self.options, self.host_header)
             except ssl.SSLError:   # a certificate or TLS failure: the ordinary path reports it
                 retry.popleft()
                 ready.append((req.key, self._fallback(req)))

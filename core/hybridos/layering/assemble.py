@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,7 +34,15 @@ from hybridos.errors import HybridosError, NotFoundError, PackageError, PluginEr
 from hybridos.layering.guard import unmount_stale
 from hybridos.layering.repos import PACKAGE_CACHE, load_host_repos, stateroot_dir
 from hybridos.layering.requests import LocalPackage, Requests
-from hybridos.packages.model import Action, LayerRequest, Nevra, SolveRequest, Transaction
+from hybridos.packages.model import (
+    Action,
+    LayerRequest,
+    Nevra,
+    SolveRequest,
+    Transaction,
+    check_path_safe,
+    safe_file_name,
+)
 
 #: commit metadata keys (rpm-ostree's where one exists)
 META_CLIENTLAYER = "rpmostree.clientlayer"
@@ -182,6 +191,10 @@ def import_local_rpm(repo, path: str | os.PathLike) -> LocalPackage:
         raise PackageError(f"{path}: not a usable RPM: {exc}") from None
     if header.is_source:
         raise PackageError(f"{path} is a source package")
+    try:
+        check_path_safe(header.nevra)
+    except PackageError as exc:
+        raise PackageError(f"{path}: {exc}") from None
     pkg = LocalPackage(sha256_file(path), header.nevra)
     dest = local_path(repo, pkg)
     if not dest.is_file():
@@ -193,7 +206,9 @@ def import_local_rpm(repo, path: str | os.PathLike) -> LocalPackage:
 
 
 def local_path(repo, pkg: LocalPackage) -> Path:
-    return local_store(repo) / f"{pkg.sha256}-{pkg.nevra}.rpm"
+    if not re.fullmatch(r"[0-9a-f]{64}", pkg.sha256):
+        raise PackageError(f"local package {pkg.nevra}: {pkg.sha256!r} is not a sha256 digest")
+    return local_store(repo) / f"{pkg.sha256}-{safe_file_name(pkg.nevra)}.rpm"
 
 
 def _stored(repo, pkg: LocalPackage) -> str:

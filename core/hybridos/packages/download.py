@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from hybridos.errors import CorruptionError, FetchError, FormatError, NotFoundError
 from hybridos.fetch import DownloadRequest, FetchOptions, ProgressCallback
-from hybridos.packages.model import Transaction, TransactionItem
+from hybridos.packages.model import Transaction, TransactionItem, safe_file_name
 from hybridos.packages.repomd import LoadedRepo
 from hybridos.util.files import file_digest
 
@@ -37,7 +37,7 @@ def split_checksum(checksum: str, what: str) -> tuple[str, str]:
 def cache_name(item: TransactionItem) -> str:
     """The cache file name of an item: checksum prefix + the RPM's file name."""
     algo, digest = split_checksum(item.checksum, str(item.nevra))
-    base = unquote(urlsplit(item.location).path).rsplit("/", 1)[-1] or f"{item.nevra}.rpm"
+    base = unquote(urlsplit(item.location).path).rsplit("/", 1)[-1] or f"{safe_file_name(item.nevra)}.rpm"
     return f"{digest[:24]}-{base}"
 
 

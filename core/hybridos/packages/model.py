@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.errors import UsageError
+from hybridos.errors import PackageError, UsageError
 
 _NEVRA_RE = re.compile(r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)\.(?P<arch>[^.]+)$")
 
@@ -36,6 +36,28 @@ class Nevra:
         if not m:
             raise UsageError(f"not a package NEVRA: {text!r}")
         return cls(m["name"], int(m["epoch"] or 0), m["version"], m["release"], m["arch"])
+
+
+#: what each NEVRA field may hold before it becomes part of a file name (rpm's own rules are looser in headers
+#: than in spec files; a header is outside data): no '/', no control characters, no leading dot
+_NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+~^%{}@-]*$")
+_VR_RE = re.compile(r"^[A-Za-z0-9_+~^][A-Za-z0-9._+~^%{}@]*$")
+_ARCH_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def check_path_safe(nevra: Nevra) -> None:
+    """Refuse a NEVRA whose fields cannot go into a file name as they are (``../`` in a NAME, say)."""
+    for field_name, value, pattern in (("name", nevra.name, _NAME_RE), ("version", nevra.version, _VR_RE),
+                                       ("release", nevra.release, _VR_RE), ("arch", nevra.arch, _ARCH_RE)):
+        if len(value) > 255 or not pattern.match(value):
+            raise PackageError(f"package {field_name} {value!r} contains characters a package file name cannot "
+                               f"have (a '/', a control character or a leading '.')")
+
+
+def safe_file_name(nevra: Nevra) -> str:
+    """``name-[epoch:]version-release.arch`` after :func:`check_path_safe`."""
+    check_path_safe(nevra)
+    return str(nevra)
 
 
 class Action(StrEnum):

@@ -421,10 +421,12 @@ class _FileSink:
         self.path = path
         self.hash = hashlib.sha256()
         self.size = 0
+        # created 0600 from the start (never readable by others while it fills), never through a symlink
         try:
-            self.f = open(path, "r+b")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            self.f = open(path, "w+b")  # noqa: SIM115 - closed by close()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise FetchError(f"cannot write the download {path}: {exc.strerror}") from None
+        self.f = os.fdopen(fd, "r+b")
         while chunk := self.f.read(1 << 20):
             self.hash.update(chunk)
             self.size += len(chunk)

@@ -132,3 +132,10 @@ def assemble(disk: Path, partitions: list[Partition], *, label: str = "gpt") -> 
             sh("dd", f"if={part.image}", f"of={disk}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse",
                "status=none")
     return offsets
+
+
+def extract(disk: Path, offset: int, size: int, out: Path) -> Path:
+    """Copy ``size`` bytes at ``offset`` of ``disk`` (a partition, after a boot changed it) to ``out``."""
+    sh("dd", f"if={disk}", f"of={out}", "bs=1M", f"skip={offset // MIB}", f"count={-(-size // MIB)}",
+       "conv=sparse", "status=none")
+    return out

@@ -43,6 +43,13 @@ declare -A BOOT_FILES=(
 for f in "${!BOOT_FILES[@]}"; do
   [ -e "$f" ] || missing+=("${BOOT_FILES[$f]}")
 done
+# Boot tests fetch Debian's arm64 kernel and static busybox with `apt-get download PKG:arm64` (unpacked with
+# dpkg-deb, never installed): apt needs arm64 among its architectures, and fresh package lists.
+if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "adding the arm64 architecture to apt (downloads only, for the boot tests)" >&2
+  dpkg --add-architecture arm64
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

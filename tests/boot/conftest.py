@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.boot.distro import make_boot_repo, treefile
-from tests.boot.kernels import debian_kernel
+from tests.boot.kernels import debian_busybox, debian_kernel
 from tests.boot.qemu import PROBE_KERNELS
 from tests.boot.sysroot import compose
 from tests.conftest import require_root, require_tool
 
 BUSYBOX = Path("/bin/busybox")
 REF_X86 = "testos/1/x86_64/boottest"
+REF_ARM64 = "testos/1/aarch64/boottest"
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,17 @@ def x86_composed(amd64_kernel, tmp_path_factory):
     work = tmp_path_factory.mktemp("x86-compose")
     rpms = make_boot_repo(work / "rpms", amd64_kernel, BUSYBOX, version="1")
     return compose(work / "compose", rpms.url, treefile(REF_X86), REF_X86)
+
+
+@pytest.fixture(scope="session")
+def arm64_composed(tmp_path_factory):
+    """The tiny distribution for aarch64 (Debian's arm64 kernel and static busybox), composed once; the
+    packages have no scriptlets, so the foreign compose runs with --no-scripts."""
+    require_root()
+    require_tool("apt-get", "dpkg-deb", "depmod", "mkfs.ext4", "sfdisk", "qemu-system-aarch64")
+    kernel = debian_kernel("arm64")
+    busybox = debian_busybox("arm64")
+    work = tmp_path_factory.mktemp("arm64-compose")
+    rpms = make_boot_repo(work / "rpms", kernel, busybox, version="1")
+    return compose(work / "compose", rpms.url, treefile(REF_ARM64, arch="aarch64"), REF_ARM64,
+                   args=("--no-scripts", "--arch", "aarch64"))

@@ -54,9 +54,13 @@ INIT = textwrap.dedent(r"""    #!/bin/sh
 
 def busybox_applets(busybox: Path) -> list[str]:
     """Applet names of a busybox binary (the host's copy lists them; a foreign one is asked through qemu)."""
-    out = subprocess.run([str(busybox), "--list"], capture_output=True, text=True)
-    if out.returncode == 0:
-        return out.stdout.split()
+    for candidate in (busybox, Path("/bin/busybox")):      # a foreign busybox cannot run: the host's lists
+        try:
+            out = subprocess.run([str(candidate), "--list"], capture_output=True, text=True)
+        except OSError:
+            continue
+        if out.returncode == 0:
+            return out.stdout.split()
     return ["sh", "mount", "umount", "cat", "echo", "touch", "rm", "mkdir", "ls", "tr", "sleep", "sync",
             "poweroff", "reboot", "grep", "sed", "test", "[", "readlink", "switch_root", "modprobe", "findfs"]
 

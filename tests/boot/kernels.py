@@ -141,3 +141,38 @@ def debian_kernel(arch: str = "amd64") -> DebianKernel:
         done.write_text(f"{package}={version}\n")
     kver = (root / "kver").read_text().strip()
     return DebianKernel(arch=arch, package=name, version=version, kver=kver, root=root)
+
+
+def debian_busybox(arch: str) -> Path:
+    """Debian's static busybox for ``arch`` (``busybox-static:<arch>``, downloaded and unpacked once)."""
+    from tests.conftest import REQUIRE_TOOLS
+
+    package = "busybox-static" if arch == "amd64" else f"busybox-static:{arch}"
+    try:
+        policy = _apt("apt-cache", "policy", package)
+        version = next(line.split(":", 1)[1].strip() for line in policy.splitlines()
+                       if line.strip().startswith("Candidate:"))
+        if version in ("", "(none)"):
+            raise RuntimeError(f"apt has no candidate for {package}")
+    except (RuntimeError, StopIteration, FileNotFoundError) as exc:
+        msg = f"cannot find {package} with apt ({exc}); run scripts/system-deps.sh as root"
+        if REQUIRE_TOOLS:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    dest = cache_dir() / "busybox" / f"busybox-static_{version.replace(':', '_')}_{arch}"
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="busybox-", dir=dest.parent) as tmp:
+            tmp = Path(tmp)
+            p = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, capture_output=True,
+                               text=True)
+            if p.returncode != 0:
+                msg = f"apt-get download {package}={version} failed: {p.stderr.strip()[-500:]}"
+                if REQUIRE_TOOLS:
+                    pytest.fail(msg)
+                pytest.skip(msg)
+            subprocess.run(["dpkg-deb", "-x", str(next(tmp.glob("*.deb"))), str(tmp / "x")], check=True,
+                           capture_output=True)
+            shutil.copy2(tmp / "x/bin/busybox", tmp / "busybox")
+            os.rename(tmp / "busybox", dest)
+    return dest

@@ -26,7 +26,7 @@ class Composed:
 
 
 def compose(workdir: Path, rpm_repo_url: str, treefile_text: str, ref: str, *, repo: Path | None = None,
-            cachedir: Path | None = None) -> Composed:
+            cachedir: Path | None = None, args: tuple[str, ...] = ()) -> Composed:
     """Compose ``treefile_text`` (whose repos name ``boottest``) into ``repo`` (an archive repo, made if new)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "boottest.repo").write_text(f"[boottest]\nname=boottest\nbaseurl={rpm_repo_url}\ngpgcheck=0\n")
@@ -37,7 +37,7 @@ def compose(workdir: Path, rpm_repo_url: str, treefile_text: str, ref: str, *, r
         run_cli("repo", "init", "--repo", str(repo), "--mode", "archive")
     result = workdir / "compose.json"
     run_cli("compose", "tree", str(tf), "--repo", str(repo), "--cachedir", str(cachedir or workdir / "cache"),
-            "--write-composejson-to", str(result))
+            "--write-composejson-to", str(result), *args)
     return Composed(repo=repo, ref=ref, commit=json.loads(result.read_text())["ostree-commit"])
 
 

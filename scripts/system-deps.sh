@@ -36,7 +36,7 @@ command -v file >/dev/null 2>&1 || missing+=(file)
 # firmware and bootloader images the QEMU boot tests load (files, not commands)
 declare -A BOOT_FILES=(
   [/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin [/usr/lib/grub/x86_64-efi/linux.mod]=grub-efi-amd64-bin
-  [/usr/lib/grub/powerpc-ieee1275/linux.mod]=grub-ieee1275-bin [/usr/share/OVMF/OVMF_CODE.fd]=ovmf
+  [/usr/share/OVMF/OVMF_CODE.fd]=ovmf
   [/usr/share/qemu-efi-aarch64/QEMU_EFI.fd]=qemu-efi-aarch64 [/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
   [/usr/lib/systemd/boot/efi/systemd-bootx64.efi]=systemd-boot-efi [/usr/share/qemu/slof.bin]=qemu-system-data
 )

@@ -1,0 +1,155 @@
+"""Upgrade and rollback run by the guest itself, across real reboots.
+
+The image carries hybridos (its Python and dependencies as RPMs, :mod:`tests.helpers.guest_python`). The
+machine boots GRUB i386-pc (BIOS) from an MBR disk with a separate /boot; every reboot is a real one (firmware,
+then GRUB reading the configuration the guest's own hybridos wrote), all in one QEMU run. The guest boots v1,
+edits ``/etc``, writes ``/var``, makes ``/sysroot`` read-only (a read-only bind mount, as ostree's
+``sysroot.readonly``) and mounts ``/boot`` read-only (the filesystem itself), runs ``hybridos upgrade`` against
+the repository on a second virtio disk and reboots; GRUB brings it back in v2, which runs ``hybridos rollback``
+and reboots into v1. The boot test init (:mod:`tests.boot.distro`) prints each boot's marker: the version from
+the deployment's own os-release and the ``/etc`` and ``/var`` contents, which must survive both reboots.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.boot.bootloaders import copy_grub_modules, grub_bios_core, install_grub_bios, split_boot
+from tests.boot.disk import Partition, assemble, ext4_image
+from tests.boot.distro import make_boot_repo, treefile
+from tests.boot.qemu import Machine, boot
+from tests.boot.sysroot import Composed, compose, deploy_sysroot, write_var_data
+from tests.conftest import run_cli
+from tests.helpers.guest_python import guest_specs
+
+pytestmark = [pytest.mark.slow, pytest.mark.tool("grub-mkimage", "mkfs.ext4", "sfdisk")]
+
+REF = "testos/1/x86_64/guest"
+BUSYBOX = Path("/bin/busybox")
+KARGS = ["root=LABEL=root", "rw", "console=ttyS0", "panic=10", "hybridos.fail-delay=1"]
+#: [sysroot] options: GRUB's menu on the serial console, one second of menu
+GRUB_OPTIONS = {"grub-serial": "--unit=0 --speed=115200", "timeout": "1"}
+GUEST_PACKAGES = ("hybridos", "hybridos-repo-fs", "hybridos-bootloader-grub")
+BOOT_TIMEOUT = 600      #: all three boots (KVM: well under a minute; TCG: a few minutes)
+
+#: /etc/boottest/run: one step per boot, the stage kept in /var
+GUEST_STEPS = textwrap.dedent(r"""    #!/bin/sh
+    # boot-guest: upgrade, then rollback, from inside the guest; one step per boot
+    export PATH=/usr/sbin:/usr/bin
+    stage_file=/var/lib/boottest/stage
+    stage=$(cat $stage_file 2>/dev/null || echo 0)
+    step() { echo "GUEST-STEP $*"; }
+    fail() { step "failed: $*"; sync; poweroff -f; }
+    # /boot: the boot partition when there is one (fstab's job; read-only, the filesystem itself), else
+    # /sysroot/boot (ostree-prepare-root's bind mount)
+    if ! [ -L /boot/loader ]; then
+        bootdev=$(findfs LABEL=boot 2>/dev/null)
+        if [ -n "$bootdev" ]; then mount -o ro "$bootdev" /boot; else mount --bind /sysroot/boot /boot; fi
+    fi
+    # read-only for everyone, as with ostree's sysroot.readonly: hybridos remounts them for itself only
+    mount -o remount,bind,ro /sysroot && mount -o remount,bind,ro /boot || fail "read-only mounts"
+    mkdir -p /run/repo && mount -o ro "$(findfs LABEL=hybrepo)" /run/repo || fail "mount the repository disk"
+    step "stage=$stage"
+    case $stage in
+    0)
+        echo edited-in-guest > /etc/boottest.conf
+        echo written-in-guest > /var/lib/boottest/data
+        hybridos upgrade || fail "upgrade"
+        touch /sysroot/.rw-probe 2>/dev/null && fail "/sysroot became writable for everyone"
+        touch /boot/.rw-probe 2>/dev/null && fail "/boot became writable for everyone"
+        echo 1 > $stage_file
+        ;;
+    1)
+        hybridos status
+        hybridos rollback || fail "rollback"
+        echo 2 > $stage_file
+        ;;
+    *)
+        hybridos status --json > /run/status.json && step "status $(tr -d '\n' < /run/status.json)"
+        step "done"
+        exit 0
+        ;;
+    esac
+    step "rebooting"
+    umount /run/repo
+    sync
+    reboot -f
+    """)
+
+
+@dataclass(frozen=True)
+class GuestVersions:
+    v1: Composed        #: a repository whose ref is at v1 (what the image is made from)
+    v2: Composed        #: the same repository with the ref moved to v2 (what the second disk carries)
+
+
+@pytest.fixture(scope="session")
+def guest_versions(amd64_kernel, tmp_path_factory) -> GuestVersions:
+    """v1 and v2 of the tiny distribution with hybridos in it; v2 is composed on top of a copy of v1's repo."""
+    work = tmp_path_factory.mktemp("guest-compose")
+    extra = guest_specs(GUEST_PACKAGES)
+    tf = treefile(REF, packages=GUEST_PACKAGES)
+    rpms1 = make_boot_repo(work / "rpms1", amd64_kernel, BUSYBOX, extra=extra, version="1")
+    v1 = compose(work / "compose1", rpms1.url, tf, REF, repo=work / "repo1", cachedir=work / "cache")
+    # (not repo1/tmp: compose may still be emptying its trash there)
+    shutil.copytree(v1.repo, work / "repo2", symlinks=True, ignore=lambda d, _: ["tmp"] if d == str(v1.repo) else [])
+    (work / "repo2/tmp").mkdir()
+    rpms2 = make_boot_repo(work / "rpms2", amd64_kernel, BUSYBOX, extra=extra, version="2")
+    v2 = compose(work / "compose2", rpms2.url, tf, REF, repo=work / "repo2", cachedir=work / "cache")
+    return GuestVersions(v1, v2)
+
+
+def _grub_bios(root: Path) -> None:
+    """Make the GRUB plugin find GRUB (``boot/grub/grub.cfg``, replaced by its generated configuration)."""
+    (root / "boot/grub").mkdir(parents=True)
+    (root / "boot/grub/grub.cfg").write_text("# replaced by the grub2 plugin\n")
+
+
+def bios_disk(tmp_path: Path, root: Path) -> Path:
+    """An MBR disk with GRUB i386-pc: a separate /boot (partition 1) and the root filesystem (partition 2)."""
+    disk = tmp_path / "disk.img"
+    copy_grub_modules(root / "boot/grub", "i386-pc")
+    with split_boot(root, tmp_path) as (boot_tree, root_tree):
+        parts = [Partition("83", ext4_image(tmp_path / "boot.ext4", boot_tree, "boot"), bootable=True),
+                 Partition("83", ext4_image(tmp_path / "root.ext4", root_tree, "root", extra_mb=160))]
+    assemble(disk, parts, label="dos")
+    install_grub_bios(disk, grub_bios_core(tmp_path / "core.img", "(hd0,msdos1)/grub"))
+    return disk
+
+
+def test_guest_upgrades_and_rolls_back_across_reboots(tmp_path, guest_versions):
+    root = tmp_path / "sysroot"
+    dep = deploy_sysroot(root, guest_versions.v1, KARGS, options=GRUB_OPTIONS, prepare=_grub_bios)
+    # the guest sees the repository at /run/repo (its second disk)
+    run_cli("--sysroot", str(root), "repo", "remote", "add", "--force", "--no-gpg-verify", "origin",
+            "file:///run/repo", REF)
+    write_var_data(root, "written-before-boot")
+    run = dep / "etc/boottest/run"
+    run.parent.mkdir(parents=True, exist_ok=True)
+    run.write_text(GUEST_STEPS)
+    run.chmod(0o755)
+    disk = bios_disk(tmp_path, root)
+    repo_disk = ext4_image(tmp_path / "repo.ext4", guest_versions.v2.repo, "hybrepo")
+
+    # one machine, three boots: GRUB picks whatever the guest made the default before rebooting
+    result = boot(Machine("x86_64", "bios", memory_mb=768), [disk, repo_disk], tmp_path, timeout=BOOT_TIMEOUT,
+                  allow_reboot=True)
+    assert "GUEST-STEP failed" not in result.console and "Traceback" not in result.console, result.tail(60)
+    result.expect(r"GUEST-STEP done", "the guest's last step")
+    assert not result.timed_out and result.returncode == 0, result.tail()
+    assert [(m["version"], m["etc"], m["var"], m["usr"], m["ostree-booted"]) for m in result.markers()] == [
+        ("1", "from-image-1", "written-before-boot", "ro", "yes"),     # v1 as deployed; the guest edits, upgrades
+        ("2", "edited-in-guest", "written-in-guest", "ro", "yes"),     # v2 chosen after the reboot; rolls back
+        ("1", "edited-in-guest", "written-in-guest", "ro", "yes"),     # v1 again
+    ], result.tail(60)
+    assert [int(m) for m in re.findall(r"GUEST-STEP stage=(\d)", result.console)] == [0, 1, 2]
+    status = json.loads(result.expect(r"GUEST-STEP status (\{.*\})", "the final status").group(1))
+    assert [(d["checksum"], d["booted"]) for d in status["deployments"]] == [
+        (guest_versions.v1.commit, True), (guest_versions.v2.commit, False)]

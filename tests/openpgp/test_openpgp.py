@@ -145,3 +145,28 @@ def test_signature_packet_fields(keys):
     info = parse_signature(sig)
     assert (info.key_id, info.algorithm, info.version) == (keys.rsa.key_id, "RSA", 4)
     assert struct.unpack(">B", sig[:1])[0] & 0x80
+
+
+@pytest.mark.parametrize("which", ["rsa", "ed", "sub"])
+def test_openssl_fast_path_agrees_with_sequoia(keys, which, monkeypatch):
+    """After Sequoia has accepted one signature by a key, later ones are checked by OpenSSL: the same verdicts."""
+    import pysequoia
+
+    key = getattr(keys, which)
+    datas = [f"package header {i}\n".encode() for i in range(4)]
+    sigs = [keys.gnupg.detach_sign(d, key) for d in datas]
+    trusted = ring(keys.rsa.public_binary, keys.ed.public_binary, keys.sub.public_binary)
+    calls = []
+    real = pysequoia.verify
+    monkeypatch.setattr(pysequoia, "verify", lambda **kw: calls.append(1) or real(**kw))
+    first = verify_detached(datas[0], sigs[0], trusted, "first")
+    assert len(calls) == 1
+    for d, s in zip(datas[1:], sigs[1:], strict=True):
+        v = verify_detached(d, s, trusted, "later")
+        assert (v.fingerprint, v.signing_key_id, v.signing_fingerprint) == \
+            (first.fingerprint, first.signing_key_id, first.signing_fingerprint)
+    assert len(calls) == 1                     # no Sequoia call for the later ones
+    with pytest.raises(SignatureError, match="BAD signature"):   # a changed byte: OpenSSL says no, Sequoia too
+        verify_detached(datas[1] + b"x", sigs[1], trusted, "tampered")
+    with pytest.raises(SignatureError, match="BAD signature"):   # a signature moved to other data
+        verify_detached(datas[2], sigs[1], trusted, "moved")

@@ -21,7 +21,7 @@ from pathlib import Path
 from hybridos.errors import ConfigError, FetchError, FormatError, NotFoundError, SignatureError
 from hybridos.fetch import FetchOptions
 from hybridos.openpgp import Keyring, SignatureInfo, Verified, parse_signature, verify_detached
-from hybridos.packages.header import HEADER_MAGIC, RawHeader, Tag, read_rpm
+from hybridos.packages.header import HEADER_MAGIC, RawHeader, Tag, read_headers
 from hybridos.packages.model import TransactionItem
 
 #: rpm 6's RPMSIGTAG_OPENPGP: an array of base64 OpenPGP signatures over the header
@@ -76,15 +76,18 @@ def load_keys(urls: Sequence[str], what: str, options: FetchOptions | None = Non
 def verify_rpm(path: str | os.PathLike, keyring: Keyring, what: str, hint: str | None = None) -> Verified:
     """Check the header signature of the RPM at ``path``; return who signed. SignatureError names ``what``
     (the package) and the key id."""
-    try:
-        info = read_rpm(path)
+    try:   # the raw headers only: decoding the whole main header is not needed to check its signature
+        with open(path, "rb") as f:
+            signature, main = read_headers(f)
     except FormatError as exc:
         raise SignatureError(f"{what}: cannot check its signature: {exc}", hint=hint) from None
-    raws = header_signatures(info.signature)
+    except OSError as exc:
+        raise SignatureError(f"{what}: cannot read {path}: {exc.strerror}", hint=hint) from None
+    raws = header_signatures(signature)
     if not raws:
         raise SignatureError(f"{what} is not signed (no header signature), but its repository requires "
                              "signed packages (gpgcheck=1)", hint=hint)
-    data = HEADER_MAGIC + info.header.raw.blob
+    data = HEADER_MAGIC + main.blob
     first: SignatureError | None = None
     for raw in raws:
         try:

@@ -11,6 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from tests.conftest import run_cli
 from tests.container.conftest import deployment_dir, hyb, status
 from tests.container.test_encapsulate import encapsulate, tree_listing
 
@@ -183,3 +184,52 @@ def test_hostile_and_foreign_images_are_refused_and_nothing_is_deployed(containe
     refused(f"ostree-unverified-image:oci:{tampered}:v1")
 
     refused("ostree-unverified-image:oci:/nonexistent/image:v1")
+
+
+def test_signed_images_layering_and_other_transports(container_env, registry, host, tmp_path):
+    """ostree-remote-image checks the commit with the remote's keys; oci-archive and a direct registry push
+    work; packages layer on a container base as on an OSTree base."""
+    from hybridos.ostree.sign import generate_keypair
+
+    secret, public = generate_keypair()
+    _, stranger = generate_keypair()
+    signed = tmp_path / "signed-repo"
+    subprocess.run(["ostree", "init", f"--repo={signed}", "--mode=bare"], check=True)
+    subprocess.run(["ostree", "pull-local", f"--repo={signed}", str(container_env.repo), "testos/v1"], check=True)
+    keys = tmp_path / "keys"
+    keys.write_text(secret + "\n")
+    run_cli("repo", "sign", "--repo", str(signed), "testos/v1", "--keys-file", str(keys))
+    archive = tmp_path / "img.ociarchive"
+    encapsulate(signed, "testos/v1", f"oci-archive:{archive}")
+    assert archive.is_file()
+
+    hyb(host, "repo", "remote", "add", "--no-gpg-verify", f"--sign-verify=ed25519=inline:{public}", "good",
+        "http://127.0.0.1:9/")
+    hyb(host, "repo", "remote", "add", "--no-gpg-verify", f"--sign-verify=ed25519=inline:{stranger}", "bad",
+        "http://127.0.0.1:9/")
+    before = status(host)
+    wrong = hyb(host, "rebase", f"ostree-remote-image:bad:oci-archive:{archive}", check=False)
+    assert wrong.returncode != 0 and "signature" in wrong.stderr.lower(), wrong.stderr
+    assert status(host) == before
+    hyb(host, "rebase", f"ostree-remote-image:good:oci-archive:{archive}")
+    dep = status(host)[0]
+    assert dep["container-image-reference"] == f"ostree-remote-image:good:oci-archive:{archive}"
+
+    # straight to a registry, then layer a package from a local RPM on the container base
+    encapsulate(container_env.repo, "testos/v2", f"docker://{registry.host}/direct:latest", env=registry.env)
+    image = f"ostree-unverified-registry:{registry.host}/direct:latest"
+    hyb(host, "rebase", image, env=registry.env)
+    from tests.helpers.rpms import File, Pkg, build_rpm
+
+    rpm = build_rpm(Pkg("container-extra", "1.0", arch="noarch",
+                        files=(File("/usr/bin/container-extra", b"#!/bin/sh\necho extra\n", mode=0o755),)),
+                    tmp_path / "rpms")
+    hyb(host, "install", str(rpm), env=registry.env)
+    dep = status(host, registry.env)[0]
+    assert dep["container-image-reference"] == image and dep["version"] == "2"
+    assert dep["requested-local-packages"] and (deployment_dir(host, dep) / "usr/bin/container-extra").exists()
+    origin = (deployment_dir(host, dep).parent / f"{dep['checksum']}.{dep['serial']}.origin").read_text()
+    assert f"container-image-reference={image}" in origin
+    # the layered deployment still knows its image: nothing new upstream
+    same = hyb(host, "upgrade", "--unchanged-exit-77", env=registry.env, check=False)
+    assert same.returncode == UNCHANGED, same.stdout + same.stderr

@@ -26,15 +26,21 @@ def _keyring_check(sysroot: Sysroot):
 
         remote = get_remote(sysroot.repo.config, ref.remote)
         source = f'remote "{remote.name}"'
-        if not remote.sign_verify:
+        if not (remote.sign_verify or remote.requires_gpg):
             raise SignatureError(f"{ref}: {source} has no signature verification configured, so the image's "
-                                 "commit cannot be checked", hint="configure sign-verify (ed25519) on the remote, "
-                                 "or use ostree-unverified-image:")
+                                 "commit cannot be checked", hint="configure gpg-verify or sign-verify on the "
+                                 "remote, or use ostree-unverified-image:")
         try:
             meta = gvariant.parse_vardict(commitmeta) if commitmeta is not None else None
         except FormatError as exc:
             raise SignatureError(f"{ref}: the detached metadata of commit {commit} is malformed: {exc}") from None
-        sign.verify_commit(commit, commit_bytes, meta, remote.public_keys("ed25519"), source)
+        if remote.sign_verify:
+            sign.verify_commit(commit, commit_bytes, meta, remote.public_keys("ed25519"), source)
+        if remote.requires_gpg:
+            from hybridos.ostree import gpg
+
+            gpg.verify_commit(commit, commit_bytes, meta, gpg.remote_keyring(sysroot.repo, remote), source,
+                              remote.name)
     return check
 
 

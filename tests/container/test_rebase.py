@@ -72,6 +72,12 @@ def test_rebase_upgrade_and_rollback_through_a_registry(container_env, registry,
     fetched = registry.blob_gets()[before:]
     layer_gets = [d for d in fetched if d in {x["digest"] for x in m2["layers"]}]
     assert sorted(set(layer_gets)) == sorted(new_layers)
+    # what a one-package update costs: the changed packages' layers and the commit layer, within 2x the
+    # size of the changed files (extra-data's 300 kB payload; testos-release's os-release carries the version)
+    fetched_bytes = sum(x["size"] for x in m2["layers"] if x["digest"] in new_layers)
+    changed_files = 300_000 + len("2.0")
+    print(f"one-package update: {fetched_bytes} bytes of layers for {changed_files} bytes of changed files")
+    assert fetched_bytes <= 2 * changed_files
     deps = status(host, env)
     assert deps[0]["version"] == "2" and deps[0]["container-image-reference-digest"] == d2
     assert (deployment_dir(host, deps[0]) / "usr/share/extra-data/version").read_text() == "2.0"

@@ -38,13 +38,37 @@ def package_owners(repo: Repo, checksum: str, paths: dict[str, list[str]]) -> di
     for h in sorted(headers, key=lambda h: h.name):
         for f in h.file_entries:
             by_path.setdefault(_rpm_path_to_commit(f.path), (h.name, h.size))
+    dir_owner: dict[str, tuple[str, int]] = {}
+    for path, owner in by_path.items():
+        parent = path.rpartition("/")[0]
+        if parent.count("/") >= 3:
+            dir_owner.setdefault(parent, owner)
     owners: dict[str, tuple[str, int]] = {}
     for csum, ps in paths.items():
         for p in sorted(ps):
             if p in by_path:
                 owners[csum] = by_path[p]
                 break
+        else:
+            owner = _generated_owner(ps, by_path, dir_owner)
+            if owner is not None:
+                owners[csum] = owner
     return owners
+
+
+def _generated_owner(paths: list[str], by_path: dict[str, tuple[str, int]],
+                     dir_owner: dict[str, tuple[str, int]]) -> tuple[str, int] | None:
+    """Files made at compose time inside a package's own directory (the initramfs beside the kernel in
+    ``usr/lib/modules/KVER``) travel with that package, as rpm-ostree attributes them; anything else stays in
+    the commit layer. Only directories at least four levels deep count, so ``usr/lib`` is nobody's."""
+    for p in sorted(paths):
+        parts = p.split("/")
+        for depth in range(len(parts) - 1, 3, -1):
+            d = "/".join(parts[:depth])
+            owner = by_path.get(d) or dir_owner.get(d)
+            if owner is not None:
+                return owner
+    return None
 
 
 def previous_assignment(previous: Manifest | None) -> list[set[str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zlib_ng import zlib_ng
 
-from hybridos.errors import CorruptionError, FormatError, NotFoundError
+from hybridos.errors import CorruptionError, FormatError
 from hybridos.util.atomic import atomic_write
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -156,34 +156,60 @@ class ImageConfig:
 
 # ---------------------------------------------------------------------------------------------- writing
 
+#: uncompressed bytes per gzip member: blocks are compressed in parallel and written as consecutive members
+#: of one gzip stream (valid gzip, read by every client), at fixed boundaries so equal input gives equal blobs
+GZIP_BLOCK = 4 << 20
+GZIP_LEVEL = 4
+
+
+def _gzip_member(data: bytes, level: int) -> bytes:
+    z = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
+    return z.compress(data) + z.flush()
+
+
 class BlobSink:
     """A file-like sink for one blob: bytes are hashed and written to a temporary file in ``blobs/sha256``.
 
     With ``gzip=True`` what is written is the uncompressed stream: ``diff_id`` is its digest and the blob is
-    its gzip compression (deterministic: no timestamp or name in the gzip header).
+    its gzip compression (deterministic: fixed member boundaries, no timestamp or name in the headers), made
+    on every core.
     """
 
-    def __init__(self, layout: OciLayoutWriter, *, gzip: bool = False, level: int = 6):
+    def __init__(self, layout: OciLayoutWriter, *, gzip: bool = False, level: int = GZIP_LEVEL):
         self._layout = layout
         fd, self._tmp = tempfile.mkstemp(prefix=".tmp-blob-", dir=layout.blobs)
         self._f = os.fdopen(fd, "wb")
         self._blob_hash = hashlib.sha256()
         self._raw_hash = hashlib.sha256() if gzip else None
-        self._z = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31) if gzip else None
+        self._gzip = gzip
+        self._level = level
+        self._pending = bytearray()
+        self._futures: list = []
+        self._pool = None
         self.size = 0
         self.raw_size = 0
 
     def write(self, data) -> int:
-        data = bytes(data)
-        if self._z is not None:
-            self._raw_hash.update(data)
-            self.raw_size += len(data)
-            out = self._z.compress(data)
-        else:
-            out = data
-        if out:
-            self._emit(out)
+        if not self._gzip:
+            self._emit(bytes(data))
+            return len(data)
+        self._raw_hash.update(data)
+        self.raw_size += len(data)
+        self._pending += data
+        while len(self._pending) >= GZIP_BLOCK:
+            self._submit(bytes(self._pending[:GZIP_BLOCK]))
+            del self._pending[:GZIP_BLOCK]
         return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gzip")
+        self._futures.append(self._pool.submit(_gzip_member, block, self._level))
+        limit = 2 * (os.cpu_count() or 1)
+        while len(self._futures) > limit or (self._futures and self._futures[0].done()):
+            self._emit(self._futures.pop(0).result())
 
     def _emit(self, out: bytes) -> None:
         self._blob_hash.update(out)
@@ -192,8 +218,14 @@ class BlobSink:
 
     def close_blob(self) -> tuple[str, int, str | None]:
         """Finish the blob; returns (digest, size, diff_id or None)."""
-        if self._z is not None:
-            self._emit(self._z.flush())
+        if self._gzip:
+            if self._pending or not self._futures and not self.size:
+                self._submit(bytes(self._pending))
+                self._pending.clear()
+            for fut in self._futures:
+                self._emit(fut.result())
+            self._futures.clear()
+        self._shutdown()
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -203,7 +235,13 @@ class BlobSink:
         diff_id = "sha256:" + self._raw_hash.hexdigest() if self._raw_hash is not None else None
         return digest, self.size, diff_id
 
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def discard(self) -> None:
+        self._shutdown()
         if not self._f.closed:
             self._f.close()
         if os.path.exists(self._tmp):
@@ -249,10 +287,6 @@ class OciLayoutWriter:
         entries.append(Descriptor(manifest.media_type, manifest.digest, manifest.size, ann).to_json())
         doc = {"schemaVersion": 2, "manifests": entries}
         atomic_write(index_path, json.dumps(doc, indent=2).encode() + b"\n")
-
-
-def raise_missing(what: str) -> None:
-    raise NotFoundError(what)
 
 
 def verify_blob(data: bytes, desc: Descriptor, what: str) -> bytes:

@@ -99,6 +99,8 @@ class BootResult:
     timed_out: bool
     argv: list[str]
     log_path: Path
+    accel: str = "tcg"
+    marker_seconds: float | None = None   #: seconds from QEMU's start until the first marker line appeared
 
     def tail(self, n: int = 40) -> str:
         lines = self.console.replace("\r", "").splitlines()
@@ -188,15 +190,19 @@ def boot(machine: Machine, disks: list[Path], workdir: Path, *, timeout: float, 
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timed_out = False
+    marker_at = None
     pattern = re.compile(stop_at) if stop_at else None
     try:
         while proc.poll() is None:
             if time.monotonic() - start > timeout:
                 timed_out = True
                 break
-            if pattern is not None and pattern.search(log.read_text(errors="replace")):
+            text = log.read_text(errors="replace")
+            if marker_at is None and "HYBRIDOS-BOOT-MARKER " in text:
+                marker_at = time.monotonic() - start
+            if pattern is not None and pattern.search(text):
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -205,5 +211,7 @@ def boot(machine: Machine, disks: list[Path], workdir: Path, *, timeout: float, 
     console = log.read_text(errors="replace")
     if out.strip():
         console += f"\n[qemu output] {out.strip()}\n"
+    if marker_at is None and "HYBRIDOS-BOOT-MARKER " in console:
+        marker_at = seconds
     return BootResult(console=console, returncode=None if timed_out else proc.returncode, seconds=seconds,
-                      timed_out=timed_out, argv=argv, log_path=log)
+                      timed_out=timed_out, argv=argv, log_path=log, accel=accel, marker_seconds=marker_at)

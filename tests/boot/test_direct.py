@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.boot.disk import LINUX, Partition, assemble, ext4_image
-from tests.boot.qemu import Machine, boot
-from tests.boot.sysroot import bls_entries, deploy_sysroot, write_var_data
+from tests.boot.images import direct
+from tests.boot.qemu import boot
+from tests.boot.sysroot import deploy_sysroot, write_var_data
 
 pytestmark = pytest.mark.slow
 KARGS = ["root=LABEL=root", "rw", "console=ttyS0", "panic=10", "hybridos.fail-delay=1"]
@@ -16,12 +16,8 @@ def test_direct_kernel_boot_reaches_the_deployments_userspace(tmp_path, x86_comp
     root = tmp_path / "sysroot"
     deploy_sysroot(root, x86_composed, KARGS)
     write_var_data(root, "written-before-boot")
-    entry = bls_entries(root)[0]
-    disk = tmp_path / "disk.img"
-    assemble(disk, [Partition(LINUX, ext4_image(tmp_path / "root.ext4", root, "root"), name="root")])
-    result = boot(Machine("x86_64", "direct"), [disk], tmp_path, timeout=180,
-                  kernel=root / "boot" / entry["linux"].lstrip("/"),
-                  initrd=root / "boot" / entry["initrd"].lstrip("/"), append=entry["options"])
+    spec = direct(tmp_path, root)
+    result = boot(spec.machine, spec.disks, tmp_path, timeout=180, **spec.boot_args)
     m = result.expect(r"HYBRIDOS-BOOT-MARKER .*", "the deployment's marker")
     assert result.markers() == [{"version": "1", "ostree-booted": "yes", "usr": "ro",
                                  "var": "written-before-boot", "etc": "from-image-1"}], m.group(0)
@@ -31,14 +27,11 @@ def test_direct_kernel_boot_reaches_the_deployments_userspace(tmp_path, x86_comp
 def test_initramfs_that_cannot_find_root_reboots_by_itself(tmp_path, x86_composed):
     root = tmp_path / "sysroot"
     deploy_sysroot(root, x86_composed, KARGS)
-    entry = bls_entries(root)[0]
-    disk = tmp_path / "disk.img"
-    assemble(disk, [Partition(LINUX, ext4_image(tmp_path / "root.ext4", root, "root"), name="root")])
-    options = entry["options"].replace("root=LABEL=root", "root=LABEL=nosuchroot") + " rd.timeout=3"
+    spec = direct(tmp_path, root)
+    spec.boot_args["append"] = spec.boot_args["append"].replace("root=LABEL=root", "root=LABEL=nosuchroot") \
+        + " rd.timeout=3"
     # -no-reboot: the guest's reboot ends QEMU, long before the hard timeout
-    result = boot(Machine("x86_64", "direct"), [disk], tmp_path, timeout=180,
-                  kernel=root / "boot" / entry["linux"].lstrip("/"),
-                  initrd=root / "boot" / entry["initrd"].lstrip("/"), append=options)
+    result = boot(spec.machine, spec.disks, tmp_path, timeout=180, **spec.boot_args)
     result.expect(r"root device LABEL=nosuchroot did not appear within 3 s", "the initramfs's failure")
     result.expect(r"rebooting in 1 seconds", "the reboot announcement")
     assert not result.timed_out and result.returncode == 0, result.tail()

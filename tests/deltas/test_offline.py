@@ -170,3 +170,33 @@ def test_bsdiff_stream_roundtrip():
     out = bytearray()
     bspatch_stream(io.BytesIO(old), len(old), _SliceReader(_Payload(), 0, len(raw)), len(new), out.extend)
     assert bytes(out) == new
+
+
+def test_edit_patch_roundtrip():
+    """The linear-time patch for local edits is a valid raw bsdiff stream (ostree applies it: see above)."""
+    import io
+    import random
+
+    from hybridos.ostree.delta_apply import _SliceReader, bspatch_stream
+    from hybridos.ostree.delta_generate import edit_patch
+
+    rng = random.Random(1)
+    used = 0
+    for _ in range(200):
+        old = rng.randbytes(rng.randrange(1, 200_000))
+        a = rng.randrange(0, len(old) + 1)
+        b = rng.randrange(a, len(old) + 1) if rng.random() < 0.5 else a
+        new = old[:a] + rng.randbytes(rng.randrange(0, 50)) + old[b:]
+        raw = edit_patch(old, new)
+        if raw is None:
+            continue
+        used += 1
+
+        class _Payload:
+            def read_abs(self, x, y, raw=raw):
+                return raw[x:y]
+
+        out = bytearray()
+        bspatch_stream(io.BytesIO(old), len(old), _SliceReader(_Payload(), 0, len(raw)), len(new), out.extend)
+        assert bytes(out) == new
+    assert used > 50

@@ -17,13 +17,14 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from hybridos.errors import CorruptionError, FormatError, HybridosError, NotFoundError, UsageError
 from hybridos.ostree import delta_format as df
-from hybridos.ostree.objects import FileHeader, ObjectType
+from hybridos.ostree.content import write_object_bytes
+from hybridos.ostree.objects import DirTree, FileHeader, ObjectType
 from hybridos.ostree.repo import Repo
 
 #: Uncompressed bytes of a part (and of one object being rebuilt) held in memory before spooling to a file.
@@ -31,6 +32,8 @@ MEMORY_LIMIT = 8 << 20
 #: Mode table, xattr table and opcode stream of a part are read into memory: each is refused beyond this.
 TABLE_LIMIT = 16 << 20
 CHUNK = 1 << 20
+#: Parsed dirtrees a delta keeps for the pull's completeness walk (beyond that, the walk reads them again).
+PARSED_TREES_KEPT = 20000
 
 
 class DeltaError(CorruptionError):
@@ -204,6 +207,8 @@ class ApplyStats:
     parts_applied: int = 0
     parts_skipped: int = 0
     objects_written: int = 0
+    trees: set = field(default_factory=set)   # dirtrees the delta carries
+    parsed_trees: dict = field(default_factory=dict)   # checksum -> DirTree written by the delta
 
 
 class _Executor:
@@ -215,6 +220,8 @@ class _Executor:
         self.index = 0
         self.source: BinaryIO | None = None
         self.source_size = 0
+        self.source_checksum = ""
+        self._last: tuple | None = None   # the source just unset, kept open in case it is set again
         self.out = None
         self.header: FileHeader | None = None
         self.size = 0
@@ -250,8 +257,8 @@ class _Executor:
                         off, pos = read(ops, pos)
                         if not self.repo.has_object(checksum, otype):
                             data = self.part.read(off, length)
-                            if otype is ObjectType.COMMIT:
-                                self.repo.write_metadata_bytes(otype, data, expected=checksum)
+                            if otype is ObjectType.DIR_TREE:
+                                self._write_dirtree(checksum, data)
                             else:
                                 self.repo.write_metadata_bytes(otype, data, expected=checksum)
                             self.stats.objects_written += 1
@@ -320,8 +327,22 @@ class _Executor:
             raise DeltaError(f"delta part is malformed: {exc}") from None
         finally:
             self._unset_source()
+            self._drop_last()
             if self.out is not None:
                 self.out.close()
+
+    def _write_dirtree(self, checksum: str, data: bytes) -> None:
+        """Check a dirtree against its checksum and parse it once (kept for the pull's completeness walk)."""
+        got = hashlib.sha256(data).hexdigest()
+        if got != checksum:
+            raise DeltaError(f"dirtree object {checksum} in the delta is corrupt: its bytes hash to {got}")
+        try:   # the bytes are the ones the checksum names: the canonical-form check would only cost time
+            tree = DirTree.parse(data, normal_form=False)
+        except FormatError as exc:
+            raise DeltaError(f"dirtree object {checksum} in the delta is malformed: {exc}") from None
+        write_object_bytes(self.repo, checksum, ObjectType.DIR_TREE, data)
+        if len(self.stats.parsed_trees) < PARSED_TREES_KEPT:
+            self.stats.parsed_trees[checksum] = tree
 
     def _emit(self, data: bytes) -> None:
         if self.out.tell() + len(data) > self.size:
@@ -346,6 +367,12 @@ class _Executor:
             left -= len(chunk)
 
     def _set_source(self, checksum: str) -> None:
+        if self._last is not None and self._last[0] == checksum:   # set, unset, set again: one open
+            self.source, self.source_size = self._last[1], self._last[2]
+            self._last = None
+            self.source_checksum = checksum
+            return
+        self._drop_last()
         try:
             header, stream = self.repo.open_content(checksum)
         except NotFoundError:
@@ -364,11 +391,18 @@ class _Executor:
         stream.seek(0, os.SEEK_END)
         self.source_size = stream.tell()
         self.source = stream
+        self.source_checksum = checksum
 
     def _unset_source(self) -> None:
         if self.source is not None:
-            self.source.close()
+            self._drop_last()
+            self._last = (self.source_checksum, self.source, self.source_size)
             self.source = None
+
+    def _drop_last(self) -> None:
+        if self._last is not None:
+            self._last[1].close()
+            self._last = None
 
     def _close(self) -> None:
         otype, checksum = self._current()

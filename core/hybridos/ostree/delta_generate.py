@@ -61,6 +61,7 @@ class DeltaReport:
     block_copy: int = 0
     fallbacks: int = 0
     size: int = 0   # superblock + parts, bytes
+    edits: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------- trees
@@ -70,6 +71,7 @@ class _Tree:
     objects: set = field(default_factory=set)        # (checksum, otype) of everything reachable
     paths: dict = field(default_factory=dict)         # path -> content checksum
     by_name: dict = field(default_factory=dict)       # base name -> [content checksum]
+    by_stem: dict = field(default_factory=dict)       # base name up to the first dot -> [content checksum]
 
 
 def _walk_from(repo: Repo, commit: str) -> _Tree:
@@ -88,6 +90,7 @@ def _walk_from(repo: Repo, commit: str) -> _Tree:
             p = f"{path}/{name}"
             t.paths[p] = csum
             t.by_name.setdefault(name, []).append(csum)
+            t.by_stem.setdefault(name.split(".", 1)[0], []).append(csum)
         for name, st, sm in dt.dirs:
             stack.append((f"{path}/{name}", st, sm))
     return t
@@ -143,17 +146,88 @@ def _storage_size(repo: Repo, checksum: str, otype: ObjectType) -> int:
 
 # ---------------------------------------------------------------------------------------------------- workers
 
-def _bsdiff_job(args: tuple[str, str, str]) -> tuple[str, bytes | None]:
-    """In a worker: the raw bsdiff stream from ``old`` to ``new`` (None when not smaller than ``new``)."""
+_REPOS: dict[str, Repo] = {}
+
+
+def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    """Length of the common prefix of ``a`` and ``b`` (at most ``limit``), by memcmp of slices."""
+    lo, step = 0, 1 << 16
+    while lo + step <= limit and a[lo:lo + step] == b[lo:lo + step]:
+        lo += step
+    hi = min(lo + step, limit)
+    while lo < hi:   # invariant: a[:lo] == b[:lo]; the first difference is before hi
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    la, lb = len(a), len(b)
+    n, step = 0, 1 << 16
+    while n + step <= limit and a[la - n - step:la - n] == b[lb - n - step:lb - n]:
+        n += step
+    hi = min(n + step, limit)
+    while n < hi:
+        mid = (n + hi + 1) // 2
+        if a[la - mid:la - n] == b[lb - mid:lb - n]:
+            n = mid
+        else:
+            hi = mid - 1
+    return n
+
+
+def local_edit(old: bytes, new: bytes) -> tuple[int, int] | None:
+    """(common prefix, common suffix) when ``new`` is ``old`` with one local edit (the changed middle at most
+    1/8 of the file, found in linear time), else None: then real bsdiff is worth its cost."""
+    prefix = _common_prefix(old, new, min(len(old), len(new)))
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    middle = len(new) - prefix - suffix
+    if middle * 8 > len(new) + 4096:
+        return None
+    return prefix, suffix
+
+
+def edit_patch(old: bytes, new: bytes) -> bytes | None:
+    """The raw bsdiff stream of a :func:`local_edit`: prefix and suffix are "diff" against the old bytes
+    (zeros), the middle is "extra"."""
+    edit = local_edit(old, new)
+    if edit is None:
+        return None
+    prefix, suffix = edit
+    middle = len(new) - prefix - suffix
+    out = bytearray(df.encode_offt(prefix) + df.encode_offt(middle) +
+                    df.encode_offt(len(old) - suffix - prefix))
+    out += bytes(prefix)
+    out += new[prefix:prefix + middle]
+    if suffix:
+        out += df.encode_offt(suffix) + df.encode_offt(0) + df.encode_offt(0)
+        out += bytes(suffix)
+    return bytes(out)
+
+
+def _bsdiff_job(args: tuple[str, str, str, bool]) -> tuple[str, tuple | None]:
+    """In a worker: how to rebuild ``new`` from ``old``: ``("edit", prefix, middle bytes, suffix, old size)``
+    for a local edit (copies from the old object around the new bytes), else ``("bsdiff", raw stream)``
+    when bsdiff is allowed and the patch is not huge, else None."""
     from bsdiff4 import core
 
-    repo_path, old, new = args
-    repo = Repo.open(repo_path)
+    repo_path, old, new, bsdiff = args
+    repo = _REPOS.get(repo_path)
+    if repo is None:
+        repo = _REPOS[repo_path] = Repo.open(repo_path)
     a, b = _read_content(repo, old), _read_content(repo, new)
-    control, diff, extra = core.diff(a, b)
-    raw = df.raw_bsdiff_stream(control, diff, extra)
+    edit = local_edit(a, b)
+    if edit is not None:
+        prefix, suffix = edit
+        return new, ("edit", prefix, b[prefix:len(b) - suffix], suffix, len(a))
+    if not bsdiff:
+        return new, None
+    raw = df.raw_bsdiff_stream(*core.diff(a, b))
     # the patch is mostly zeros and compresses far better than the file: keep it unless it is huge
-    return new, raw if len(raw) < 2 * len(b) + 1024 else None
+    return new, ("bsdiff", raw) if len(raw) < 2 * len(b) + 1024 else None
 
 
 def _compress_job(payload: bytes) -> bytes:
@@ -256,6 +330,28 @@ class _Compiler:
         p.op(df.OP_CLOSE)
         p.op(df.OP_UNSET_READ_SOURCE)
 
+    def add_edit(self, checksum: str, header: FileHeader, source: str, prefix: int, middle: bytes, suffix: int,
+                 old_size: int) -> None:
+        """A local edit: the prefix and suffix copied from the source object (``r``/``w``, ostree's rollsum
+        opcodes), the new middle from the part."""
+        p = self.part_for(len(middle) + 32)
+        p.objects.append((ObjectType.FILE, checksum))
+        p.uncompressed += header.size
+        mi, xi = p.mode_xattr(header)
+        src_off = p.put(csum_bytes(source))
+        p.op(df.OP_OPEN, mi, xi, header.size)
+        if prefix:
+            p.op(df.OP_SET_READ_SOURCE, src_off)
+            p.op(df.OP_WRITE, prefix, 0)
+            p.op(df.OP_UNSET_READ_SOURCE)
+        if middle:
+            p.op(df.OP_WRITE, len(middle), p.put(middle))
+        if suffix:
+            p.op(df.OP_SET_READ_SOURCE, src_off)
+            p.op(df.OP_WRITE, suffix, old_size - suffix)
+            p.op(df.OP_UNSET_READ_SOURCE)
+        p.op(df.OP_CLOSE)
+
     def add_block_copy(self, checksum: str, header: FileHeader, source: str) -> bool:
         """Blocks of the new file found in the source (by content, at any block-aligned source offset) are
         copied from it; the rest comes from the part. False (nothing added) when under half matches."""
@@ -315,7 +411,7 @@ def _similar(name: str, size: int, from_tree: _Tree, sizes: dict) -> str | None:
     if not cands and "." in name.lstrip("."):
         stem = name.split(".", 1)[0]
         if stem:
-            cands = [c for n, cs in from_tree.by_name.items() if n.split(".", 1)[0] == stem for c in cs]
+            cands = list(from_tree.by_stem.get(stem, ()))
     best = None
     for c in cands:
         s = sizes.get(c)
@@ -363,22 +459,21 @@ def generate(repo: Repo, from_commit: str | None, to_commit: str, options: Delta
             if old is not None and size_of(old):
                 sources[c] = old
                 continue
-            cands = from_tree.by_name.get(name, ())
-            for cand in cands:
+            stem = name.split(".", 1)[0]
+            for cand in from_tree.by_name.get(name) or (from_tree.by_stem.get(stem, ()) if stem else ()):
                 size_of(cand)
             src = _similar(name, h.size, from_tree, from_sizes)
             if src is not None:
                 sources[c] = src
 
     comp = _Compiler(repo, options)
-    report_counts = {"bsdiff": 0, "block": 0, "fallback": 0}
+    report_counts = {"bsdiff": 0, "edit": 0, "block": 0, "fallback": 0}
     workers = _workers(options)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        patches: dict[str, bytes | None] = {}
-        bsdiff_jobs = [(str(repo.path), src, c) for c, src in sources.items()
-                       if options.bsdiff and headers[c].size + _content_header(repo, src).size
-                       <= options.max_bsdiff_size * MB]
+        patches: dict[str, tuple | None] = {}
+        bsdiff_jobs = [(str(repo.path), src, c, options.bsdiff) for c, src in sources.items()
+                       if headers[c].size + _content_header(repo, src).size <= options.max_bsdiff_size * MB]
         if bsdiff_jobs:
             mapper = pool.map(_bsdiff_job, bsdiff_jobs, chunksize=16) if pool else map(_bsdiff_job, bsdiff_jobs)
             patches = dict(mapper)
@@ -387,11 +482,15 @@ def generate(repo: Repo, from_commit: str | None, to_commit: str, options: Delta
         handled: set = set()
         for c, src in sources.items():
             patch = patches.get(c)
-            if patch is not None:
-                comp.add_bsdiff(c, headers[c], src, patch)
+            if patch is not None and patch[0] == "edit":
+                comp.add_edit(c, headers[c], src, *patch[1:])
+                report_counts["edit"] += 1
+                handled.add(c)
+            elif patch is not None:
+                comp.add_bsdiff(c, headers[c], src, patch[1])
                 report_counts["bsdiff"] += 1
                 handled.add(c)
-            elif c not in patches and comp.add_block_copy(c, headers[c], src):
+            elif comp.add_block_copy(c, headers[c], src):
                 report_counts["block"] += 1
                 handled.add(c)
         fallbacks: list[df.Fallback] = []
@@ -448,10 +547,11 @@ def generate(repo: Repo, from_commit: str | None, to_commit: str, options: Delta
             atomic_write(directory / str(i), data)
             total += len(data)
     atomic_write(sb_path, sb_bytes)   # last: a delta is listed only once it is whole
-    log(f"{len(new_meta)} metadata, {len(new_files)} new content objects; {report_counts['bsdiff']} bsdiff, "
+    log(f"{len(new_meta)} metadata, {len(new_files)} new content objects; {report_counts['edit']} local edits, "
+        f"{report_counts['bsdiff']} bsdiff, "
         f"{report_counts['block']} block-copied, {len(fallbacks)} fallbacks; {len(compressed)} parts")
     return DeltaReport(sb, sb_path, len(new_meta), len(new_files), report_counts["bsdiff"],
-                       report_counts["block"], len(fallbacks), total)
+                       report_counts["block"], len(fallbacks), total, report_counts["edit"])
 
 
 def _ext(path: str) -> str:

@@ -101,6 +101,9 @@ def try_delta(puller, transfer, ref: str | None, commit: str) -> bool:
     puller.notes.append(f"used static delta {choice.delta}: {stats.parts_applied} parts applied, "
                         f"{stats.parts_skipped} already present")
     puller.deltas_used.append(choice.delta)
+    if choice.from_commit is not None and not repo.commit_is_partial(choice.from_commit):
+        transfer.delta_trees = (transfer.delta_trees or set()) | stats.trees
+        transfer.delta_parsed.update(stats.parsed_trees)
     return True
 
 
@@ -136,6 +139,7 @@ def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: D
     if any(f.otype is not ObjectType.FILE for f in sb.fallbacks):
         raise DeltaError("its fallbacks include metadata objects")
     stats = ApplyStats()
+    stats.trees = {c for h in sb.parts for t, c in h.objects if t is ObjectType.DIR_TREE}
     todo = [(i, h) for i, h in enumerate(sb.parts) if not part_complete(repo, h)]
     stats.parts_skipped = len(sb.parts) - len(todo)
     progress = puller.progress

@@ -141,6 +141,10 @@ class _Transfer:
         self.progress = progress
         self.claimed: set[tuple[str, ObjectType]] = set()
         self.claimed_files: set[str] = set()
+        #: After a static delta from a complete commit: the dirtrees it wrote. A dirtree present here and not
+        #: among them belongs to the delta's source commit, whose objects are all present: no need to walk it.
+        self.delta_trees: set[str] | None = None
+        self.delta_parsed: dict[str, DirTree] = {}
         self.content_ext = "filez" if repo.mode.is_archive else "file"
         self.scheduled = 0
         self.metadata_objects = 0
@@ -238,7 +242,10 @@ class _Transfer:
                 if (tree, ObjectType.DIR_TREE) not in self.claimed:
                     self.claimed.add((tree, ObjectType.DIR_TREE))
                     if repo.has_object(tree, ObjectType.DIR_TREE):
-                        trees.append(repo.load_dirtree(tree))   # from an earlier, interrupted pull
+                        if self.delta_trees is not None and tree not in self.delta_trees:
+                            continue   # a subtree of the delta's complete source commit
+                        parsed = self.delta_parsed.pop(tree, None)   # written and checked by the delta
+                        trees.append(parsed if parsed is not None else repo.load_dirtree(tree))
                     else:
                         wanted.append((tree, ObjectType.DIR_TREE))
             self._expect(len(wanted))
@@ -840,6 +847,8 @@ class Puller:
                 from hybridos.ostree.delta_pull import try_delta
                 for ref, commit in wanted:
                     try_delta(self, transfer, ref, commit)
+                if len(wanted) != 1:
+                    transfer.delta_trees = None   # the shortcut is only sound for the delta's own commit
             for ref, commit in wanted:
                 current: str | None = commit
                 level = 0

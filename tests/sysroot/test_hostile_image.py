@@ -219,3 +219,23 @@ def test_ostree_reads_what_we_wrote(local, workdir):
     deploy(sr)
     out = ostree("admin", "status", f"--sysroot={sr}").stdout
     assert STATEROOT in out
+
+
+# -- terminal escapes --------------------------------------------------------------------------------------
+
+
+def test_nothing_from_a_commit_reaches_the_terminal_as_escapes(local, workdir):
+    sr = local
+    evil = "1.0\x1b]0;owned\x07\x1b[2J\u202e\nFake: row"
+    ostree(f"--repo={sr}/ostree/repo", "commit", f"--branch={REF}", f"--add-metadata-string=version={evil}",
+           "--subject", "subject \x1b[31mred", "--body", "line one\nline \x1b[8mtwo", str(make_tree(workdir / "t1", "1")))
+    deploy(sr)
+    outputs = [hyb(sr, "status").stdout, hyb(sr, "status", "-v").stdout, hyb(sr, "admin", "status").stdout,
+               hyb(sr, "repo", "log", "--repo", str(sr / "ostree/repo"), REF).stdout]
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+        assert not any(line.startswith("Fake") or line.strip().startswith("Fake:") for line in out.splitlines())
+    assert "\\x1b]0;owned" in outputs[0]        # shown, escaped
+    assert "line one\n" in outputs[3]           # a body keeps its lines
+    r = hyb(sr, "rebase", "no\x1b[2Jsuch:ref", check=False)
+    assert r.returncode != 0 and "\x1b" not in r.stderr

@@ -125,6 +125,7 @@ def pin(ctx, sysroot_opt, unpin, index):
 def status(ctx, sysroot_opt):
     """List deployments the way ``ostree admin status`` does."""
     from hybridos.sysroot.sysroot import Sysroot
+    from hybridos.util.text import for_terminal
 
     sysroot = Sysroot.load(sysroot_path(ctx, sysroot_opt))
     if not sysroot.deployments:
@@ -138,10 +139,10 @@ def status(ctx, sysroot_opt):
         except HybridosError:
             version = None
         if version:
-            click.echo(f"    Version: {version}")
+            click.echo(f"    Version: {for_terminal(version)}")
         if d.pinned:
             click.echo("    Pinned: yes")
         if d.origin is not None:
-            click.echo(f"    origin refspec: {d.origin.refspec}")
+            click.echo(f"    origin refspec: {for_terminal(str(d.origin.refspec))}")
         else:
-            click.echo(f"    origin: {d.origin_error}")
+            click.echo(f"    origin: {for_terminal(str(d.origin_error))}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from hybridos.errors import HybridosError
+from hybridos.util.text import for_terminal
 
 #: command name -> "module:attribute". A command appears when its module exists; it is imported only when
 #: invoked, so ``status`` does not pay for ``compose``'s imports.
@@ -113,9 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     except HybridosError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {for_terminal(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {for_terminal(exc.hint)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)

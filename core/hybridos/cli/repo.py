@@ -13,6 +13,7 @@ import click
 
 from hybridos.cli._options import open_repo, parse_key_values, repo_option, repo_path_of
 from hybridos.errors import CorruptionError, NotFoundError, UsageError
+from hybridos.util.text import for_terminal
 
 
 def _progress(label: str):
@@ -133,9 +134,9 @@ def format_commit(checksum: str, commit) -> str:
     lines.append(f"ContentChecksum:  {commit.content_checksum}")
     lines.append(f"Date:  {_fmt_date(commit.timestamp)}")
     if commit.version:
-        lines.append(f"Version: {commit.version}")
+        lines.append(f"Version: {for_terminal(commit.version)}")
     out = "\n".join(lines) + "\n"
-    indent = lambda s: "".join(f"    {ln}\n" for ln in s.split("\n"))  # noqa: E731
+    indent = lambda s: "".join(f"    {ln}\n" for ln in for_terminal(s, keep_newlines=True).split("\n"))  # noqa: E731
     out += "(no subject)\n" if not commit.subject else "\n" + indent(commit.subject)
     if commit.body:
         out += "\n" + indent(commit.body)

@@ -8,6 +8,7 @@ from pathlib import Path
 from hybridos.errors import HybridosError
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.sysroot import Sysroot
+from hybridos.util.text import for_terminal
 
 
 def _commit(sysroot: Sysroot, checksum: str):
@@ -171,4 +172,6 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("BootCsum", d["bootcsum"])
             row("KernelArguments", " ".join(d["kernel-arguments"]) or "(none)")
             row("Staged", "yes" if d["staged"] else "no")
-    return lines
+    # versions, origins, package names and errors come from commits, remotes and origin files: no terminal
+    # escape sequence (nor a line break forging another row) reaches the terminal
+    return [for_terminal(line) for line in lines]

@@ -34,10 +34,11 @@ def one_line(value: str, replacement: str = " ") -> str:
     return "".join(replacement if _unsafe(c) else c for c in value)
 
 
-def for_terminal(value: str) -> str:
+def for_terminal(value: str, *, keep_newlines: bool = False) -> str:
     """``value`` with unsafe characters shown as escapes (``\\x1b``, ``\\u2028``) so nothing reaches a terminal
-    as a control sequence; tabs and text stay as they are."""
-    if first_unsafe(value.replace("\t", " ")) is None:
+    as a control sequence; tabs (and with ``keep_newlines`` LF) stay as they are."""
+    keep = "\t\n" if keep_newlines else "\t"
+    if first_unsafe(value.replace("\t", " ").replace("\n", " " if keep_newlines else "\n")) is None:
         return value
-    return "".join(c if c == "\t" or not _unsafe(c) else c.encode("unicode_escape").decode("ascii")
+    return "".join(c if c in keep or not _unsafe(c) else c.encode("unicode_escape").decode("ascii")
                    for c in value)

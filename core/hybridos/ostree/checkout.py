@@ -128,7 +128,12 @@ class _Checkout:
                     raise NotFoundError(f"content object {checksum} is missing from the repository") from None
                 raise
             except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM) or self.strict_link:
+                if exc.errno == errno.EMLINK:
+                    # the object's link count is full (ext4: 65,000; many identical files in several
+                    # deployments): this one file becomes a copy, as ostree does, even in hardlink mode
+                    self._copy(checksum, name, dfd)
+                    return
+                if exc.errno not in (errno.EXDEV, errno.EPERM) or self.strict_link:
                     raise
                 self.link = False
         self._copy(checksum, name, dfd)

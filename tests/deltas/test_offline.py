@@ -200,3 +200,28 @@ def test_edit_patch_roundtrip():
         bspatch_stream(io.BytesIO(old), len(old), _SliceReader(_Payload(), 0, len(raw)), len(new), out.extend)
         assert bytes(out) == new
     assert used > 50
+
+
+def test_usb_directory_with_a_chain_of_deltas(src, tmp_path, cli):
+    """A stick holding several deltas: those whose source is here are applied, a chain in order."""
+    import shutil
+
+    repo, c1, c2 = src
+    tree3 = tmp_path / "v3"
+    shutil.copytree(tmp_path / "v2", tree3, symlinks=True)
+    (tree3 / "usr/share/doc/v3.txt").write_text("third\n")
+    c3 = ostree("commit", f"--repo={repo}", "-b", "main", "-s", "v3", "--owner-uid=0", "--owner-gid=0",
+                str(tree3)).stdout.strip()
+    usb = tmp_path / "usb"
+    for frm, to, name in ((c2, c3, "b"), (c1, c2, "a")):
+        cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", frm, "--to", to,
+            "--min-fallback-size=0", f"--filename={usb / name / 'superblock'}")
+    (usb / "notes.txt").write_text("not a delta\n")
+    client = client_repo(tmp_path / "client", repo, c1)
+    out = cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(usb)).stdout
+    assert out.index(f"Applied {c1}-{c2}") < out.index(f"Applied {c2}-{c3}")
+    assert listing(client, c3) == listing(repo, c3)
+    fsck_clean(client)
+    # nothing more applies now: a clear error
+    proc = cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(usb), check=False)
+    assert proc.returncode != 0 and "none of the 2 deltas" in proc.stderr

@@ -137,16 +137,22 @@ def reindex_cmd(ctx, repo_path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.pass_context
 def apply_offline_cmd(ctx, repo_path, path) -> None:
-    """Apply the delta in PATH (a delta directory, e.g. on a USB stick, or a superblock file)."""
-    from hybridos.ostree.delta_apply import apply_offline
+    """Apply the delta in PATH: a delta directory, a superblock file, or a directory holding deltas (a USB
+    stick: every delta whose source commit is here is applied, chains in order)."""
+    from hybridos.ostree.delta_apply import apply_directory, apply_offline
     from hybridos.util.progress import Progress
 
     repo = open_repo(ctx, repo_path)
     with Progress("Applying delta parts:") as progress:
-        sb, stats = apply_offline(repo, path, progress=progress)
-    click.echo(f"Applied {sb.id}: {stats.parts_applied} parts applied, {stats.parts_skipped} already present, "
-               f"{stats.objects_written} objects written")
-    click.echo(f"Commit {sb.to_commit} is complete; deploy it with: hybridos admin deploy {sb.to_commit}")
+        if path.is_dir() and not (path / "superblock").exists():
+            results = apply_directory(repo, path, progress=progress)
+        else:
+            results = [apply_offline(repo, path, progress=progress)]
+    for sb, stats in results:
+        click.echo(f"Applied {sb.id}: {stats.parts_applied} parts applied, {stats.parts_skipped} already "
+                   f"present, {stats.objects_written} objects written")
+    to = results[-1][0].to_commit
+    click.echo(f"Commit {to} is complete; deploy it with: hybridos admin deploy {to}")
 
 
 COMMANDS = [static_delta]

@@ -517,3 +517,51 @@ def apply_offline(repo: Repo, path: str | os.PathLike, *, progress=None) -> tupl
         with contextlib.suppress(FileNotFoundError):
             os.unlink(state_marker(repo, sb.to_commit))
     return sb, stats
+
+
+def find_deltas(path: Path, max_depth: int = 5) -> list[tuple[Path, df.Superblock]]:
+    """Every delta under ``path`` (a USB stick, say): files named ``superblock`` at any depth, and other
+    non-numeric files directly inside ``path`` that parse as superblocks (``--filename=`` deltas)."""
+    found = []
+    base = len(path.parts)
+    for dirpath, dirnames, filenames in os.walk(path):
+        depth = len(Path(dirpath).parts) - base
+        if depth >= max_depth:
+            dirnames.clear()
+        for name in sorted(filenames):
+            if name != "superblock" and (depth or name.isdigit() or name.startswith(".")):
+                continue
+            p = Path(dirpath) / name
+            try:
+                found.append((p, read_superblock(p)))
+            except (DeltaError, OSError):
+                continue
+    return found
+
+
+def apply_directory(repo: Repo, path: str | os.PathLike, *, progress=None
+                    ) -> list[tuple[df.Superblock, ApplyStats]]:
+    """Apply every delta under ``path`` that fits this repository: its source commit is here and complete
+    (or it is from scratch) and its target is not; repeated, so a chain A->B, B->C is applied in order."""
+    path = Path(path)
+    candidates = find_deltas(path)
+    if not candidates:
+        raise NotFoundError(f"no static delta found in {path}")
+    done: list[tuple[df.Superblock, ApplyStats]] = []
+    progress_made = True
+    while progress_made:
+        progress_made = False
+        for sb_path, sb in candidates:
+            if repo.has_object(sb.to_commit, ObjectType.COMMIT) and not repo.commit_is_partial(sb.to_commit):
+                continue
+            if sb.from_commit and (not repo.has_object(sb.from_commit, ObjectType.COMMIT)
+                                   or repo.commit_is_partial(sb.from_commit)):
+                continue
+            if sb.fallbacks:
+                continue
+            done.append(apply_offline(repo, sb_path, progress=progress))
+            progress_made = True
+    if not done:
+        raise NotFoundError(f"none of the {len(candidates)} deltas in {path} applies to {repo.path} (their source "
+                            "commits are not here, or their targets are here already)")
+    return done

@@ -225,3 +225,21 @@ def test_usb_directory_with_a_chain_of_deltas(src, tmp_path, cli):
     # nothing more applies now: a clear error
     proc = cli("repo", "static-delta", "apply-offline", f"--repo={client}", str(usb), check=False)
     assert proc.returncode != 0 and "none of the 2 deltas" in proc.stderr
+
+
+def test_bad_input_is_one_line_errors(src, tmp_path, cli):
+    repo, c1, c2 = src
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "superblock").write_bytes(b"\x00garbage" * 10)
+    client = client_repo(tmp_path / "client", repo, c1)
+    for args in (["generate", f"--repo={repo}", "--empty", "--from", c1, "--to", c2],
+                 ["generate", f"--repo={repo}", "--to", "nosuchref"],
+                 ["generate", f"--repo={repo}", "--to", c1],          # v1 has no parent
+                 ["apply-offline", f"--repo={client}", str(bad)],
+                 ["show", f"--repo={repo}", "not-a-delta"]):
+        proc = cli("repo", "static-delta", *args, check=False)
+        assert proc.returncode != 0, args
+        lines = proc.stderr.strip().splitlines()
+        assert lines and lines[0].startswith(("error: ", "Error: ", "Usage: ")), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr

@@ -82,6 +82,7 @@ def test_rebase_upgrade_and_rollback_through_a_registry(container_env, registry,
     assert deps[0]["version"] == "2" and deps[0]["container-image-reference-digest"] == d2
     assert (deployment_dir(host, deps[0]) / "usr/share/extra-data/version").read_text() == "2.0"
 
+    assert hyb(host, "repo", "refs", "--repo", str(host / "ostree/repo")).stdout.count("ostree/container/") > 1
     hyb(host, "rollback", env=env)
     assert status(host, env)[0]["container-image-reference-digest"] == d1
 
@@ -89,6 +90,10 @@ def test_rebase_upgrade_and_rollback_through_a_registry(container_env, registry,
     hyb(host, "rebase", ":testos/v2", env=env)
     back = status(host, env)[0]
     assert back["origin"] == "testos/v2" and "container-image-reference" not in back
+    # once no deployment uses an image, cleanup drops its refs and layers (ostree-ext prunes the same way)
+    hyb(host, "cleanup", "-r", env=env)
+    assert all(not d.get("container-image-reference") for d in status(host, env))
+    assert "ostree/container/" not in hyb(host, "repo", "refs", "--repo", str(host / "ostree/repo")).stdout
 
 
 def test_rebase_to_a_derived_image_from_an_oci_directory(container_env, host, tmp_path):

@@ -25,6 +25,7 @@ from hybridos import gvariant
 from hybridos.container.imgref import (
     BLOB_REF_PREFIX,
     IMAGE_REF_PREFIX,
+    ImageReference,
     OstreeImageReference,
     SigVerify,
     blob_ref,
@@ -616,7 +617,18 @@ def list_images(repo: Repo) -> dict[str, str]:
     return {unescape_ref(r[len(IMAGE_REF_PREFIX):]): c for r, c in repo.list_refs(IMAGE_REF_PREFIX).items()}
 
 
-def prune_layers(repo: Repo, keep_images: set[str] | None = None) -> int:
+def prune_images(repo: Repo, deployed: set[str]) -> int:
+    """Remove the refs of imported images whose merge commit no deployment uses, then their unused layer
+    refs (ostree-ext prunes images the same way), so a prune can free them; returns the refs removed."""
+    removed = 0
+    for name, merge in list_images(repo).items():
+        if merge not in deployed:
+            repo.set_ref(image_ref(ImageReference.parse(name)), None)
+            removed += 1
+    return removed + prune_layers(repo)
+
+
+def prune_layers(repo: Repo) -> int:
     """Remove blob refs no imported image uses any more; returns how many were removed."""
     used: set[str] = set()
     for _name, merge in list_images(repo).items():

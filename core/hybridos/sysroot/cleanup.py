@@ -14,6 +14,7 @@ import shutil
 import struct
 from pathlib import Path
 
+from hybridos.errors import HybridosError
 from hybridos.sysroot.sysroot import Sysroot
 
 FS_IOC_GETFLAGS = 0x80086601
@@ -103,5 +104,18 @@ def cleanup_sysroot(sysroot: Sysroot) -> list[str]:
 
 def prune_repo(sysroot: Sysroot):
     """Delete repository objects that no ref reaches (deployment refs and remote refs, no history), as
-    libostree's sysroot cleanup does; returns the store's PruneResult."""
-    return sysroot.repo.prune(depth=0, refs_only=True)
+    libostree's sysroot cleanup does; returns the store's PruneResult. Container images no deployment uses
+    lose their refs first (their layers would otherwise be kept forever)."""
+    repo = sysroot.repo
+    if repo.list_refs("ostree/container/"):
+        from hybridos.container.store import prune_images
+
+        deployed: set[str] = set()
+        for d in sysroot.deployments:
+            deployed.add(d.checksum)
+            with contextlib.suppress(HybridosError):
+                parent = repo.load_commit(d.checksum).parent
+                if parent:
+                    deployed.add(parent)
+        prune_images(repo, deployed)
+    return repo.prune(depth=0, refs_only=True)

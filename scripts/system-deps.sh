@@ -16,6 +16,7 @@ declare -A TOOLS=(
   [depmod]=kmod [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk [mkfs.vfat]=dosfstools [mcopy]=mtools
   [grub-mkimage]=grub-common [qemu-system-x86_64]=qemu-system-x86 [qemu-system-aarch64]=qemu-system-arm
   [qemu-system-ppc64]=qemu-system-ppc [dpkg-deb]=dpkg
+  [dracut]=dracut-core   # bench_boot: initramfs size of dracut --no-hostonly (--kmoddir; the host kernel is never used)
   # container images (tests/container)
   [skopeo]=skopeo [umoci]=umoci [docker-registry]=docker-registry
 )
@@ -43,12 +44,19 @@ declare -A BOOT_FILES=(
 for f in "${!BOOT_FILES[@]}"; do
   [ -e "$f" ] || missing+=("${BOOT_FILES[$f]}")
 done
-# Boot tests fetch Debian's arm64 kernel and static busybox with `apt-get download PKG:arm64` (unpacked with
-# dpkg-deb, never installed): apt needs arm64 among its architectures, and fresh package lists.
-if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  echo "adding the arm64 architecture to apt (downloads only, for the boot tests)" >&2
-  dpkg --add-architecture arm64
-  apt-get -o DPkg::Lock::Timeout=900 update -qq
+# Boot tests fetch Debian's arm64 and ppc64el kernels, static busybox and (ppc64el) GRUB's powerpc-ieee1275
+# modules with `apt-get download PKG:ARCH` (unpacked with dpkg-deb, never installed): apt needs those
+# architectures, and fresh package lists.
+if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null 2>&1; then
+  added=0
+  for arch in arm64 ppc64el; do
+    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+      echo "adding the $arch architecture to apt (downloads only, for the boot tests)" >&2
+      dpkg --add-architecture "$arch"
+      added=1
+    fi
+  done
+  [ "$added" = 0 ] || apt-get -o DPkg::Lock::Timeout=900 update -qq
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -6,6 +6,7 @@
   the modules go to ``<prefix>/i386-pc`` (:func:`copy_grub_modules`), as ``grub-install`` puts them.
 - GRUB x86_64-efi: :func:`grub_efi_image` (a standalone ``grub-mkimage`` with the modules built in).
 - systemd-boot: Debian's ``systemd-bootx64.efi``.
+- GRUB powerpc-ieee1275: :func:`grub_ieee1275_prep`, a PReP partition with the core ELF (SLOF boots it).
 - :func:`split_boot`: the sysroot's ``boot/`` as its own tree (a separate /boot partition) and the rest.
 """
 
@@ -65,6 +66,20 @@ def grub_efi_image(out: Path, prefix: str) -> Path:
     if not (GRUB_LIB / "x86_64-efi").is_dir():
         require_tool("grub-efi-amd64-bin-is-not-installed")
     sh("grub-mkimage", "-O", "x86_64-efi", "-o", out, "-p", prefix, *GRUB_MODULES, *EFI_MODULES)
+    return out
+
+
+def grub_ieee1275_prep(out: Path, grub_lib: Path, prefix: str, size_mb: int = 8) -> Path:
+    """A PReP boot partition image holding a powerpc-ieee1275 GRUB core (an ELF SLOF loads from it) that
+    reads ``prefix``/grub.cfg, e.g. ``(ieee1275/disk,msdos2)/boot/grub``. ``grub_lib`` is the directory of
+    the powerpc-ieee1275 modules (Debian ships them only in ``grub-ieee1275-bin:ppc64el``)."""
+    require_tool("grub-mkimage")
+    mods = [m for m in GRUB_MODULES if (grub_lib / f"{m}.mod").exists()]
+    core = out.with_suffix(".elf")
+    sh("grub-mkimage", "-d", grub_lib, "-O", "powerpc-ieee1275", "-o", core, "-p", prefix, *mods)
+    with open(out, "wb") as f:
+        f.truncate(size_mb * MIB)
+        f.write(core.read_bytes())
     return out
 
 

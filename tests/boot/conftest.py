@@ -20,6 +20,7 @@ from tests.conftest import require_root, require_tool
 BUSYBOX = Path("/bin/busybox")
 REF_X86 = "testos/1/x86_64/boottest"
 REF_ARM64 = "testos/1/aarch64/boottest"
+REF_PPC64LE = "testos/1/ppc64le/boottest"
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,16 @@ def arm64_composed(tmp_path_factory):
     rpms = make_boot_repo(work / "rpms", kernel, busybox, version="1")
     return compose(work / "compose", rpms.url, treefile(REF_ARM64, arch="aarch64"), REF_ARM64,
                    args=("--no-scripts", "--arch", "aarch64"))
+
+
+@pytest.fixture(scope="session")
+def ppc64le_composed(tmp_path_factory):
+    """The tiny distribution for ppc64le (Debian's ppc64el kernel, an ELF vmlinux, and static busybox)."""
+    require_root()
+    require_tool("apt-get", "dpkg-deb", "depmod", "mkfs.ext4", "sfdisk", "qemu-system-ppc64")
+    kernel = debian_kernel("ppc64el")
+    busybox = debian_busybox("ppc64el")
+    work = tmp_path_factory.mktemp("ppc64le-compose")
+    rpms = make_boot_repo(work / "rpms", kernel, busybox, version="1")
+    return compose(work / "compose", rpms.url, treefile(REF_PPC64LE, arch="ppc64le"), REF_PPC64LE,
+                   args=("--no-scripts", "--arch", "ppc64le"))

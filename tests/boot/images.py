@@ -92,6 +92,7 @@ SETUPS: dict[str, tuple[Callable[[Path], None] | None, dict[str, str]]] = {
     "uboot-bootscr": (prepare_uboot("bootscr"), {"bootprefix": "true", "bootloader": "uboot",
                                                  "uboot-script": "true"}),
     "uboot-uenv": (prepare_uboot("uenv"), {"bootprefix": "true", "bootloader": "uboot"}),
+    "grub-ieee1275": (prepare_posix_grub, {"bootprefix": "true", "timeout": "1"}),
 }
 
 
@@ -159,6 +160,18 @@ def uboot_arm64(workdir: Path, root: Path) -> BootSpec:
     offsets = assemble(disk, [Partition("83", ext4_image(workdir / "root.ext4", root, "root"), bootable=True)],
                        label="dos")
     return BootSpec(Machine("aarch64", "uboot", memory_mb=1024), [disk], offsets=offsets)
+
+
+def grub_ieee1275(workdir: Path, root: Path, grub_lib: Path) -> BootSpec:
+    """MBR: a PReP partition with GRUB's powerpc-ieee1275 core, then one ext4 holding / and /boot;
+    ``qemu-system-ppc64 -M pseries`` with its SLOF firmware."""
+    from tests.boot.bootloaders import grub_ieee1275_prep
+
+    prep = grub_ieee1275_prep(workdir / "prep.img", grub_lib, "(ieee1275/disk,msdos2)/boot/grub")
+    disk = workdir / "disk.img"
+    offsets = assemble(disk, [Partition("41", prep, bootable=True),
+                              Partition("83", ext4_image(workdir / "root.ext4", root, "root"))], label="dos")
+    return BootSpec(Machine("ppc64le", "slof", memory_mb=1024), [disk], offsets=offsets)
 
 
 def image_for(setup: str, workdir: Path, root: Path) -> BootSpec:

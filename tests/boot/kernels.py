@@ -176,3 +176,40 @@ def debian_busybox(arch: str) -> Path:
             shutil.copy2(tmp / "x/bin/busybox", tmp / "busybox")
             os.rename(tmp / "busybox", dest)
     return dest
+
+
+def debian_package_tree(package: str) -> Path:
+    """The unpacked files of a Debian package (``name`` or ``name:arch``), downloaded once per version and kept
+    under the cache directory (``dpkg-deb -x``; nothing is installed)."""
+    from tests.conftest import REQUIRE_TOOLS
+
+    try:
+        policy = _apt("apt-cache", "policy", package)
+        version = next(line.split(":", 1)[1].strip() for line in policy.splitlines()
+                       if line.strip().startswith("Candidate:"))
+        if version in ("", "(none)"):
+            raise RuntimeError(f"apt has no candidate for {package}")
+    except (RuntimeError, StopIteration, FileNotFoundError) as exc:
+        msg = f"cannot find {package} with apt ({exc}); run scripts/system-deps.sh as root"
+        if REQUIRE_TOOLS:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    dest = cache_dir() / "packages" / f"{package.replace(':', '_')}_{version.replace(':', '_')}"
+    if not (dest / ".complete").exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="deb-", dir=dest.parent) as tmp:
+            tmp = Path(tmp)
+            p = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, capture_output=True,
+                               text=True)
+            if p.returncode != 0:
+                msg = f"apt-get download {package}={version} failed: {p.stderr.strip()[-500:]}"
+                if REQUIRE_TOOLS:
+                    pytest.fail(msg)
+                pytest.skip(msg)
+            subprocess.run(["dpkg-deb", "-x", str(next(tmp.glob("*.deb"))), str(tmp / "x")], check=True,
+                           capture_output=True)
+            (tmp / "x/.complete").write_text(f"{package}={version}\n")
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.rename(tmp / "x", dest)
+    return dest

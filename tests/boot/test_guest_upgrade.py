@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.bootloaders import copy_grub_modules, grub_bios_core, install_grub_bios, split_boot
-from tests.boot.disk import Partition, assemble, ext4_image
+from tests.boot.disk import ext4_image
 from tests.boot.distro import make_boot_repo, treefile
-from tests.boot.qemu import Machine, boot
+from tests.boot.images import SETUPS, image_for
+from tests.boot.qemu import boot
 from tests.boot.sysroot import Composed, compose, deploy_sysroot, write_var_data
 from tests.conftest import run_cli
 from tests.helpers.guest_python import guest_specs
@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.tool("grub-mkimage", "mkfs.ext4", "s
 REF = "testos/1/x86_64/guest"
 BUSYBOX = Path("/bin/busybox")
 KARGS = ["root=LABEL=root", "rw", "console=ttyS0", "panic=10", "hybridos.fail-delay=1"]
-#: [sysroot] options: GRUB's menu on the serial console, one second of menu
-GRUB_OPTIONS = {"grub-serial": "--unit=0 --speed=115200", "timeout": "1"}
+#: GRUB i386-pc on SeaBIOS, MBR disk with a separate /boot (tests/boot/images.py)
+SETUP = "grub-bios-separate-boot"
 GUEST_PACKAGES = ("hybridos", "hybridos-repo-fs", "hybridos-bootloader-grub")
 BOOT_TIMEOUT = 600      #: all three boots (KVM: well under a minute; TCG: a few minutes)
 
@@ -106,27 +106,10 @@ def guest_versions(amd64_kernel, tmp_path_factory) -> GuestVersions:
     return GuestVersions(v1, v2)
 
 
-def _grub_bios(root: Path) -> None:
-    """Make the GRUB plugin find GRUB (``boot/grub/grub.cfg``, replaced by its generated configuration)."""
-    (root / "boot/grub").mkdir(parents=True)
-    (root / "boot/grub/grub.cfg").write_text("# replaced by the grub2 plugin\n")
-
-
-def bios_disk(tmp_path: Path, root: Path) -> Path:
-    """An MBR disk with GRUB i386-pc: a separate /boot (partition 1) and the root filesystem (partition 2)."""
-    disk = tmp_path / "disk.img"
-    copy_grub_modules(root / "boot/grub", "i386-pc")
-    with split_boot(root, tmp_path) as (boot_tree, root_tree):
-        parts = [Partition("83", ext4_image(tmp_path / "boot.ext4", boot_tree, "boot"), bootable=True),
-                 Partition("83", ext4_image(tmp_path / "root.ext4", root_tree, "root", extra_mb=160))]
-    assemble(disk, parts, label="dos")
-    install_grub_bios(disk, grub_bios_core(tmp_path / "core.img", "(hd0,msdos1)/grub"))
-    return disk
-
-
 def test_guest_upgrades_and_rolls_back_across_reboots(tmp_path, guest_versions):
     root = tmp_path / "sysroot"
-    dep = deploy_sysroot(root, guest_versions.v1, KARGS, options=GRUB_OPTIONS, prepare=_grub_bios)
+    prepare, options = SETUPS[SETUP]
+    dep = deploy_sysroot(root, guest_versions.v1, KARGS, options=options, prepare=prepare)
     # the guest sees the repository at /run/repo (its second disk)
     run_cli("--sysroot", str(root), "repo", "remote", "add", "--force", "--no-gpg-verify", "origin",
             "file:///run/repo", REF)
@@ -135,12 +118,12 @@ def test_guest_upgrades_and_rolls_back_across_reboots(tmp_path, guest_versions):
     run.parent.mkdir(parents=True, exist_ok=True)
     run.write_text(GUEST_STEPS)
     run.chmod(0o755)
-    disk = bios_disk(tmp_path, root)
+    spec = image_for(SETUP, tmp_path, root)
+    spec.machine.memory_mb = 768
     repo_disk = ext4_image(tmp_path / "repo.ext4", guest_versions.v2.repo, "hybrepo")
 
     # one machine, three boots: GRUB picks whatever the guest made the default before rebooting
-    result = boot(Machine("x86_64", "bios", memory_mb=768), [disk, repo_disk], tmp_path, timeout=BOOT_TIMEOUT,
-                  allow_reboot=True)
+    result = boot(spec.machine, [*spec.disks, repo_disk], tmp_path, timeout=BOOT_TIMEOUT, allow_reboot=True)
     assert "GUEST-STEP failed" not in result.console and "Traceback" not in result.console, result.tail(60)
     result.expect(r"GUEST-STEP done", "the guest's last step")
     assert not result.timed_out and result.returncode == 0, result.tail()

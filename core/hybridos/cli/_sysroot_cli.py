@@ -86,11 +86,18 @@ def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged
     """Run one host transaction (``hybridos.operations.verbs``), show its progress and its outcome, and exit
     77 (with ``--unchanged-exit-77``) when there was nothing to do."""
     from hybridos.cli._progress import LineMeter, TaskLine
-    from hybridos.sysroot.transaction import Transaction
 
     line = TaskLine()
+    path = sysroot_path(ctx, sysroot_opt)
+    handled, unchanged = through_daemon(
+        path, lambda client: _client().run_operation(client, op, line, osname=getattr(op, "stateroot", None)))
+    if handled:
+        report_outcome((), unchanged, unchanged_exit_77)
+        return
+    from hybridos.sysroot.transaction import Transaction
+
     try:
-        with Transaction(sysroot_path(ctx, sysroot_opt), op.title, on_event=line.on_event,
+        with Transaction(path, op.title, on_event=line.on_event,
                          make_meter=lambda label: LineMeter(line, label)) as tx:
             outcome = op.run(tx)
     finally:
@@ -99,6 +106,32 @@ def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged
     deployed = not any(getattr(op, a, False) for a in ("check", "preview", "download_only", "dry_run"))
     if deployed:
         finish(ctx, sysroot_path(ctx, sysroot_opt))
+
+
+def _client():
+    from hybridos.cli import _client
+
+    return _client
+
+
+def through_daemon(path: Path, work) -> tuple[bool, object]:
+    """``(True, await work(client))`` when hybridosd serves ``path``; ``(False, None)``: run in-process."""
+    from hybridos.cli._client import system_bus_address
+
+    if system_bus_address() is None:
+        return False, None
+    import asyncio
+
+    async def go():
+        client = await _client().connect(path)
+        if client is None:
+            return False, None
+        try:
+            return True, await work(client)
+        finally:
+            client.bus.disconnect()
+
+    return asyncio.run(go())
 
 
 def report_outcome(lines, unchanged: bool, unchanged_exit_77: bool) -> None:

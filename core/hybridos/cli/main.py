@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "override": "hybridos.cli.layering:override",
     "reset": "hybridos.cli.layering:reset",
     "initramfs": "hybridos.cli.layering:initramfs",
+    "start-daemon": "hybridos.cli.daemon_cmd:start_daemon",
 }
 
 

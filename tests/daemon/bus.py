@@ -186,28 +186,41 @@ class Monitor:
     """``gdbus monitor`` on a transaction's peer address: collects its signals until ``Finished``."""
 
     def __init__(self, address: str):
+        import queue
+        import threading
+
         self.address = address
         self.proc = subprocess.Popen(["gdbus", "monitor", "--address", address, "--dest", BUS_NAME,
-                                      "--object-path", "/"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                      "--object-path", "/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
         self.lines: list[str] = []
-        first = self.proc.stdout.readline()  # "Monitoring signals on object / ..."
-        self.lines.append(first)
+        self.queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._next(30)  # "Monitoring signals on object / ..." once it is subscribed
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.queue.put(line)
+        self.queue.put(None)
+
+    def _next(self, timeout: float) -> str | None:
+        import queue
+
+        try:
+            line = self.queue.get(timeout=max(timeout, 0.01))
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.lines.append(line)
+        return line
 
     def wait_finished(self, timeout: float = 120) -> str:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                if not sel.select(max(0.0, deadline - time.monotonic())):
+                line = self._next(deadline - time.monotonic())
+                if line is None:
                     break
-                line = self.proc.stdout.readline()
-                if not line:
-                    break
-                self.lines.append(line)
                 if ".Finished " in line:
                     return "".join(self.lines)
             raise AssertionError("no Finished signal:\n" + "".join(self.lines))
@@ -233,3 +246,35 @@ def run_transaction(address: str, timeout: float = 120) -> str:
     mon = Monitor(address)
     start(address)
     return mon.wait_finished(timeout)
+
+
+def os_object(bus: Bus) -> str:
+    out = busctl(bus, "get-property", BUS_NAME, SYSROOT_OBJ, "org.projectatomic.rpmostree1.Sysroot", "Booted").stdout
+    return out.split('"')[1]
+
+
+def call_os(bus: Bus, method: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``gdbus call`` of an OS method on the booted OS object (GVariant text arguments)."""
+    return gdbus(bus, "call", "--dest", BUS_NAME, "--object-path", os_object(bus), "--method",
+                 f"{OS_IFACE}.{method}", *args, check=check)
+
+
+def os_txn(bus: Bus, method: str, *args: str, timeout: float = 180) -> str:
+    """Call a transaction method as a shell client would, then subscribe, Start() and wait for Finished."""
+    out = call_os(bus, method, *args).stdout
+    if method == "AutomaticUpdateTrigger":  # (true, 'unix:path=...')
+        out = out.split(",", 1)[1]
+    return run_transaction(unquote_address(out), timeout)
+
+
+def prop_json(bus: Bus, path: str, interface: str, name: str):
+    """A property as busctl's JSON (``{"type": ..., "data": ...}``)."""
+    import json
+
+    return json.loads(busctl(bus, "--json=short", "get-property", BUS_NAME, path, interface, name).stdout)["data"]
+
+
+def deployments(bus: Bus) -> list[dict]:
+    """Sysroot.Deployments with each value unwrapped."""
+    return [{k: v["data"] for k, v in d.items()}
+            for d in prop_json(bus, SYSROOT_OBJ, "org.projectatomic.rpmostree1.Sysroot", "Deployments")]

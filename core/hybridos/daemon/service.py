@@ -257,7 +257,8 @@ class OSInterface(ServiceInterface):
     async def DownloadUpdateRpmDiff(self) -> "s":
         from hybridos.operations.verbs import Upgrade
 
-        op = Upgrade(stateroot=self.osname, check=True)
+        # the whole commit (rpm-ostreed downloads enough to read the new rpmdb), not deployed
+        op = Upgrade(stateroot=self.osname, download_only=True)
         return await self._txn("DownloadUpdateRpmDiff", ("repo-refresh",), op, ("DownloadUpdateRpmDiff", op))
 
     @method()

@@ -136,6 +136,8 @@ class Daemon:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        if exc[0] is not None:  # the daemon's log helps whoever reads the failure
+            print(f"--- hybridosd log ---\n{self.output()}")
         self.log.close()
 
 
@@ -143,7 +145,9 @@ def busctl(bus: Bus, *args: str, check: bool = True, user: str | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
     argv = ["busctl", f"--address={bus.address}", *args]
     if user:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        import pwd
+
+        argv = ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", *argv]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=bus.env())
     if check and r.returncode != 0:
         raise AssertionError(f"busctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
@@ -196,7 +200,8 @@ class Monitor:
         self.lines: list[str] = []
         self.queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self._next(30)  # "Monitoring signals on object / ..." once it is subscribed
+        self._next(30)  # "Monitoring signals on object / owned by ..."
+        self._next(30)  # "The name ... is owned by :1.0": subscribed from here on
 
     def _read(self) -> None:
         for line in self.proc.stdout:

@@ -10,6 +10,7 @@ name vanishing before ``Start()`` cancels it; a client connecting after the end 
 
 import asyncio
 import itertools
+import logging
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from hybridos.daemon import names
 from hybridos.errors import Cancelled, HybridosError
 
 _counter = itertools.count(1)
+log = logging.getLogger("hybridosd")
 
 
 class TransactionInterface(ServiceInterface):
@@ -181,11 +183,31 @@ class DaemonTransaction:
 
     # -- signals (always from the event loop's thread) --------------------------------------------------------
 
+    #: signal -> (interface, D-Bus signature)
+    SIGNALS = {"Finished": (names.IFACE_TRANSACTION, "bs"), "Message": (names.IFACE_TRANSACTION, "s"),
+               "TaskBegin": (names.IFACE_TRANSACTION, "s"), "TaskEnd": (names.IFACE_TRANSACTION, "s"),
+               "PercentProgress": (names.IFACE_TRANSACTION, "su"),
+               "DownloadProgress": (names.IFACE_TRANSACTION, "(tt)(uu)(uuu)(uuut)(uu)(tt)"),
+               "ProgressEnd": (names.IFACE_TRANSACTION, ""), "Ended": (names.IFACE_HYBRIDOS_TRANSACTION, "a{sv}")}
+
+    def _send(self, name: str, args, buses=None) -> None:
+        """Send a signal to every connected client; a client that went away is skipped, never fatal."""
+        from dbus_fast import Message
+
+        interface, signature = self.SIGNALS[name]
+        for bus in list(buses if buses is not None else self.server.buses):
+            if bus.closed:
+                continue
+            try:
+                bus.send(Message.new_signal("/", interface, name, signature, list(args)))
+            except Exception as exc:  # the peer vanished between the check and the write
+                log.debug("signal %s to a closed client: %s", name, exc)
+
     def emit(self, name: str, *args) -> None:
         if threading.current_thread() is threading.main_thread():
-            getattr(self.iface, name)(*args)
+            self._send(name, args)
         else:
-            self.loop.call_soon_threadsafe(lambda: getattr(self.iface, name)(*args))
+            self.loop.call_soon_threadsafe(self._send, name, args)
 
     def download_progress(self, meter: _Meter, now: float) -> None:
         elapsed = max(now - meter.started, 1e-6)
@@ -234,7 +256,7 @@ class DaemonTransaction:
 
         try:
             with Transaction(self.daemon.sysroot_path, self.op.title, on_event=self._on_event,
-                             make_meter=lambda label: _Meter(self, label), lock_timeout=0) as tx:
+                             make_meter=lambda label: _Meter(self, label), lock_timeout=None) as tx:
                 self._tx = tx
                 if self._cancel_requested:
                     tx.cancel()
@@ -256,6 +278,7 @@ class DaemonTransaction:
         self.finished = True
         self.success = success
         if exc is not None:
+            log.info("transaction %s failed: %s", self.title, exc.message)
             self.error_message = exc.message
             self.exit_code = exc.exit_code
             self.hint = exc.hint or ""
@@ -263,15 +286,15 @@ class DaemonTransaction:
             self.outcome_lines = tuple(outcome.lines)
             self.unchanged = outcome.unchanged
             for line in self.outcome_lines:
-                self.iface.Message(line)
-        self.outcome_iface.Ended(self.outcome_dict())
-        self.iface.Finished(success, self.error_message)
+                self._send("Message", [line])
+        self._send("Ended", [self.outcome_dict()])
+        self._send("Finished", [success, self.error_message])
         self.daemon.transaction_finished(self)
         self._close_handle = self.loop.call_later(self.daemon.txn_linger, self.close)
 
     def _resend_finished(self) -> None:
-        self.outcome_iface.Ended(self.outcome_dict())
-        self.iface.Finished(self.success, self.error_message)
+        self._send("Ended", [self.outcome_dict()])
+        self._send("Finished", [self.success, self.error_message])
 
     def outcome_dict(self) -> dict:
         from dbus_fast import Variant

@@ -19,6 +19,9 @@ declare -A TOOLS=(
   [dracut]=dracut-core   # bench_boot: initramfs size of dracut --no-hostonly (--kmoddir; the host kernel is never used)
   # container images (tests/container)
   [skopeo]=skopeo [umoci]=umoci [docker-registry]=docker-registry
+  # hybridosd tests (tests/daemon): a private system bus, D-Bus clients, unit checks, another uid
+  [dbus-daemon]=dbus-daemon [busctl]=systemd [gdbus]=libglib2.0-bin [systemd-analyze]=systemd
+  [setpriv]=util-linux
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do

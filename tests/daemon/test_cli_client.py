@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from tests.conftest import require_tool
-from tests.daemon.bus import serving
+from tests.daemon.bus import deployments, serving
 
 
 def hyb_env(sysroot, *args, env, check=False):
@@ -14,20 +15,61 @@ def hyb_env(sysroot, *args, env, check=False):
                           capture_output=True, text=True, env=env, timeout=300, check=check)
 
 
+LOCAL = dict(os.environ, HYBRIDOS_NO_DAEMON="1")
+
+
 def test_status_through_the_daemon_equals_in_process(host):
     require_tool("dbus-daemon", "busctl")
     sr, remote, v1 = host
     remote.publish("2.0")
-    import os
-
-    local = dict(os.environ, HYBRIDOS_NO_DAEMON="1")
-    hyb_env(sr, "upgrade", env=local, check=True)
+    hyb_env(sr, "upgrade", env=LOCAL, check=True)
+    hyb_env(sr, "kargs", "--append", "quiet", env=LOCAL, check=True)
     with serving(sr) as (bus, daemon):
         for args in (("status",), ("status", "--json"), ("status", "-v"), ("status", "-b", "--json")):
-            a = hyb_env(sr, *args, env=local)
+            a = hyb_env(sr, *args, env=LOCAL)
             b = hyb_env(sr, *args, env=bus.env())
             assert a.returncode == b.returncode == 0
             assert a.stdout == b.stdout and a.stderr == b.stderr, (args, a.stdout, b.stdout)
-        r = hyb_env(sr, "upgrade", "--unchanged-exit-77", env=bus.env())
-        print(r.stdout, r.stderr, daemon.output())
-        assert r.returncode == 77
+
+
+#: host commands that leave this sysroot as it is (nothing to do, or refused): same stdout, stderr and exit
+#: code in-process and through the daemon
+SAME = [
+    ("upgrade", "--unchanged-exit-77"),             # 77
+    ("upgrade",),                                   # 0, "no upgrade available"
+    ("upgrade", "--check", "--unchanged-exit-77"),  # 77
+    ("upgrade", "--cache-only", "--unchanged-exit-77"),
+    ("rebase", "origin:testos/stable", "--unchanged-exit-77"),
+    ("rebase", "nosuchremote:x"),                   # 1, remote not found
+    ("deploy", "9.9"),                              # 1, version not found
+    ("kargs", "--delete-if-present", "nosuch", "--unchanged-exit-77"),
+    ("kargs", "--append", "bad arg"),               # refused before the lock
+    ("rollback",),                                  # 1, no rollback deployment
+    ("cleanup", "-r"),                              # 0, nothing to remove
+    ("cleanup", "-p", "-m"),
+    ("uninstall", "nosuch"),                        # not requested
+    ("override", "reset", "nosuch"),
+    ("initramfs", "--disable", "--unchanged-exit-77"),
+    ("install", "/nonexistent/x.rpm"),              # no such RPM file
+]
+
+
+def test_exit_codes_and_output_are_the_same_on_both_paths(host):
+    require_tool("dbus-daemon", "busctl")
+    sr, remote, v1 = host
+    with serving(sr) as (bus, daemon):
+        codes = set()
+        for args in SAME:
+            a = hyb_env(sr, *args, env=LOCAL)
+            b = hyb_env(sr, *args, env=bus.env())
+            assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), args
+            codes.add(a.returncode)
+        assert {0, 1, 77} <= codes
+        # the daemon ran them (the CLI did not fall back to in-process)
+        assert daemon.output().count("transaction upgrade (Run(upgrade)) for cli") == 4
+        # and a change: the same result through the daemon as in-process would print
+        v2 = remote.publish("2.0")
+        r = hyb_env(sr, "upgrade", env=bus.env())
+        assert r.returncode == 0 and "Deployed testos:origin:testos/stable: 1.0 -> 2.0" in r.stdout
+        assert r.stdout.rstrip().endswith('Run "systemctl reboot" to start a reboot')
+        assert [d["checksum"] for d in deployments(bus)] == [v2, v1]

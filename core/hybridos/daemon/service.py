@@ -567,6 +567,7 @@ class Daemon:
         txn = DaemonTransaction(self, op, method=method_name, key=key, sender=sender, os_path=os_path,
                                 client_description=f"{client} ({sender})", run_dir=self.run_dir)
         txn.open()
+        log.info("transaction %s (%s) for %s", txn.title, method_name, txn.client_description)
         self.txn = txn
         self._reboot_after = reboot
         self.sysroot_iface.emit_properties_changed({"ActiveTransaction": [method_name, sender, os_path],

@@ -73,3 +73,29 @@ def test_exit_codes_and_output_are_the_same_on_both_paths(host):
         assert r.returncode == 0 and "Deployed testos:origin:testos/stable: 1.0 -> 2.0" in r.stdout
         assert r.stdout.rstrip().endswith('Run "systemctl reboot" to start a reboot')
         assert [d["checksum"] for d in deployments(bus)] == [v2, v1]
+
+
+def test_ctrl_c_cancels_the_daemon_transaction(host):
+    require_tool("dbus-daemon", "busctl")
+    import signal
+    import time
+
+    from tests.daemon.test_transactions import active, holding_lock, wait_for
+    from tests.sysroot.conftest import snapshot
+
+    sr, remote, v1 = host
+    remote.publish("2.0")
+    with serving(sr, env={"HYBRIDOS_LOCK_TIMEOUT": "120"}) as (bus, daemon):
+        before = snapshot(sr)
+        with holding_lock(sr):
+            cli = subprocess.Popen([sys.executable, "-m", "hybridos", "--sysroot", str(sr), "upgrade"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bus.env())
+            assert wait_for(lambda: active(bus)[0] == "Run(upgrade)"), cli.stderr
+            time.sleep(0.3)
+            cli.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 130, (out, err)
+        assert err == "error: upgrade cancelled; the sysroot is unchanged\n"
+        assert snapshot(sr) == before
+        assert active(bus) == ["", "", ""]

@@ -130,17 +130,44 @@ STATUS_KEYS = ("id", "osname", "serial", "index", "checksum", "version", "timest
                "regenerate-initramfs", "initramfs-args", "kernel-arguments", "bootcsum")
 
 
-async def status_json(client: Client, *, booted_only: bool = False) -> dict:
-    props = await client.get_all(SYSROOT_PATH, "org.projectatomic.rpmostree1.Sysroot")
+def status_from_props(props: dict, *, booted_only: bool = False) -> dict:
+    """``hybridos status --json`` data from the Sysroot's properties (values unwrapped)."""
     deployments = []
-    for d in props["Deployments"]:
-        values = {k: v.value for k, v in d.items()}
+    for values in props["Deployments"]:
         if booted_only and not values.get("booted"):
             continue
         deployments.append({k: values.get(k) for k in STATUS_KEYS})
     method, sender, _os = props["ActiveTransaction"]
     tx = {"pid": None, "holder": f"hybridosd transaction {method} of {sender}"} if method else None
     return {"deployments": deployments, "transaction": tx}
+
+
+def status_through_daemon(sysroot: Path, *, booted_only: bool = False) -> dict | None:
+    """Status data from hybridosd when it serves ``sysroot`` (a blocking client: no asyncio to import);
+    None when there is no daemon for it."""
+    address = system_bus_address()
+    if address is None:
+        return None
+    from hybridos.cli._busclient import BlockingBus, BusError
+
+    try:
+        bus = BlockingBus(address)
+    except OSError:
+        return None
+    dbus = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+    try:
+        if not bus.call(*dbus, "NameHasOwner", "s", (BUS_NAME,))[0] and \
+                BUS_NAME not in bus.call(*dbus, "ListActivatableNames")[0]:
+            return None
+        props = bus.call(BUS_NAME, SYSROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll", "s",
+                         ("org.projectatomic.rpmostree1.Sysroot",))[0]
+    except (BusError, OSError):
+        return None
+    finally:
+        bus.close()
+    if Path(props["Path"]).resolve() != Path(sysroot).resolve():
+        return None
+    return status_from_props(props, booted_only=booted_only)
 
 
 # -- transactions -------------------------------------------------------------------------------------------

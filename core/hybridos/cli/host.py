@@ -26,12 +26,6 @@ unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_f
                                 help="Exit 77 when there is nothing to do.")
 
 
-def _status_json(client, booted: bool):
-    from hybridos.cli._client import status_json
-
-    return status_json(client, booted_only=booted)
-
-
 @click.command("status")
 @sysroot_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -40,12 +34,12 @@ def _status_json(client, booted: bool):
 @click.pass_context
 def status(ctx, sysroot_opt, as_json, verbose, booted):
     """Show the deployments, in boot order (the first is the default)."""
-    from hybridos.cli._sysroot_cli import through_daemon
+    from hybridos.cli._client import status_through_daemon
     from hybridos.sysroot.status import status_text
 
     path = sysroot_path(ctx, sysroot_opt)
-    handled, data = through_daemon(path, lambda client: _status_json(client, booted))
-    if not handled:
+    data = status_through_daemon(path, booted_only=booted)
+    if data is None:
         from hybridos.sysroot.status import status_json
         from hybridos.sysroot.sysroot import Sysroot
 

@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except HybridosError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"error: {for_terminal(exc.message)}", err=True)
         if exc.hint:
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(141)
     except Exception as exc:  # never a traceback for the user unless asked
         if debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
         sys.exit(70)

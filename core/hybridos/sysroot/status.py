@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hybridos.errors import HybridosError
-from hybridos.sysroot.deployment import Deployment
-from hybridos.sysroot.sysroot import Sysroot
 from hybridos.util.text import for_terminal
+
+if TYPE_CHECKING:  # status_text (also used for status through the daemon) needs neither
+    from hybridos.sysroot.deployment import Deployment
+    from hybridos.sysroot.sysroot import Sysroot
 
 
 def _commit(sysroot: Sysroot, checksum: str):

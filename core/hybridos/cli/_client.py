@@ -122,21 +122,15 @@ async def connect(sysroot: Path) -> Client | None:
 
 # -- status -------------------------------------------------------------------------------------------------
 
-#: the keys of ``hybridos status --json`` deployments, in their order (hybridos.sysroot.status)
-STATUS_KEYS = ("id", "osname", "serial", "index", "checksum", "version", "timestamp", "origin", "origin-error",
-               "override-commit", "booted", "staged", "pinned", "unlocked", "base-checksum", "requested-packages",
-               "requested-local-packages", "packages", "inactive-requests", "requested-base-removals",
-               "base-removals", "requested-base-local-replacements", "base-local-replacements",
-               "regenerate-initramfs", "initramfs-args", "kernel-arguments", "bootcsum")
-
-
 def status_from_props(props: dict, *, booted_only: bool = False) -> dict:
     """``hybridos status --json`` data from the Sysroot's properties (values unwrapped)."""
+    import json
+
     deployments = []
     for values in props["Deployments"]:
         if booted_only and not values.get("booted"):
             continue
-        deployments.append({k: values.get(k) for k in STATUS_KEYS})
+        deployments.append(json.loads(values["hybridos-status"]))
     method, sender, _os = props["ActiveTransaction"]
     tx = {"pid": None, "holder": f"hybridosd transaction {method} of {sender}"} if method else None
     return {"deployments": deployments, "transaction": tx}

@@ -91,18 +91,19 @@ def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged
     path = sysroot_path(ctx, sysroot_opt)
     handled, unchanged = through_daemon(
         path, lambda client: _client().run_operation(client, op, line, osname=getattr(op, "stateroot", None)))
-    if handled:
-        report_outcome((), unchanged, unchanged_exit_77)
-        return
-    from hybridos.sysroot.transaction import Transaction
+    if handled:  # the daemon's messages (the outcome's lines too) are printed already
+        lines = ()
+    else:
+        from hybridos.sysroot.transaction import Transaction
 
-    try:
-        with Transaction(path, op.title, on_event=line.on_event,
-                         make_meter=lambda label: LineMeter(line, label)) as tx:
-            outcome = op.run(tx)
-    finally:
-        line.clear()
-    report_outcome(outcome.lines, outcome.unchanged, unchanged_exit_77)
+        try:
+            with Transaction(path, op.title, on_event=line.on_event,
+                             make_meter=lambda label: LineMeter(line, label)) as tx:
+                outcome = op.run(tx)
+        finally:
+            line.clear()
+        lines, unchanged = outcome.lines, outcome.unchanged
+    report_outcome(lines, unchanged, unchanged_exit_77)
     deployed = not any(getattr(op, a, False) for a in ("check", "preview", "download_only", "dry_run"))
     if deployed:
         finish(ctx, sysroot_path(ctx, sysroot_opt))

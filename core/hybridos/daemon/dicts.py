@@ -6,6 +6,8 @@ A deployment dictionary carries rpm-ostree's keys plus the rest of ``hybridos st
 can print the same status from the bus as from the disk. Keys whose value is unknown (JSON null) are left out.
 """
 
+import json
+
 from dbus_fast import Variant
 
 from hybridos.errors import HybridosError
@@ -18,8 +20,11 @@ DEPLOYMENT_SIGNATURES: dict[str, str] = {
     "unlocked": "s", "base-checksum": "s", "requested-packages": "as", "requested-local-packages": "as",
     "packages": "as", "inactive-requests": "as", "requested-base-removals": "as", "base-removals": "as",
     "requested-base-local-replacements": "as", "base-local-replacements": "as", "regenerate-initramfs": "b",
-    "initramfs-args": "as", "kernel-arguments": "as", "bootcsum": "s",
+    "initramfs-args": "as", "kernel-arguments": "as", "bootcsum": "s", "container-image-reference": "s",
+    "container-image-reference-digest": "s",
 }
+#: the deployment exactly as ``hybridos status --json`` shows it (JSON text), so the CLI prints the same
+STATUS_KEY = "hybridos-status"
 
 # rpm-ostree's RpmOstreePackageDiffTypes (GetDeploymentsRpmDiff, GetCachedUpdateRpmDiff)
 ADDED, REMOVED, UPGRADED, DOWNGRADED = 0, 1, 2, 3
@@ -31,6 +36,7 @@ def deployment_dict(sysroot, dep) -> dict[str, Variant]:
     data = deployment_json(sysroot, dep)
     out = {k: Variant(DEPLOYMENT_SIGNATURES[k], v) for k, v in data.items()
            if v is not None and k in DEPLOYMENT_SIGNATURES}
+    out[STATUS_KEY] = Variant("s", json.dumps(data))
     out["finalization-locked"] = Variant("b", False)
     out["signatures"] = Variant("av", [])
     out["gpg-enabled"] = Variant("b", _gpg_enabled(sysroot, dep))

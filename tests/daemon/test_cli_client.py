@@ -99,3 +99,24 @@ def test_ctrl_c_cancels_the_daemon_transaction(host):
         assert err == "error: upgrade cancelled; the sysroot is unchanged\n"
         assert snapshot(sr) == before
         assert active(bus) == ["", "", ""]
+
+
+def test_cancel_command_cancels_the_daemon_transaction(host):
+    require_tool("dbus-daemon", "gdbus")
+    from tests.daemon.bus import Monitor, call_os, start, unquote_address
+    from tests.daemon.test_transactions import active, holding_lock, wait_for
+
+    sr, remote, v1 = host
+    remote.publish("2.0")
+    with serving(sr, env={"HYBRIDOS_LOCK_TIMEOUT": "120"}) as (bus, daemon):
+        with holding_lock(sr):
+            addr = unquote_address(call_os(bus, "Upgrade", "{}").stdout)
+            mon = Monitor(addr)
+            start(addr)
+            r = hyb_env(sr, "cancel", env=bus.env())
+            assert r.returncode == 0 and r.stdout == "Cancel requested for the daemon's transaction: upgrade\n"
+        assert "Finished (false, 'upgrade cancelled; the sysroot is unchanged')" in mon.wait_finished(60)
+        assert wait_for(lambda: active(bus) == ["", "", ""])
+        assert daemon.proc.poll() is None    # the daemon itself was not stopped
+        r = hyb_env(sr, "cancel", env=bus.env())
+        assert r.stdout == "No active transaction.\n"

@@ -166,14 +166,39 @@ def cleanup(ctx, sysroot_opt, pending, rollback_, base, repomd):
     run_operation(ctx, sysroot_opt, Cleanup(pending=pending, rollback=rollback_, base=base, repomd=repomd))
 
 
+async def _cancel_daemon_transaction(client):
+    """Cancel hybridosd's active transaction; its title, or None when it has none."""
+    from dbus_fast import Message
+
+    from hybridos.daemon.peer import connect_peer
+
+    address = await client.get("/org/projectatomic/rpmostree1/Sysroot", "org.projectatomic.rpmostree1.Sysroot",
+                               "ActiveTransactionPath")
+    if not address:
+        return None
+    peer = await connect_peer(address)
+    try:
+        reply = await peer.call(Message(path="/", interface="org.freedesktop.DBus.Properties", member="Get",
+                                        signature="ss", body=["org.projectatomic.rpmostree1.Transaction", "Title"]))
+        await peer.call(Message(path="/", interface="org.projectatomic.rpmostree1.Transaction", member="Cancel"))
+    finally:
+        peer.disconnect()
+    return reply.body[0].value
+
+
 @click.command("cancel")
 @sysroot_option
 @click.pass_context
 def cancel(ctx, sysroot_opt):
     """Cancel the transaction that holds the sysroot lock (it stops at its next step, before the swap)."""
+    from hybridos.cli._sysroot_cli import through_daemon
     from hybridos.sysroot.lock import describe_pid, lock_holder
 
     path = Path(sysroot_path(ctx, sysroot_opt))
+    handled, title = through_daemon(path, _cancel_daemon_transaction)
+    if handled and title is not None:  # hybridosd's transaction: Cancel() it (the daemon itself keeps running)
+        click.echo(f"Cancel requested for the daemon's transaction: {title}")
+        return
     pid = lock_holder(path)
     if pid is None:
         click.echo("No active transaction.")

@@ -98,7 +98,10 @@ async def serve(sysroot: Path, config: DaemonConfig, *, run_dir: str, idle_exit:
         if t and daemon.txn is None and not daemon.clients and time.monotonic() - daemon.last_activity > t + jitter:
             break
     if daemon.txn is not None:
+        # stop it at its next step (after the commit point it finishes): never leave a half-run transaction
         daemon.txn.cancel()
+        while daemon.txn is not None and daemon.txn.started and not daemon.txn.finished:
+            await asyncio.sleep(0.1)
     # give up the name first, so that a client starting now activates a new daemon instead of racing this one
     await bus.release_name(names.BUS_NAME)
     bus.disconnect()

@@ -204,8 +204,16 @@ class OSInterface(ServiceInterface):
 
     @method()
     async def UpdateDeployment(self, modifiers: "a{sv}", options: "a{sv}") -> "s":
-        op, actions = self.d.update_deployment_request(self.osname, modifiers, options)
-        return await self._txn("UpdateDeployment", actions, op, ("UpdateDeployment", op), options)
+        fds = [*(_opt(modifiers, "install-local-packages", ()) or ()),
+               *(_opt(modifiers, "override-replace-local-packages", ()) or ())]
+        try:
+            op, actions = self.d.update_deployment_request(self.osname, modifiers, options)
+            address = await self._txn("UpdateDeployment", actions, op, ("UpdateDeployment", op), options)
+        except BaseException:
+            _close_fds(fds)
+            raise
+        self.d.hand_over_fds(fds)
+        return address
 
     @method()
     async def KernelArgs(self, existing: "s", added: "as", replaced: "as", removed: "as",
@@ -336,6 +344,14 @@ class OSInterface(ServiceInterface):
         return out
 
 
+def _close_fds(fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def request_actions(op) -> tuple[str, ...]:
     """The polkit actions a ``hybridos.operations`` request needs (rpm-ostreed's mapping of its verbs)."""
     verb = op.verb
@@ -368,19 +384,25 @@ class HybridosOSInterface(ServiceInterface):
     async def Run(self, verb: "s", request: "a{sv}", fds: "ah") -> "s":
         from hybridos.operations.verbs import from_dict
 
-        data = {k: (v.value if isinstance(v, Variant) else v) for k, v in request.items()}
-        files = [f"/proc/self/fd/{fd}" for fd in fds]
-        for key in ("install_local_files", "replace_local_files"):
-            if key in data:  # indexes into the passed file descriptors, never paths the daemon would open
-                try:
-                    data[key] = [files[int(i)] for i in data[key]]
-                except (ValueError, IndexError):
-                    raise DBusError(names.ERROR_FAILED, f"Run: {key} must index the passed fds") from None
         try:
-            op = from_dict(verb, data)
-        except (HybridosError, TypeError) as exc:
-            raise DBusError(names.ERROR_FAILED, f"Run: {exc}") from None
-        return await self.os_iface._txn(f"Run({verb})", request_actions(op), op, ("Run", op))
+            data = {k: (v.value if isinstance(v, Variant) else v) for k, v in request.items()}
+            files = [f"/proc/self/fd/{fd}" for fd in fds]
+            for key in ("install_local_files", "replace_local_files"):
+                if key in data:  # indexes into the passed file descriptors, never paths the daemon would open
+                    try:
+                        data[key] = [files[int(i)] for i in data[key]]
+                    except (ValueError, IndexError):
+                        raise DBusError(names.ERROR_FAILED, f"Run: {key} must index the passed fds") from None
+            try:
+                op = from_dict(verb, data)
+            except (HybridosError, TypeError) as exc:
+                raise DBusError(names.ERROR_FAILED, f"Run: {exc}") from None
+            address = await self.os_iface._txn(f"Run({verb})", request_actions(op), op, ("Run", op))
+        except BaseException:
+            _close_fds(fds)
+            raise
+        self.os_iface.d.hand_over_fds(fds)
+        return address
 
 
 class OSExperimentalInterface(ServiceInterface):
@@ -574,7 +596,16 @@ class Daemon:
                                                     "ActiveTransactionPath": txn.address})
         return txn.address
 
+    def hand_over_fds(self, fds) -> None:
+        """File descriptors a request refers to: closed when its transaction ends (at once if it ended)."""
+        if self.txn is not None and not self.txn.finished:
+            self.txn.fds.extend(fds)
+        else:
+            _close_fds(fds)
+
     def transaction_finished(self, txn) -> None:
+        _close_fds(txn.fds)
+        txn.fds.clear()
         if self.txn is txn:
             self.txn = None
             self.touch()

@@ -169,6 +169,8 @@ class DaemonTransaction:
         self._cancel_requested = False
         self._close_handle = None
         self._vanished_at: float | None = None
+        #: file descriptors passed with the request (local RPMs), closed at the end
+        self.fds: list[int] = []
 
     @property
     def address(self) -> str:

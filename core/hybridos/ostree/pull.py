@@ -729,7 +729,7 @@ class Puller:
 
     # -- the remote ------------------------------------------------------------------------------
 
-    def _read_optional(self, name: str, limit: int) -> bytes | None:
+    def _read_optional(self, name: str, limit: int = MAX_METADATA_SIZE) -> bytes | None:
         try:
             return self.fetcher.read_capped(f"{self.base}/{name}", limit)
         except NotFoundError:
@@ -743,14 +743,14 @@ class Puller:
             if data is None:
                 raise SignatureError(f"{self.source} has no summary but gpg-verify-summary=true",
                                      hint=f'set gpg-verify-summary=false in [remote "{self.remote.name}"]')
-            _gpg.verify_summary(data, self._read_optional("summary.sig", MAX_METADATA_SIZE), self.keyring, self.remote.name)
+            _gpg.verify_summary(data, self._read_optional("summary.sig"), self.keyring, self.remote.name)
         if data is not None:
             try:
                 self.summary = Summary.parse(data)
             except FormatError as exc:
                 raise FetchError(f"the summary file of {self.source} ({self.base}) is malformed: {exc}") from None
             self.summary_bytes = data
-        config = self._read_optional("config", MAX_METADATA_SIZE)
+        config = self._read_optional("config")
         if config is not None:
             mode = parse_remote_mode(config.decode("utf-8", "replace"))
             if mode is not None and mode not in ("archive-z2", "archive"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -125,6 +126,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):   # a full disk is the user's to fix, not a bug
+            where = f" (writing {exc.filename})" if exc.filename else ""
+            click.echo(f"error: {exc.strerror}{for_terminal(where)}", err=True)
+            click.echo("hint: free some space (`hybridos cleanup -r` removes the rollback deployment), then retry; "
+                       "nothing was switched", err=True)
+            sys.exit(1)
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        sys.exit(70)
     except Exception as exc:  # never a traceback for the user unless asked
         if debug:
             import traceback

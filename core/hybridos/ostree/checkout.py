@@ -229,15 +229,16 @@ class _Checkout:
             dirmeta = self._metas[meta] = self.repo.load_dirmeta(meta)
         return dirmeta
 
-    def directory(self, tree: str, meta: str, name: str, parent_fd: int) -> None:
+    def directory(self, tree: str, meta: str, name: str, parent_fd: int, depth: int = 0) -> None:
         """Sequential, post-order: a directory gets its final mode only once it is filled."""
+        _check_depth(depth, tree)
         dirmeta = self._dirmeta(meta)
         dirtree = self._dirtree(tree)
         dfd, existed = self._make_dir(name, parent_fd)
         try:
             self.files(dirtree, dfd)
             for dname, t, m in dirtree.dirs:
-                self.directory(t, m, dname, dfd)
+                self.directory(t, m, dname, dfd, depth + 1)
             if not existed:
                 self._apply(dfd, dirmeta.uid, dirmeta.gid, dirmeta.mode, dirmeta.xattrs)
         finally:
@@ -257,14 +258,15 @@ class _Checkout:
         if self._error is not None:
             raise self._error
 
-    def _spawn(self, tree: str, meta: str, parent: str, name: str) -> None:
+    def _spawn(self, tree: str, meta: str, parent: str, name: str, depth: int = 0) -> None:
         with self._lock:
             self._pending += 1
-        self._pool.submit(self._dir_task, tree, meta, parent, name)
+        self._pool.submit(self._dir_task, tree, meta, parent, name, depth)
 
-    def _dir_task(self, tree: str, meta: str, parent: str, name: str) -> None:
+    def _dir_task(self, tree: str, meta: str, parent: str, name: str, depth: int = 0) -> None:
         try:
             if self._error is None:
+                _check_depth(depth, tree)
                 dirmeta = self._dirmeta(meta)
                 dirtree = self._dirtree(tree)
                 path = os.path.join(parent, name)
@@ -276,7 +278,7 @@ class _Checkout:
                 finally:
                     os.close(dfd)
                 for dname, t, m in dirtree.dirs:
-                    self._spawn(t, m, path, dname)
+                    self._spawn(t, m, path, dname, depth + 1)
         except BaseException as exc:  # handed to the caller of run_parallel
             self._error = self._error or exc
         finally:
@@ -284,6 +286,17 @@ class _Checkout:
                 self._pending -= 1
                 if self._pending == 0:
                     self._done.set()
+
+
+#: directories nested deeper than this are refused: real trees stay far below it, paths beyond it no longer fit
+#: PATH_MAX with short names, and a walk that deep would exhaust the stack
+MAX_DEPTH = 256
+
+
+def _check_depth(depth: int, tree: str) -> None:
+    if depth > MAX_DEPTH:
+        raise FormatError(f"the tree nests directories deeper than {MAX_DEPTH} levels (at dirtree {tree[:12]}); "
+                          "refusing to check it out")
 
 
 def _set_xattrs(target, xattrs, follow: bool = True) -> None:

@@ -274,10 +274,24 @@ def install_boot_files(root: Path, dep: Deployment, kernel: KernelLayout) -> Non
     remove_tree(tmp)
     tmp.mkdir()
     dep_dir = root / dep.relpath
-    for tree_path, name in _boot_names(kernel).items():
-        _copy_boot_file(dep_dir, tree_path, tmp / name)
-    fsync_dir(tmp)
-    os.rename(tmp, final)
+    try:
+        for tree_path, name in _boot_names(kernel).items():
+            _copy_boot_file(dep_dir, tree_path, tmp / name)
+        fsync_dir(tmp)
+        os.rename(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove_tree(tmp)   # a full /boot: give the space back at once
+        raise
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Remove ``.tmp-*`` boot directories an interrupted run left in ``boot/ostree``: on a small /boot they
+    would hold the space the next deployment's kernel needs."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for name in os.listdir(root / "boot/ostree"):
+            if name.startswith(".tmp-"):
+                remove_tree(root / "boot/ostree" / name)
 
 
 def boot_entry_for(root: Path, dep: Deployment, index: int, count: int, bootversion: int,
@@ -443,6 +457,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
     repo = sysroot.repo
 
     with tx.step("boot-files"):
+        remove_stale_temporaries(root)
         for d in deployments:
             install_boot_files(root, d, kernel_of_checkout(root / d.relpath))
         ensure_boot_symlink(root)      # before any /boot/...-prefixed path (bootprefix) is read through it
@@ -555,28 +570,43 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
                      kargs=kargs, origin=origin)
     dep_dir = root / new.relpath
 
-    with tx.step("checkout"):
-        prefetch_plugins()
-        remove_tree(dep_dir)
-        dep_dir.parent.mkdir(parents=True, exist_ok=True)
-        if prepared_tree is not None:
-            os.rename(prepared_tree, dep_dir)
-        else:
-            sysroot.repo.checkout(commit, dep_dir, mode="hardlink")
+    try:
+        with tx.step("checkout"):
+            prefetch_plugins()
+            remove_tree(dep_dir)
+            dep_dir.parent.mkdir(parents=True, exist_ok=True)
+            if prepared_tree is not None:
+                os.rename(prepared_tree, dep_dir)
+            else:
+                sysroot.repo.checkout(commit, dep_dir, mode="hardlink")
 
-    with tx.step("etc-merge"):
-        etcmerge.populate_etc(dep_dir)
-        if merge is not None:
-            merge_dir = root / merge.relpath
-            diff = etcmerge.diff_etc(merge_dir / "usr/etc", merge_dir / "etc")
-            etcmerge.apply_etc_diff(diff, merge_dir / "etc", dep_dir / "etc")
-            tx.message(f"Copying /etc changes: {diff.summary()}")
+        with tx.step("etc-merge"):
+            etcmerge.populate_etc(dep_dir)
+            if merge is not None:
+                merge_dir = root / merge.relpath
+                diff = etcmerge.diff_etc(merge_dir / "usr/etc", merge_dir / "etc")
+                etcmerge.apply_etc_diff(diff, merge_dir / "etc", dep_dir / "etc")
+                tx.message(f"Copying /etc changes: {diff.summary()}")
 
-    with tx.step("origin"):
-        atomic_write(root / new.origin_relpath, serialize_origin(origin), sync=False)
+        with tx.step("origin"):
+            atomic_write(root / new.origin_relpath, serialize_origin(origin), sync=False)
+    except (HybridosError, OSError):
+        # nothing refers to the new deployment yet: leave no half-written one behind (a full disk, a refused tree)
+        with contextlib.suppress(OSError):
+            remove_tree(dep_dir)
+            (root / new.origin_relpath).unlink(missing_ok=True)
+        raise
 
     new_list = select_kept(sysroot, new, merge, retain=retain)
-    return write_deployments(sysroot, new_list, tx)
+    try:
+        return write_deployments(sysroot, new_list, tx)
+    except (HybridosError, OSError):
+        # failed before the swap (a full /boot, say): the new deployment is referenced by nothing, remove it
+        with contextlib.suppress(Exception):
+            if not any(d.same(new) for d in Sysroot.load(root).deployments):
+                remove_tree(dep_dir)
+                (root / new.origin_relpath).unlink(missing_ok=True)
+        raise
 
 
 def undeploy(sysroot: Sysroot, index: int, tx: Transaction) -> Sysroot:

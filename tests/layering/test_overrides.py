@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.helpers.status_schema import check_deployment
 from tests.layering.conftest import deployment_dir, hyb, rpm_q, status
 
 
@@ -15,7 +16,9 @@ def test_override_remove_then_reset(host, layering_env):
     assert len(status(host)) == 1
     hyb(host, "override", "remove", "hello")
     new = status(host)[0]
-    assert new["requested-base-removals"] == ["hello"] and new["base-removals"] == ["hello-1.0-1.x86_64"]
+    assert new["requested-base-removals"] == ["hello"]
+    assert new["base-removals"] == [["hello", "0", "1.0", "1", "x86_64"]]         # rpm-ostree's NEVRA tuples
+    check_deployment(new, present=("base-checksum", "layered-commit-meta"))
     tree = deployment_dir(host, new)
     assert not (tree / "usr/bin/hello").exists() and not (tree / "usr/etc/hello.conf").exists()
     assert rpm_q(tree, "hello").returncode != 0 and rpm_q(tree, "libfoo").returncode == 0
@@ -32,8 +35,10 @@ def test_override_replace_with_local_rpm_then_reset_all(host, layering_env):
     hyb(host, "install", "layered-tool")
     hyb(host, "override", "replace", str(rpm))
     new = status(host)[0]
-    assert [e.split(":", 1)[1] for e in new["requested-base-local-replacements"]] == ["hello-2.0-1.x86_64"]
-    assert new["base-local-replacements"] == ["hello-2.0-1.x86_64"]
+    assert new["requested-base-local-replacements"] == ["hello-2.0-1.x86_64"]      # NEVRAs, as rpm-ostree
+    assert new["base-local-replacements"] == [[["hello", "0", "2.0", "1", "x86_64"],
+                                               ["hello", "0", "1.0", "1", "x86_64"]]]    # (new, old)
+    check_deployment(new)
     assert new["packages"] == ["layered-tool"]                     # the layered package stays
     tree = deployment_dir(host, new)
     assert (tree / "usr/bin/hello").read_text() == "#!/bin/sh\necho hello two\n"
@@ -57,7 +62,8 @@ def test_install_local_rpm(host, layering_env):
     rpm = layering_env.host_repo.rpms["libbar"]
     hyb(host, "install", str(rpm))
     new = status(host)[0]
-    assert [e.split(":", 1)[1] for e in new["requested-local-packages"]] == ["libbar-1.0-1.noarch"]
+    assert new["requested-local-packages"] == ["libbar-1.0-1.noarch"]
+    check_deployment(new)
     assert rpm_q(deployment_dir(host, new), "libbar").returncode == 0
     hyb(host, "uninstall", "libbar")
     assert status(host)[0]["checksum"] == layering_env.v1

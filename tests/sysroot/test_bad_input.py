@@ -91,7 +91,7 @@ def test_corrupt_origin(host):
     assert _state(sr) == before
     # status still shows the deployment and the problem, so it can be repaired or removed
     [d] = status(sr)
-    assert d["origin"] is None and "corrupt origin file" in d["origin-error"]
+    assert "origin" not in d and "corrupt origin file" in d["origin-error"]
 
 
 def test_locked_sysroot_names_the_holder(host):

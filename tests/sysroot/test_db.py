@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 
-from tests.conftest import require_tool
-from tests.helpers.rpms import Pkg, build_rpm
+from tests.conftest import require_tool, run_cli
+from tests.helpers.rpms import File, Pkg, build_rpm
 from tests.sysroot.conftest import STATEROOT, hyb, ostree
 
 
@@ -45,3 +46,32 @@ def test_db_list_diff_and_upgrade_output(workdir, remote):
     assert "foo-1.0-1.x86_64 -> foo-1.1-1.x86_64" in text
     r = hyb(sr, "db", "list", "nosuchref", check=False)
     assert r.returncode == 1 and "neither a ref nor a commit" in r.stderr
+
+
+def test_db_formats_as_rpm_ostree(workdir, remote):
+    """db diff --format=json (rpm-ostree's pkgdiff), --format=diff, db list REV PATTERN, db version, db -r."""
+    def rpm(name, version, arch="x86_64"):
+        return build_rpm(Pkg(name, version, arch=arch, files=(File(f"/usr/share/{name}", version.encode()),)),
+                         workdir / f"rpms-{name}-{version}")
+
+    foo1, bar, foo2, libfoo = rpm("foo", "1.0"), rpm("bar", "2.0"), rpm("foo", "1.1"), rpm("libfoo", "3.0", "noarch")
+    v1 = remote.publish("1.0", rpms=[foo1, bar])
+    v2 = remote.publish("2.0", rpms=[foo2, bar, libfoo])
+    repo = workdir / "remote"
+    r = run_cli("db", "diff", "--repo", str(repo), "--format=json", v1, v2)
+    assert json.loads(r.stdout) == {
+        "ostree-commit-from": v1, "ostree-commit-to": v2,
+        "pkgdiff": [["foo", 2, {"PreviousPackage": ["foo", "1.0-1", "x86_64"],
+                                "NewPackage": ["foo", "1.1-1", "x86_64"]}],
+                    ["libfoo", 0, {"NewPackage": ["libfoo", "3.0-1", "noarch"]}]],
+        "advisories": []}
+    out = run_cli("db", "diff", "-r", str(repo), "-F", "diff", v1, v2).stdout.splitlines()
+    assert out[2:] == ["!foo-1.0-1.x86_64", "=foo-1.1-1.x86_64", "+libfoo-3.0-1.noarch"]
+    out = run_cli("db", "list", "-r", str(repo), "testos/stable", "FOO*", "*.noarch").stdout
+    assert out == f"ostree commit: testos/stable ({v2})\n foo-1.1-1.x86_64\n libfoo-3.0-1.noarch\n"
+    r = run_cli("db", "list", "-r", str(repo), "nosuch", check=False)
+    assert r.returncode == 1 and "neither a ref nor a commit" in r.stderr
+    out = run_cli("db", "version", "-r", str(repo), v1, "testos/stable").stdout.splitlines()
+    expected = hashlib.sha256(b"bar-2.0-1.x86_64foo-1.0-1.x86_64").hexdigest()
+    assert out[0] == f"ostree commit: {v1}" and out[1] == f"  rpmdbv is: {'2:' + expected:>66}"
+    assert out[2] == f"ostree commit: testos/stable ({v2})" and out[3].split()[-1].startswith("3:")

@@ -87,7 +87,7 @@ def test_deploy_version_and_rebase(host):
     hyb(sr, "rebase", "origin:testos/other")
     deps = status(sr)
     assert deps[0]["checksum"] == other and deps[0]["origin"] == "origin:testos/other"
-    assert deps[0]["override-commit"] is None
+    assert "override-commit" not in deps[0]
     assert deps[1]["checksum"] == v3
     check_consistent(sr)
     del v1

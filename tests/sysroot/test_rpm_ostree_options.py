@@ -46,3 +46,30 @@ def test_kargs_if_missing_and_if_present_by_key_and_value(host):
     hyb(sr, "kargs", "--delete-if-present", "console=ttyS0")
     kargs = hyb(sr, "kargs").stdout.split()
     assert "console=ttyS0" not in kargs and "console=tty0" in kargs
+
+
+def test_deploy_forms_branch_check_and_rebase_to_a_checksum(host, workdir):
+    from tests.sysroot.conftest import make_tree, ostree_commit
+
+    sr, remote, v1 = host
+    v2 = remote.publish("2.0")
+    remote.publish("3.0")
+    hyb(sr, "deploy", "version=2.0")
+    assert _commits(sr)[0] == v2
+    hyb(sr, "deploy", f"revision={v1}")
+    assert _commits(sr)[0] == v1
+    r = hyb(sr, "deploy", "revision=2.0", check=False)
+    assert r.returncode == 2 and "not a commit checksum" in r.stderr
+    # a commit that is not on the origin's branch: refused unless --skip-branch-check
+    other = ostree_commit(sr / "ostree/repo", make_tree(workdir / "other", "9.0"), "elsewhere", "9.0")
+    r = hyb(sr, "deploy", other, check=False)
+    assert r.returncode == 1 and f"checksum {other} not found in origin:testos/stable" in r.stderr
+    assert "--skip-branch-check" in r.stderr and _commits(sr)[0] == v1
+    hyb(sr, "deploy", "--skip-branch-check", other)
+    assert _commits(sr)[0] == other
+    # rebase to a checksum: the origin names the commit
+    hyb(sr, "rebase", v2)
+    d = status(sr)[0]
+    assert d["checksum"] == v2 and d["origin"] == v2
+    r = hyb(sr, "upgrade", check=False)
+    assert r.returncode == 0 and "no upgrade available" in r.stdout          # a checksum does not move

@@ -31,12 +31,19 @@ unchanged_option = click.option("--unchanged-exit-77", "unchanged_exit_77", is_f
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("-v", "--verbose", is_flag=True, help="Show more details.")
 @click.option("-b", "--booted", is_flag=True, help="Only the booted deployment.")
+@click.option("-J", "--jsonpath", default=None, metavar="EXPRESSION",
+              help="Print what this JSONPath expression selects from the JSON status (an array).")
+@click.option("--pending-exit-77", "pending_exit_77", is_flag=True,
+              help="Exit 77 when the default deployment is not the booted one (a reboot is pending).")
 @click.pass_context
-def status(ctx, sysroot_opt, as_json, verbose, booted):
+def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77):
     """Show the deployments, in boot order (the first is the default)."""
     from hybridos.cli._client import status_through_daemon
+    from hybridos.errors import HybridosError
     from hybridos.sysroot.status import status_text
 
+    if as_json and jsonpath is not None:
+        raise click.UsageError("Cannot specify both --json and --jsonpath")
     path = sysroot_path(ctx, sysroot_opt)
     data = status_through_daemon(path, booted_only=booted)
     if data is None:
@@ -46,8 +53,21 @@ def status(ctx, sysroot_opt, as_json, verbose, booted):
         data = status_json(Sysroot.load(path), booted_only=booted)
     if as_json:
         click.echo(json.dumps(data, indent=2))
+    elif jsonpath is not None:
+        from hybridos.util.jsonpath import query
+
+        try:
+            result = query(jsonpath, data)
+        except HybridosError as exc:
+            raise HybridosError(f"While compiling jsonpath: {exc.message}") from None
+        click.echo(json.dumps(result, indent=2))
     else:
         click.echo("\n".join(status_text(data, verbose=verbose)))
+    deps = data["deployments"]
+    if pending_exit_77 and len(deps) > 1 and not deps[0]["booted"]:
+        import sys
+
+        sys.exit(77)
 
 
 @click.command("upgrade")
@@ -89,13 +109,17 @@ def rollback(ctx, sysroot_opt):
 @os_option
 @change_options
 @unchanged_option
+@click.option("--skip-branch-check", is_flag=True,
+              help="Deploy a checksum even when it is not in the history of the origin's branch.")
 @click.argument("revision")
 @click.pass_context
-def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, revision):
-    """Deploy a specific VERSION or CHECKSUM of the origin's ref (pins the origin to it)."""
+def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, skip_branch_check, revision):
+    """Deploy REVISION of the origin's ref (pins the origin to it): a VERSION or CHECKSUM, or explicitly
+    ``version=VERSION`` or ``revision=CHECKSUM``."""
     from hybridos.operations.verbs import Deploy
 
-    run_operation(ctx, sysroot_opt, Deploy(revision=revision, stateroot=osname),
+    run_operation(ctx, sysroot_opt, Deploy(revision=revision, stateroot=osname,
+                                           skip_branch_check=skip_branch_check),
                   unchanged_exit_77=unchanged_exit_77)
 
 
@@ -205,5 +229,19 @@ def cancel(ctx, sysroot_opt):
         return
     if pid <= 0:
         raise click.ClickException(f"the sysroot is locked by {describe_pid(pid)}, which cannot be cancelled")
+    if not is_hybridos_process(pid):
+        raise click.ClickException(f"the sysroot is locked by {describe_pid(pid)}, which is not a hybridos "
+                                   "transaction; not signalling it")
     os.kill(pid, signal.SIGTERM)
     click.echo(f"Cancel requested for {describe_pid(pid)}")
+
+
+def is_hybridos_process(pid: int) -> bool:
+    """Whether ``pid`` runs hybridos (``hybridos ...``, ``python -m hybridos ...`` or its daemon): ``cancel``
+    signals nothing else, whatever holds the lock (ostree admin, another tool)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [os.path.basename(a.decode(errors="replace")) for a in argv[:4] if a]
+    return any(w.startswith("hybridos") for w in words)

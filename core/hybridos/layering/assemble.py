@@ -492,6 +492,12 @@ def _regenerate_initramfs(tree: Path, plan: Plan, base_meta: dict) -> str | None
     return kernel.kver
 
 
+def _nevra_variant(n: Nevra):
+    from hybridos.gvariant import Variant
+
+    return Variant("(sssss)", (n.name, str(n.epoch), n.version, n.release, n.arch))
+
+
 def _metadata(plan: Plan, base_meta: dict, installed_after: Iterable[Nevra]) -> dict:
     from hybridos.gvariant import Variant
 
@@ -502,8 +508,9 @@ def _metadata(plan: Plan, base_meta: dict, installed_after: Iterable[Nevra]) -> 
         META_BASE: plan.base,
         META_PACKAGES: sorted(active + [str(p.nevra) for p in plan.requests.local_packages
                                         if str(p.nevra) not in plan.inactive]),
-        META_REMOVED: [str(n) for n in plan.removed],
-        META_REPLACED: [str(new) for new, _ in plan.replaced],
+        # rpm-ostree's types: av of (name, epoch, version, release, arch); a(vv) of (new, old)
+        META_REMOVED: Variant("av", [_nevra_variant(n) for n in plan.removed]),
+        META_REPLACED: Variant("a(vv)", [(_nevra_variant(new), _nevra_variant(old)) for new, old in plan.replaced]),
         META_INACTIVE: list(plan.inactive),
         META_REGENERATE_INITRAMFS: plan.requests.regenerate_initramfs,
         META_PKGLIST: Variant("a(sssss)", [(n.name, str(n.epoch), n.version, n.release, n.arch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hybridos.errors import HybridosError, SysrootError, Unchanged
+from hybridos.errors import HybridosError, NotFoundError, SysrootError, Unchanged
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.origin import Origin
 from hybridos.sysroot.sysroot import Sysroot
@@ -125,17 +125,41 @@ def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, orig
     return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
 
 
+def parse_revision(revision: str) -> tuple[str, str]:
+    """rpm-ostree's deploy argument: ``revision=CHECKSUM``, ``version=VERSION``, or a bare 64-hex checksum
+    (else a version). Returns ("checksum"|"version", value)."""
+    from hybridos.errors import UsageError
+
+    kind, sep, value = revision.partition("=")
+    if sep and kind in ("revision", "version"):
+        if not value:
+            raise UsageError(f"empty {kind} in {revision!r}")
+        if kind == "revision":
+            if not _CHECKSUM_RE.match(value):
+                raise UsageError(f"revision={value!r} is not a commit checksum (64 hexadecimal digits)")
+            return "checksum", value
+        return "version", value
+    return ("checksum" if _CHECKSUM_RE.match(revision) else "version"), revision
+
+
 def deploy_revision(sysroot: Sysroot, tx: Transaction, revision: str, *, stateroot: str | None = None,
-                    progress=None) -> UpgradeResult:
-    """rpm-ostree ``deploy VERSION|CHECKSUM``: pin the origin to that commit (``override-commit``)."""
+                    skip_branch_check: bool = False, progress=None) -> UpgradeResult:
+    """rpm-ostree ``deploy [revision=|version=]REV``: pin the origin to that commit (``override-commit``).
+    A checksum must be in the history of the origin's branch unless ``skip_branch_check``."""
+    from hybridos.sysroot.upgrade import in_history
+
     stateroot, merge, origin = _merge(sysroot, stateroot)
     refspec = origin.ref
     repo = sysroot.repo
+    kind, value = parse_revision(revision)
     with tx.step("pull"):
-        if _CHECKSUM_RE.match(revision):
-            commit = revision
+        if kind == "checksum":
+            commit = value
+            if not skip_branch_check and not in_history(sysroot, refspec, commit, progress=progress):
+                raise NotFoundError(f"checksum {commit} not found in {refspec}",
+                                    hint="use --skip-branch-check to deploy it anyway")
         else:
-            commit = find_version(sysroot, refspec, revision, progress=progress)
+            commit = find_version(sysroot, refspec, value, progress=progress)
         pull_commit(sysroot, refspec, commit, progress=progress)
     if commit == merge_base_commit(sysroot, merge):
         raise Unchanged(f"{revision} is already deployed as the default")
@@ -150,6 +174,15 @@ def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | N
     stateroot, merge, origin = _merge(sysroot, stateroot)
     if is_container_refspec(target):
         return _rebase_container(sysroot, tx, stateroot, merge, origin, target)
+    if _CHECKSUM_RE.match(target):      # rpm-ostree: rebase to a commit; the origin then names that checksum
+        with tx.step("pull"):
+            pull_commit(sysroot, origin.ref, target, progress=progress)
+        if target == merge_base_commit(sysroot, merge) and origin.refspec == target:
+            raise Unchanged(f"already on {target}")
+        new_origin = origin.replace(refspec=target, override_commit=None, container_image_reference=None)
+        result = _deploy(sysroot, tx, stateroot, target, new_origin, merge)
+        repo = sysroot.repo
+        return UpgradeResult(result, merge, target, _version(repo, merge.checksum), _version(repo, target), True)
     current = origin.ref if not origin.container_image_reference else None
     if current is None and (":" not in target or target.endswith(":")):
         raise SysrootError(f"cannot rebase to {target!r} from a container image: name REMOTE:REF")

@@ -118,12 +118,14 @@ class Deploy(Operation):
     verb: ClassVar[str] = "deploy"
     revision: str = ""
     stateroot: str | None = None
+    skip_branch_check: bool = False
 
     def _run(self, tx):
         from hybridos.operations.deploy import deploy_revision
 
         with tx.meter("Receiving objects:") as progress:
-            result = deploy_revision(_load(tx), tx, self.revision, stateroot=self.stateroot, progress=progress)
+            result = deploy_revision(_load(tx), tx, self.revision, stateroot=self.stateroot,
+                                     skip_branch_check=self.skip_branch_check, progress=progress)
         return [*_change_lines(result), REBOOT_HINT]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hybridos.errors import HybridosError
+from hybridos.sysroot import keyfile
 from hybridos.util.text import for_terminal
 
 if TYPE_CHECKING:  # status_text (also used for status through the daemon) needs neither
@@ -28,43 +29,57 @@ def _strs(value) -> list[str]:
     return []
 
 
-def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
-    commit = _commit(sysroot, dep.checksum)
-    meta = commit.metadata if commit is not None else {}
-    layered = bool(meta.get("rpmostree.clientlayer")) and commit is not None and commit.parent
-    o = dep.origin
-    return {
-        "id": dep.id,
-        "osname": dep.stateroot,
-        "serial": dep.serial,
-        "index": dep.index,
-        "checksum": dep.checksum,
-        "version": commit.version if commit is not None else None,
-        "timestamp": commit.timestamp if commit is not None else None,
-        "origin": o.source if o else None,
-        "origin-error": dep.origin_error,
-        "override-commit": o.override_commit if o else None,
-        "booted": dep.booted,
-        "staged": dep.staged,
-        "pinned": dep.pinned,
-        "unlocked": "none",
-        "base-checksum": commit.parent if layered else None,
-        "requested-packages": list(o.requested_packages) if o else [],
-        "requested-local-packages": list(o.requested_local_packages) if o else [],
-        "packages": _strs(meta.get("rpmostree.packages", [])),
-        # requests the base already satisfies (hybridos.layering records them in the layered commit)
-        "inactive-requests": _strs(meta.get("hybridos.inactive-requests", [])),
-        "requested-base-removals": list(o.removals) if o else [],
-        "base-removals": _strs(meta.get("rpmostree.removed-base-packages", [])),
-        "requested-base-local-replacements": list(o.local_replacements) if o else [],
-        "base-local-replacements": _strs(meta.get("rpmostree.replaced-base-packages", [])),
-        "regenerate-initramfs": bool(o and o.regenerate_initramfs),
-        "initramfs-args": list(o.initramfs_args) if o else [],
-        "kernel-arguments": dep.kargs.split() if dep.kargs else [],
-        "bootcsum": dep.bootcsum,
-        **_gpg_status(sysroot, o, commit.parent if layered else dep.checksum),
-        **_container_keys(sysroot, o, commit),
-    }
+def json_value(value):
+    """A commit metadata value as json-glib serializes the GVariant (Variants unwrapped, int64 as numbers)."""
+    from hybridos.gvariant import Variant
+
+    if isinstance(value, Variant):
+        return json_value(value.value)
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return list(value)
+    return value
+
+
+def _nevra_tuple(value) -> list[str]:
+    """A removed/replaced base package: rpm-ostree's (name, epoch, version, release, arch); older hybridos
+    commits stored NEVRA strings."""
+    v = json_value(value)
+    if isinstance(v, str):
+        from hybridos.packages.model import Nevra
+
+        try:
+            n = Nevra.parse(v)
+        except Exception:  # noqa: BLE001 - shown as written when it is not a NEVRA
+            return [v, "0", "", "", ""]
+        return [n.name, str(n.epoch), n.version, n.release, n.arch]
+    return [str(x) for x in v]
+
+
+def _nevra_of_local(entry: str) -> str:
+    """``SHA256:NEVRA`` (the origin's local package form) -> NEVRA, as rpm-ostree lists them."""
+    head, sep, rest = entry.partition(":")
+    return rest if sep and len(head) == 64 and all(c in "0123456789abcdef" for c in head) else entry
+
+
+#: commit metadata status leaves out of base-commit-meta/layered-commit-meta (rpm-ostree's filter_commit_meta)
+FILTERED_META = ("rpmostree.rpmdb.pkglist", "rpmostree.advisories", "rpmostree.packages", "rpmostree.modules",
+                 "rpmostree.spec", "rpmostree.removed-base-packages", "rpmostree.replaced-base-packages",
+                 "rpmostree.replaced-base-remote-packages")
+
+
+def _commit_meta(commit) -> dict:
+    return {k: json_value(v) for k, v in commit.metadata.items() if k not in FILTERED_META}
+
+
+def _commit_details(out: dict, prefix: str, commit) -> None:
+    if commit.version:
+        out[prefix + "version"] = commit.version
+    if commit.timestamp:
+        out[prefix + "timestamp"] = commit.timestamp
 
 
 def _gpg_status(sysroot: Sysroot, origin, base: str) -> dict:
@@ -94,23 +109,116 @@ def _container_keys(sysroot: Sysroot, origin, commit) -> dict:
     if digest is None and commit is not None and commit.parent and meta.get("rpmostree.clientlayer"):
         base = _commit(sysroot, commit.parent)
         digest = base.metadata.get(META_MANIFEST_DIGEST) if base is not None else None
-    return {"container-image-reference": origin.container_image_reference,
-            "container-image-reference-digest": digest if isinstance(digest, str) else None}
+    out = {"container-image-reference": origin.container_image_reference}
+    if isinstance(digest, str):
+        out["container-image-reference-digest"] = digest
+    return out
 
 
-def transaction_json(sysroot_path: Path) -> dict | None:
+def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
+    """One deployment with rpm-ostree's keys and shapes (rpmostreed_deployment_generate_variant): keys that
+    rpm-ostree leaves out are absent, never null. hybridos adds ``index``, ``kernel-arguments``,
+    ``bootcsum``, ``inactive-requests``, ``override-commit`` and ``origin-error``."""
+    commit = _commit(sysroot, dep.checksum)
+    meta = commit.metadata if commit is not None else {}
+    o = dep.origin
+    out: dict = {
+        "id": dep.id,
+        "osname": dep.stateroot,
+        "checksum": dep.checksum,
+        "serial": dep.serial,
+        "booted": dep.booted,
+        "staged": dep.staged,
+        "pinned": dep.pinned,
+        "unlocked": "none",
+        "requested-packages": sorted(o.requested_packages) if o else [],
+        "requested-local-packages": sorted(_nevra_of_local(x) for x in o.requested_local_packages) if o else [],
+        "requested-local-fileoverride-packages": [],
+        "requested-base-removals": sorted(o.removals) if o else [],
+        "requested-base-local-replacements": sorted(_nevra_of_local(x) for x in o.local_replacements)
+        if o else [],
+        "regenerate-initramfs": bool(o and o.regenerate_initramfs),
+    }
+    extra = {(g, k): v for g, k, v in o.extra} if o else {}
+    if ("packages", "requested-local-fileoverride") in extra:
+        out["requested-local-fileoverride-packages"] = sorted(
+            _nevra_of_local(x) for x in keyfile.split_list(extra["packages", "requested-local-fileoverride"]))
+    if ("overrides", "replace") in extra:       # rpm-ostree's remote overrides: "repo=ID,pkg,pkg"
+        out["requested-base-remote-replacements"] = [
+            [entry.split(",")[0], entry.split(",")[1:]]
+            for entry in keyfile.split_list(extra["overrides", "replace"])]
+    etc = keyfile.split_list(extra.get(("rpmostree", "initramfs-etc"), ""))
+    if o and (o.regenerate_initramfs or etc):
+        out["initramfs-args"] = list(o.initramfs_args)
+        out["initramfs-etc"] = sorted(etc)
+    if ("origin", "custom-url") in extra:
+        out["custom-origin"] = [keyfile.unescape(extra["origin", "custom-url"]),
+                                keyfile.unescape(extra.get(("origin", "custom-description"), ""))]
+    layered = bool(meta.get("rpmostree.clientlayer")) and commit is not None and commit.parent
+    base = commit
+    if layered:
+        base = _commit(sysroot, commit.parent)
+        out["base-checksum"] = commit.parent
+        if base is not None:
+            _commit_details(out, "base-", base)
+        out["layered-commit-meta"] = _commit_meta(commit)
+    if base is not None:
+        eol = base.metadata.get("ostree.endoflife")
+        if eol is not None:
+            out["endoflife"] = json_value(eol)
+        out["base-commit-meta"] = _commit_meta(base)
+    if commit is not None:
+        _commit_details(out, "", commit)
+    base_csum = commit.parent if layered else dep.checksum
+    if o is not None and o.container_image_reference:
+        out.update(_container_keys(sysroot, o, commit))
+    elif o is not None:
+        out["origin"] = o.refspec
+        out.update(_gpg_status(sysroot, o, base_csum))
+        try:
+            pending = sysroot.repo.resolve_rev(o.refspec, allow_missing=True)
+        except HybridosError:
+            pending = None
+        if pending and pending != base_csum:
+            pc = _commit(sysroot, pending)
+            if pc is not None:
+                out["pending-base-checksum"] = pending
+                _commit_details(out, "pending-base-", pc)
+    out["packages"] = sorted(_strs(meta.get("rpmostree.packages", [])))
+    out["base-removals"] = [_nevra_tuple(x) for x in json_value(meta.get("rpmostree.removed-base-packages", []))]
+    out["base-local-replacements"] = [
+        [_nevra_tuple(x[0]), _nevra_tuple(x[1])] if isinstance(x, (list, tuple)) else [_nevra_tuple(x), []]
+        for x in json_value(meta.get("rpmostree.replaced-base-packages", []))]
+    out["base-remote-replacements"] = {}
+    # hybridos's own
+    out.update({
+        "index": dep.index,
+        "kernel-arguments": dep.kargs.split() if dep.kargs else [],
+        "bootcsum": dep.bootcsum,
+        "inactive-requests": _strs(meta.get("hybridos.inactive-requests", [])),
+    })
+    if o and o.override_commit:
+        out["override-commit"] = o.override_commit
+    if dep.origin_error:
+        out["origin-error"] = dep.origin_error
+    return out
+
+
+def transaction_json(sysroot_path: Path) -> list[str] | None:
+    """The running transaction as rpm-ostree's (title, sender, object path) triple: ("transaction", the lock
+    holder, "")."""
     from hybridos.sysroot.lock import describe_pid, lock_holder
 
     pid = lock_holder(sysroot_path)
     if pid is None:
         return None
-    return {"pid": pid, "holder": describe_pid(pid)}
+    return ["transaction", describe_pid(pid), ""]
 
 
 def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
     deps = [d for d in sysroot.deployments if d.booted or not booted_only]
     return {"deployments": [deployment_json(sysroot, d) for d in deps],
-            "transaction": transaction_json(sysroot.path)}
+            "transaction": transaction_json(sysroot.path), "cached-update": None, "update-driver": None}
 
 
 def _ts(value: int | None) -> str:
@@ -119,7 +227,7 @@ def _ts(value: int | None) -> str:
 
 def status_text(data: dict, *, verbose: bool = False) -> list[str]:
     tx = data["transaction"]
-    lines = [f"State: {'busy (' + tx['holder'] + ')' if tx else 'idle'}", "Deployments:"]
+    lines = [f"State: {'busy (' + tx[1] + ')' if tx else 'idle'}", "Deployments:"]
     if not data["deployments"]:
         lines.append("  (none)")
 
@@ -128,12 +236,13 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
 
     for d in data["deployments"]:
         mark = "●" if d["booted"] else " "
-        lines.append(f"{mark} {d['osname']}:{d['origin'] or '(origin unreadable)'}")
-        if d["version"]:
-            row("Version", f"{d['version']} ({_ts(d['timestamp'])})")
-        elif d["timestamp"] is not None:
+        origin = d.get("origin") or d.get("container-image-reference") or "(origin unreadable)"
+        lines.append(f"{mark} {d['osname']}:{origin}")
+        if d.get("version"):
+            row("Version", f"{d['version']} ({_ts(d.get('timestamp'))})")
+        elif d.get("timestamp") is not None:
             row("Timestamp", _ts(d["timestamp"]))
-        if d["base-checksum"]:
+        if d.get("base-checksum"):
             row("BaseCommit", d["base-checksum"])
             row("Commit", d["checksum"])
         else:
@@ -151,9 +260,9 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
                 else:
                     text = f"Invalid signature by {sig['key-id'] or '(unknown key)'}: {sig['error']}"
                 lines.append(f"{label:>26}{':' if label else ' '} {text}")
-        if d["override-commit"]:
+        if d.get("override-commit"):
             row("Pinned to commit", d["override-commit"])
-        if d["origin-error"]:
+        if d.get("origin-error"):
             row("Error", d["origin-error"])
         if d["requested-base-removals"]:
             row("RemovedBasePackages", " ".join(d["requested-base-removals"]))

@@ -79,6 +79,21 @@ def find_version(sysroot: Sysroot, refspec: Refspec, version: str, *, progress=N
     raise NotFoundError(f"version {version!r} not found in the history of {refspec} ({seen} commits searched)")
 
 
+def in_history(sysroot: Sysroot, refspec: Refspec, checksum: str, *, progress=None) -> bool:
+    """Whether ``checksum`` is the ref's head or one of its ancestors (rpm-ostree's deploy branch check)."""
+    repo = sysroot.repo
+    head = fetch_refspec(sysroot, refspec, commit_metadata_only=refspec.remote is not None, depth=-1,
+                         progress=progress)
+    from hybridos.ostree.objects import ObjectType
+
+    current: str | None = head
+    while current is not None and repo.has_object(current, ObjectType.COMMIT):
+        if current == checksum:
+            return True
+        current = repo.load_commit(current).parent
+    return False
+
+
 def parse_rebase_target(target: str, current: Refspec) -> Refspec:
     """rpm-ostree's forms: ``REMOTE:REF``, ``REF`` (same remote), ``REMOTE:`` (same ref), ``:REF`` (local)."""
     if ":" in target:

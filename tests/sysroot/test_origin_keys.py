@@ -65,4 +65,4 @@ def test_container_origin_is_shown_as_rpm_ostree_shows_it_not_corrupt(host):
     (d,) = json.loads(hyb(sr, "status", "--json").stdout)["deployments"]
     check_deployment(d, present=("container-image-reference",), absent=("origin", "origin-error"))
     assert d["container-image-reference"] == ref
-    assert f"{STATEROOT}:{ref}" in hyb(sr, "status").stdout
+    assert f"\n  {ref}\n" in hyb(sr, "status").stdout          # rpm-ostree: the reference as the header

@@ -44,3 +44,22 @@ def test_jsonpath_pending_exit_77_and_verbose(host):
     r = hyb(sr, "status", "--pending-exit-77", check=False)
     assert r.returncode == 77 and v2 in r.stdout
     assert "Deployment:" in hyb(sr, "status", "-v").stdout
+
+
+def test_status_text_has_rpm_ostree_layout(host):
+    import time
+
+    sr, remote, v1 = host
+    v2 = remote.publish("2.0")
+    hyb(sr, "upgrade")
+    deps = json.loads(hyb(sr, "status", "--json").stdout)["deployments"]
+
+    def ts(d):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d["timestamp"]))
+
+    k = 23
+    assert hyb(sr, "status").stdout == (
+        "State: idle\nDeployments:\n"
+        f"  origin:testos/stable\n{'Version':>{k + 2}}: 2.0 ({ts(deps[0])})\n{'Commit':>{k + 2}}: {v2}\n"
+        "\n"
+        f"  origin:testos/stable\n{'Version':>{k + 2}}: 1.0 ({ts(deps[1])})\n{'Commit':>{k + 2}}: {v1}\n")

@@ -221,45 +221,64 @@ def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
             "transaction": transaction_json(sysroot.path), "cached-update": None, "update-driver": None}
 
 
+#: rpm-ostree's key column: max(len("InactiveRemoteOverrides"), len("InterruptedLiveCommit"))
+KEY_WIDTH = 23
+
+
 def _ts(value: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value is not None else "?"
 
 
 def status_text(data: dict, *, verbose: bool = False) -> list[str]:
+    """rpm-ostree's layout: ``● REFSPEC`` headers, keys right-aligned in 23 columns after two spaces, a blank line
+    between deployments, StateRoot only with -v or several stateroots, Commit under BaseCommit only with -v."""
     tx = data["transaction"]
     lines = [f"State: {'busy (' + tx[1] + ')' if tx else 'idle'}", "Deployments:"]
     if not data["deployments"]:
         lines.append("  (none)")
+    several_stateroots = len({d["osname"] for d in data["deployments"]}) > 1
 
     def row(label: str, value: str) -> None:
-        lines.append(f"{label:>26}: {value}")
+        lines.append(f"  {label:>{KEY_WIDTH}}{':' if label else ' '} {value}")
 
-    for d in data["deployments"]:
+    for i, d in enumerate(data["deployments"]):
+        if i:
+            lines.append("")
         mark = "●" if d["booted"] else " "
         origin = d.get("origin") or d.get("container-image-reference") or "(origin unreadable)"
-        lines.append(f"{mark} {d['osname']}:{origin}")
-        if d.get("version"):
-            row("Version", f"{d['version']} ({_ts(d.get('timestamp'))})")
-        elif d.get("timestamp") is not None:
-            row("Timestamp", _ts(d["timestamp"]))
-        if d.get("base-checksum"):
+        lines.append(f"{mark} {origin}" + (f" (index: {i})" if verbose else ""))
+        if d.get("custom-origin") and not d.get("container-image-reference-digest"):
+            row("CustomOrigin", d["custom-origin"][1])
+        layered = bool(d.get("base-checksum"))
+        ts = d.get("base-timestamp") if layered else d.get("timestamp")
+        version = d.get("version")
+        if version:
+            row("Version", f"{version} ({_ts(ts)})")
+        else:
+            row("Timestamp", _ts(ts))
+        if layered:
             row("BaseCommit", d["base-checksum"])
-            row("Commit", d["checksum"])
+            if verbose:
+                row("Commit", d["checksum"])
         else:
             row("Commit", d["checksum"])
+        if verbose and (d["staged"] or i == 0):
+            row("Staged", "yes" if d["staged"] else "no")
+        if verbose or several_stateroots:
+            row("StateRoot", d["osname"])
         if d.get("container-image-reference-digest"):
             row("Digest", d["container-image-reference-digest"])
         if d.get("gpg-enabled"):
             sigs = d.get("signatures") or []
-            for i, sig in enumerate(sigs or [None]):
-                label = "GPGSignature" if i == 0 else ""
+            for j, sig in enumerate(sigs or [None]):
+                label = "GPGSignature" if j == 0 else ""
                 if sig is None:
                     text = "(unsigned)"
                 elif sig["valid"]:
                     text = f"Valid signature by {sig['fingerprint']}"
                 else:
                     text = f"Invalid signature by {sig['key-id'] or '(unknown key)'}: {sig['error']}"
-                lines.append(f"{label:>26}{':' if label else ' '} {text}")
+                row(label, text)
         if d.get("override-commit"):
             row("Pinned to commit", d["override-commit"])
         if d.get("origin-error"):
@@ -279,11 +298,9 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
         if d["pinned"]:
             row("Pinned", "yes")
         if verbose:
-            row("StateRoot", d["osname"])
             row("Deployment", f"{d['checksum']}.{d['serial']} (index {d['index']})")
             row("BootCsum", d["bootcsum"])
             row("KernelArguments", " ".join(d["kernel-arguments"]) or "(none)")
-            row("Staged", "yes" if d["staged"] else "no")
     # versions, origins, package names and errors come from commits, remotes and origin files: no terminal
     # escape sequence (nor a line break forging another row) reaches the terminal
     return [for_terminal(line) for line in lines]

@@ -56,11 +56,26 @@ def _read_metadata_json(path: Path | None) -> dict:
 @click.option("--touch-if-changed", type=click.Path(dir_okay=False, path_type=Path),
               help="Update the modification time of FILE when a new commit was made.")
 @click.option("--unified-core", is_flag=True, help="Accepted for compatibility with rpm-ostree (always on).")
+@click.option("--cache-only", is_flag=True, help="Use only the repository metadata already in --cachedir.")
+@click.option("--download-only", is_flag=True,
+              help="Resolve and download the packages into --cachedir, then stop (no commit).")
+@click.option("--download-only-rpms", is_flag=True, help="Same as --download-only.")
+@click.option("--previous-commit", metavar="COMMIT",
+              help="Compare with this commit (change detection, automatic version, pkgdiff, users and groups).")
+@click.option("--previous-inputhash", metavar="DIGEST",
+              help="No new commit when the input hash equals DIGEST.")
+@click.option("--previous-version", metavar="VERSION", help="Count the automatic version on from VERSION.")
+@click.option("--ex-lockfile", "lockfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Pin packages to the versions in this rpm-ostree lockfile (JSON); enables lockfile-repos.")
+@click.option("--ex-write-lockfile-to", "write_lockfile_to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the resolved packages as an rpm-ostree lockfile (JSON).")
 def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | None,
          write_commitid_to: Path | None, cachedir: Path | None, workdir: Path | None, force_nocache: bool, dry_run: bool,
          print_only: bool, parent: str | None, no_parent: bool, add_metadata_string: tuple[str, ...],
          add_metadata_from_json: Path | None, arch_name: str | None, no_scripts: bool,
-         touch_if_changed: Path | None, unified_core: bool) -> None:
+         touch_if_changed: Path | None, unified_core: bool, cache_only: bool, download_only: bool,
+         download_only_rpms: bool, previous_commit: str | None, previous_inputhash: str | None,
+         previous_version: str | None, lockfile: Path | None, write_lockfile_to: Path | None) -> None:
     """Compose TREEFILE into a commit in --repo."""
     from hybridos.compose.treefile import load_treefile
 
@@ -71,8 +86,11 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         return
     if parent and no_parent:
         raise UsageError("--parent and --no-parent exclude each other")
-    if repo_path is None and not dry_run:
-        raise UsageError("--repo is required (except with --print-only or --dry-run)")
+    download_only = download_only or download_only_rpms
+    if (download_only or cache_only) and cachedir is None:
+        raise UsageError("--download-only and --cache-only need --cachedir")
+    if repo_path is None and not dry_run and not download_only:
+        raise UsageError("--repo is required (except with --print-only, --dry-run or --download-only)")
 
     from hybridos.compose.pipeline import ComposeOptions, compose_tree
 
@@ -91,6 +109,13 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         write_composejson_to=write_composejson_to,
         extra_metadata=metadata,
         run_scripts=not no_scripts,
+        cache_only=cache_only,
+        download_only=download_only,
+        previous_commit=previous_commit,
+        previous_inputhash=previous_inputhash,
+        previous_version=previous_version,
+        lockfile=lockfile,
+        write_lockfile_to=write_lockfile_to,
         progress=sys.stderr.isatty(),
         on_step=(lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None,
     )
@@ -98,6 +123,10 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
     if dry_run:
         for nevra in result.packages:
             click.echo(str(nevra))
+        return
+    if download_only:
+        for line in result.messages:
+            click.echo(line)
         return
     for line in result.messages:
         click.echo(line)

@@ -69,6 +69,13 @@ class ComposeOptions:
     timestamp: int | None = None
     background_cleanup: bool = True          #: remove the work tree in a detached process after returning
     workdir: Path | None = None              #: where the tree is assembled (default: the repository's tmp/)
+    cache_only: bool = False                 #: repository metadata only from --cachedir (no network)
+    download_only: bool = False              #: resolve and download the packages into --cachedir, then stop
+    previous_commit: str | None = None       #: the commit to compare with (version, input hash, pkgdiff, passwd)
+    previous_inputhash: str | None = None    #: "no changes" when the new input hash equals this
+    previous_version: str | None = None      #: the automatic version counts on from this
+    lockfile: Path | None = None             #: --ex-lockfile: pin packages to these EVRAs (rpm-ostree's JSON)
+    write_lockfile_to: Path | None = None    #: --ex-write-lockfile-to: write the resolved set as a lockfile
 
 
 @dataclass(frozen=True)
@@ -188,7 +195,7 @@ def provide_binfmt_interpreter(tree: Path, arch: Architecture) -> Path | None:
     return dest
 
 
-def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
+def load_repositories(tf: Treefile, cachedir: Path, *, cache_only: bool = False, lockfile: bool = False) -> tuple:
     """The treefile's ``repos`` from the ``*.repo`` files beside it, with their metadata loaded."""
     from hybridos.packages.repofile import read_repo_dir, repo_variables
     from hybridos.packages.repomd import load_repo
@@ -214,7 +221,14 @@ def load_repositories(tf: Treefile, cachedir: Path) -> tuple:
                               f"any .repo file in {tf.directory}")
         if rp.repo not in {c.id for c in chosen}:
             chosen.append(configs[rp.repo])
-    loaded = [load_repo(c, cachedir / "repomd") for c in chosen]
+    if lockfile:        # lockfile-repos: used only when a lockfile pins packages (rpm-ostree's semantics)
+        for name in tf.lockfile_repos:
+            if name not in configs:
+                raise ConfigError(f"{tf.path}: lockfile-repos names repository '{name}', which is not defined in "
+                                  f"any .repo file in {tf.directory}")
+            if name not in {c.id for c in chosen}:
+                chosen.append(configs[name])
+    loaded = [load_repo(c, cachedir / "repomd", cache_only=cache_only) for c in chosen]
     return tuple(restrict_repo_packages(tf, loaded))
 
 
@@ -238,10 +252,36 @@ def rpmmd_repos_variant(repos: tuple) -> Variant:
                               for r in repos])
 
 
-def solve(tf: Treefile, repos: tuple) -> Transaction:
+def read_lockfile(path: Path) -> dict[str, str]:
+    """rpm-ostree's lockfile JSON: {"packages": {NAME: {"evra": "EVR.ARCH"} or {"evr": "EVR"}}} -> name -> pin."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--ex-lockfile {path}: {exc}") from None
+    pkgs = data.get("packages") if isinstance(data, dict) else None
+    if not isinstance(pkgs, dict):
+        raise ConfigError(f"--ex-lockfile {path}: expected an object with a 'packages' object")
+    out = {}
+    for name, pin in pkgs.items():
+        evra = pin.get("evra") if isinstance(pin, dict) else None
+        evr = pin.get("evr") if isinstance(pin, dict) else None
+        if not isinstance(evra or evr, str):
+            raise ConfigError(f"--ex-lockfile {path}: package {name!r} needs an 'evra' or 'evr' string")
+        out[name] = f"{name}-{evra}" if evra else f"{name}-{evr}"
+    return out
+
+
+def lockfile_json(nevras: tuple[Nevra, ...]) -> dict:
+    """The resolved set as rpm-ostree writes it with --ex-write-lockfile-to."""
+    return {"packages": {n.name: {"evra": f"{n.evr}.{n.arch}"} for n in sorted(nevras, key=lambda n: n.name)}}
+
+
+def solve(tf: Treefile, repos: tuple, pins: Mapping[str, str] | None = None) -> Transaction:
     if not tf.packages and not tf.repo_packages:
         raise ConfigError(f"{tf.path}: 'packages' is empty: nothing to compose")
     install = tuple(sorted(set(tf.packages) | {n for rp in tf.repo_packages for n in rp.packages}))
+    if pins:        # a locked package is installed at exactly its version (and pulled in even when only a dep)
+        install = tuple(sorted(set(install) - set(pins) | set(pins.values())))
     request = SolveRequest(arch=tf.basearch, repos=repos, install=install, excludes=tf.exclude_packages,
                            weak_deps=tf.recommends)
     result = get_registry().hook.hybridos_solve(request=request)
@@ -296,7 +336,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         except UsageError as exc:
             raise ConfigError(f"{tf.path}: 'ref': {exc}") from None
     repo = None
-    if not options.dry_run:
+    if not options.dry_run and not options.download_only:
         from hybridos.ostree.repo import Repo
 
         repo = Repo.open(options.repo)
@@ -306,14 +346,22 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             cachedir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hybridos-compose-cache-")))
         cachedir.mkdir(parents=True, exist_ok=True)
 
+        pins = read_lockfile(options.lockfile) if options.lockfile else None
         step("Loading repository metadata")
-        repos = load_repositories(tf, cachedir)
+        repos = load_repositories(tf, cachedir, cache_only=options.cache_only, lockfile=bool(pins))
         step(f"Resolving {len(tf.packages)} requested packages for {tf.basearch.value}")
-        transaction = solve(tf, repos)
+        transaction = solve(tf, repos, pins)
         installs = transaction.installs
         nevras = tuple(sorted((i.nevra for i in installs), key=str))
+        if options.write_lockfile_to is not None:
+            atomic_write(options.write_lockfile_to, json.dumps(lockfile_json(nevras), indent=2).encode() + b"\n")
         if options.dry_run:
             return ComposeResult(packages=nevras)
+        if options.download_only:
+            step(f"Downloading {len(installs)} packages")
+            _download(transaction, cachedir / "packages", options.progress)
+            return ComposeResult(packages=nevras, messages=(f"Downloaded {len(installs)} packages into "
+                                                            f"{cachedir / 'packages'}",))
 
         externals = read_externals(tf)
         if not options.run_scripts:
@@ -321,15 +369,16 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         input_hash = compute_input_hash(tf.canonical_json(), externals,
                                         [(str(i.nevra), i.checksum) for i in installs])
         previous = _previous_commit(repo, tf, options)
-        prev_commit = repo.load_commit(previous) if previous else None
-        if prev_commit is not None and not options.force_nocache \
-                and prev_commit.metadata.get(META_INPUTHASH) == input_hash:
+        compared = repo.resolve_rev(options.previous_commit) if options.previous_commit else previous
+        prev_commit = repo.load_commit(compared) if compared else None
+        prev_hash = options.previous_inputhash or (prev_commit.metadata.get(META_INPUTHASH) if prev_commit else None)
+        if prev_hash is not None and not options.force_nocache and prev_hash == input_hash:
             return ComposeResult(packages=nevras, input_hash=input_hash, commit=None)
 
         version = options.extra_metadata.get(META_VERSION)
+        prev_version = options.previous_version or (prev_commit.version if prev_commit else None)
         if version is None and tf.automatic_version_prefix is not None:
-            version = next_version(tf.automatic_version_prefix, prev_commit.version if prev_commit else None,
-                                   suffix=tf.automatic_version_suffix)
+            version = next_version(tf.automatic_version_prefix, prev_version, suffix=tf.automatic_version_suffix)
 
         parent = options.workdir or repo.path / "tmp"
         parent.mkdir(parents=True, exist_ok=True)
@@ -344,7 +393,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
 
         check_packages(installs, rpms, repos)   # gpgcheck=1 repositories: header signatures, before the tree
 
-        previous_pw = passwd.previous_files(repo, previous) if tf.preserve_passwd or \
+        previous_pw = passwd.previous_files(repo, compared) if tf.preserve_passwd or \
             "previous" in (tf.check_passwd.kind, tf.check_groups.kind) else {}
         passwd.seed(tree, tf, previous_pw if tf.preserve_passwd else {})
 

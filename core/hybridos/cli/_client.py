@@ -131,9 +131,10 @@ def status_from_props(props: dict, *, booted_only: bool = False) -> dict:
         if booted_only and not values.get("booted"):
             continue
         deployments.append(json.loads(values["hybridos-status"]))
-    method, sender, _os = props["ActiveTransaction"]
-    tx = {"pid": None, "holder": f"hybridosd transaction {method} of {sender}"} if method else None
-    return {"deployments": deployments, "transaction": tx}
+    method, sender, path = props["ActiveTransaction"]
+    # rpm-ostree's shape: the ActiveTransaction triple (method, sender, object path), or null
+    tx = [method, f"hybridosd transaction {method} of {sender}", path] if method else None
+    return {"deployments": deployments, "transaction": tx, "cached-update": None, "update-driver": None}
 
 
 def status_through_daemon(sysroot: Path, *, booted_only: bool = False) -> dict | None:

@@ -28,12 +28,13 @@ from hybridos.ostree.objects import DirTree, FileHeader, ObjectType
 from hybridos.ostree.repo import Repo
 
 #: Uncompressed bytes of a part (and of one object being rebuilt) held in memory before spooling to a file.
-MEMORY_LIMIT = 8 << 20
+MEMORY_LIMIT = 2 << 20
 #: Mode table, xattr table and opcode stream of a part are read into memory: each is refused beyond this.
 TABLE_LIMIT = 16 << 20
-CHUNK = 1 << 20
-#: Parsed dirtrees a delta keeps for the pull's completeness walk (beyond that, the walk reads them again).
-PARSED_TREES_KEPT = 20000
+CHUNK = 256 << 10
+#: Entries of parsed dirtrees a delta keeps for the pull's completeness walk (about 0.25 KiB each; beyond
+#: that, the walk reads the trees again).
+PARSED_ENTRIES_KEPT = 8192
 
 
 class DeltaError(CorruptionError):
@@ -209,6 +210,7 @@ class ApplyStats:
     objects_written: int = 0
     trees: set = field(default_factory=set)   # dirtrees the delta carries
     parsed_trees: dict = field(default_factory=dict)   # checksum -> DirTree written by the delta
+    parsed_entries: int = 0
 
 
 class _Executor:
@@ -341,7 +343,9 @@ class _Executor:
         except FormatError as exc:
             raise DeltaError(f"dirtree object {checksum} in the delta is malformed: {exc}") from None
         write_object_bytes(self.repo, checksum, ObjectType.DIR_TREE, data)
-        if len(self.stats.parsed_trees) < PARSED_TREES_KEPT:
+        entries = len(tree.files) + len(tree.dirs)
+        if self.stats.parsed_entries + entries <= PARSED_ENTRIES_KEPT:
+            self.stats.parsed_entries += entries
             self.stats.parsed_trees[checksum] = tree
 
     def _emit(self, data: bytes) -> None:

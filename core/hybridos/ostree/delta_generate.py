@@ -31,9 +31,9 @@ from hybridos.util.atomic import atomic_write
 
 MB = 1000 * 1000
 SIMILARITY_PERCENT = 30
-#: xz settings of our parts: LZMA2 at ostree's level 8 with an 8 MiB dictionary, so a small device decodes
-#: with a bounded dictionary whatever the part's size.
-XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 8, "dict_size": 8 << 20}]
+#: xz settings of our parts: LZMA2 at ostree's level 8 with a 4 MiB dictionary (ostree's: 32 MiB), so a small
+#: device decodes with a small, bounded dictionary whatever the part's size.
+XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 8, "dict_size": 4 << 20}]
 BLOCK = 64 << 10
 
 

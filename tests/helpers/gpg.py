@@ -65,9 +65,10 @@ class GnuPG:
         fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
         return GpgKey(uid, fpr, fpr[-16:], self.gpg("--armor", "--export", fpr), self.gpg("--export", fpr))
 
-    def add_signing_subkey(self, key: GpgKey, algo: str = "ed25519", faked_time: str | None = None) -> str:
+    def add_signing_subkey(self, key: GpgKey, algo: str = "ed25519", faked_time: str | None = None,
+                           expire: str = "0") -> str:
         """Add a signing subkey; returns its 16-hex key id."""
-        self.gpg("--quick-add-key", key.fingerprint, algo, "sign", "0", faked_time=faked_time)
+        self.gpg("--quick-add-key", key.fingerprint, algo, "sign", expire, faked_time=faked_time)
         listing = self.gpg("--with-colons", "--list-keys", key.fingerprint).decode()
         return [line.split(":")[4] for line in listing.splitlines() if line.startswith("sub:")][-1]
 

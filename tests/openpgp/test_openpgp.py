@@ -170,3 +170,23 @@ def test_openssl_fast_path_agrees_with_sequoia(keys, which, monkeypatch):
         verify_detached(datas[1] + b"x", sigs[1], trusted, "tampered")
     with pytest.raises(SignatureError, match="BAD signature"):   # a signature moved to other data
         verify_detached(datas[2], sigs[1], trusted, "moved")
+
+
+def test_expired_signing_subkey_as_rpm_decides(gnupg):
+    """A signing subkey that expired: its signatures from before the expiry stay good, later ones are refused,
+    also once an earlier signature has let later ones take the OpenSSL path."""
+    primary = gnupg.generate("Sub Old <subold@example.com>", "ed25519", usage="cert", faked_time="20200101T000000")
+    sub_id = gnupg.add_signing_subkey(primary, faked_time="20200101T000000", expire="1y")
+    listing = gnupg.gpg("--with-colons", "--fingerprint", "--list-keys", primary.fingerprint).decode().splitlines()
+    sub_fpr = [ln.split(":")[9] for ln in listing if ln.startswith("fpr:")][-1]
+    trusted = ring(gnupg.export(primary))      # the subkey expires on 2020-12-31
+    assert sub_id in trusted.keys[0].fast      # one binding: eligible for the OpenSSL path once vouched for
+    data = b"signed by a subkey\n"
+    early = [gnupg.detach_sign(data + bytes([i]), primary, faked_time=f"2020060{i + 1}T000000") for i in range(2)]
+    for i, sig in enumerate(early):
+        assert verify_detached(data + bytes([i]), sig, trusted, "early").signing_key_id == sub_id
+    gnupg.gpg("--quick-set-expire", primary.fingerprint, "0", sub_fpr, faked_time="20220101T000000")
+    late = gnupg.detach_sign(data, primary, faked_time="20220601T000000")
+    assert parse_signature(late).key_id == sub_id
+    with pytest.raises(SignatureError, match=f"key {sub_id}"):
+        verify_detached(data, late, trusted, "late")

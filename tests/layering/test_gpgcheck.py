@@ -33,9 +33,14 @@ def signed(tmp_path_factory):
                        unsigned=[_pkg("unsigned")], flipped={_pkg("flipped"): rsa})
     (repo.path / "keys").mkdir()
     (repo.path / "keys/RPM-GPG-KEY-repo").write_bytes(rsa.public_armored + ed.public_armored)
+    local = base / "local"
+    from tests.helpers.rpms import build_rpm
+    signed_local = build_rpm(_pkg("local-signed"), local)
+    gnupg.sign_rpm(signed_local, rsa)
+    build_rpm(_pkg("local-unsigned"), local)
     gnupg.close()
     with serve(repo.path) as srv:
-        yield srv, {"rsa": rsa, "ed": ed, "other": other}
+        yield srv, {"rsa": rsa, "ed": ed, "other": other, "local": local}
 
 
 def _configure(host: Path, url: str) -> None:
@@ -87,3 +92,20 @@ def test_bad_packages_are_refused_before_anything_is_written(host, signed, name,
     assert re.search(message.format(other=keys["other"].key_id, rsa=keys["rsa"].key_id), r.stderr), r.stderr
     assert status(host) == deps
     assert _snapshot(host) == before     # no object, ref, deployment or boot entry was written
+
+
+def test_localpkg_gpgcheck_from_dnf_conf(host, signed):
+    """Local RPMs are checked only with dnf.conf's localpkg_gpgcheck=1, against the repositories' keys."""
+    srv, keys = signed
+    _configure(host, srv.url)
+    unsigned = next(keys["local"].glob("local-unsigned-*.rpm"))
+    signed_rpm = next(keys["local"].glob("local-signed-*.rpm"))
+    [dep] = status(host)
+    conf = deployment_dir(host, dep) / "etc/dnf/dnf.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("[main]\nlocalpkg_gpgcheck=1\n")
+    r = hyb(host, "install", str(unsigned), check=False)
+    assert r.returncode != 0 and "local package local-unsigned-1.0-1.noarch" in r.stderr and "not signed" in r.stderr
+    assert len(status(host)) == 1
+    hyb(host, "install", str(signed_rpm))
+    assert len(status(host)) == 2

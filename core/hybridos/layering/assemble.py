@@ -91,6 +91,7 @@ class Plan:
     replaced: tuple[tuple[Nevra, Nevra], ...] = ()        #: (new, old base package)
     base_packages: tuple = field(default=(), repr=False)  #: RpmHeader of every base package
     repos: tuple = field(default=(), repr=False)          #: the LoadedRepo values solved against (gpgcheck)
+    localpkg_gpgcheck: bool = False                       #: dnf.conf's: check local RPMs with the repos' keys
 
     def lines(self) -> list[str]:
         """rpm-ostree-like summary of the changes."""
@@ -315,7 +316,20 @@ def plan_layering(sysroot, base: str, requests: Requests, *, stateroot: str, dep
                 from None
         if transaction is None:
             raise PluginError("no solve plugin handled the request (is hybridos installed correctly?)")
-    return dataclasses.replace(_classify(base, arch, requests, transaction, tuple(inactive), installed), repos=repos)
+    return dataclasses.replace(_classify(base, arch, requests, transaction, tuple(inactive), installed), repos=repos,
+                               localpkg_gpgcheck=localpkg_gpgcheck(deploy_dir))
+
+
+def localpkg_gpgcheck(deploy_dir: Path) -> bool:
+    """``[main] localpkg_gpgcheck`` of the host's /etc/dnf/dnf.conf (dnf's default: off)."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cfg.read_string((deploy_dir / "etc/dnf/dnf.conf").read_text(errors="replace"))
+    except (OSError, configparser.Error):
+        return False
+    return cfg.get("main", "localpkg_gpgcheck", fallback="0").strip().lower() in ("1", "yes", "true", "on")
 
 
 def _classify(base, arch, requests: Requests, transaction: Transaction, inactive, installed) -> Plan:
@@ -366,7 +380,8 @@ def download(plan: Plan, cachedir: Path, *, cache_only: bool) -> dict[str, Path]
         raise PackageError(f"downloading packages failed: {exc}") from None
     from hybridos.packages.gpgcheck import check_packages
 
-    check_packages(items, rpms, plan.repos)   # gpgcheck=1 repositories: every header signature, before unpacking
+    # gpgcheck=1 repositories (and local RPMs with localpkg_gpgcheck): every header signature, before unpacking
+    check_packages(items, rpms, plan.repos, localpkg_gpgcheck=plan.localpkg_gpgcheck)
     return rpms
 
 

@@ -27,7 +27,11 @@ from hybridos.ostree import delta_format as df
 from hybridos.ostree import deltas as _deltas
 from hybridos.ostree.delta_apply import ApplyStats, DeltaError, execute_part, open_part, part_complete
 from hybridos.ostree.objects import ObjectType
+from hybridos.ostree.pull import MAX_METADATA_SIZE
 from hybridos.util.atomic import atomic_write
+
+#: A superblock (held whole in memory; with inline parts it carries them) larger than this is not used.
+MAX_SUPERBLOCK_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def advertised(puller, to_commit: str) -> dict[str, bytes]:
             raise FetchError(f"the summary of {puller.source} lists malformed deltas: {exc}") from None
         if summary.metadata.get("ostree.summary.indexed-deltas") is True:
             try:
-                data = puller.fetcher.read(f"{puller.base}/{df.index_path(to_commit)}")
+                data = puller.fetcher.read_capped(f"{puller.base}/{df.index_path(to_commit)}", MAX_METADATA_SIZE)
             except NotFoundError:
                 data = None
             if data is not None:
@@ -113,7 +117,7 @@ def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: D
     repo = puller.repo
     ddir = df.delta_dir(choice.from_commit, commit)
     try:
-        sb_bytes = puller.fetcher.read(f"{puller.base}/{ddir}/superblock")
+        sb_bytes = puller.fetcher.read_capped(f"{puller.base}/{ddir}/superblock", MAX_SUPERBLOCK_SIZE)
     except NotFoundError:
         raise NotFoundError(f"its superblock is missing on {puller.source}") from None
     transfer.bytes += len(sb_bytes)

@@ -163,6 +163,23 @@ def _add_file(builder: rpm_rs.PackageBuilder, f: File) -> None:
 
 def build_package(spec: Pkg) -> rpm_rs.Package:
     """The rpm-rs Package for ``spec`` (in memory)."""
+    return retry_hardlink_race(lambda: _build_package(spec))
+
+
+def retry_hardlink_race(build):
+    """``build()``, again when rpm-rs refuses hardlinked members for differing metadata: it stamps each file
+    with the second it was added, so two members of one hardlink set added across a second boundary (rare, more
+    likely on a loaded machine) differ in mtime."""
+    for attempt in range(3):
+        try:
+            return build()
+        except Exception as exc:  # noqa: BLE001 - rpm-rs raises a plain exception type
+            if "hardlink members" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _build_package(spec: Pkg) -> rpm_rs.Package:
     b = rpm_rs.PackageBuilder(spec.name, spec.version, spec.license, spec.arch, spec.summary or f"{spec.name} fixture")
     b.release(spec.release)
     if spec.epoch:

@@ -13,7 +13,7 @@ from hybridos.packages.header import read_rpm
 from hybridos.packages.payload import iter_cpio, open_decompressed, read_whole
 from hybridos.packages.unpack import hardlink_sets, stripped_sizes, unpack_rpm
 from tests.conftest import require_tool
-from tests.helpers.rpms import File, Pkg, build_with_rpmbuild
+from tests.helpers.rpms import File, Pkg, build_with_rpmbuild, retry_hardlink_race
 
 SPEC = Pkg("pay", "1", files=(
     File("/usr/share/pay/big", bytes(range(256)) * 4096),
@@ -26,6 +26,10 @@ SPEC = Pkg("pay", "1", files=(
 
 def build(tmp_path, compression):
     """SPEC as an RPM with the given payload compression."""
+    return retry_hardlink_race(lambda: _build(tmp_path, compression))
+
+
+def _build(tmp_path, compression):
     builder = rpm_rs.PackageBuilder("pay", "1", "MIT", "x86_64", "p")
     builder.release("1")
     for f in SPEC.files:

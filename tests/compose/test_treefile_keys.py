@@ -239,6 +239,13 @@ def test_gpg_key_signs_the_commit(tmp_path, treedir):
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = {"GNUPGHOME": str(home)}
+    try:
+        _gpg_key_signs_the_commit(tmp_path, treedir, env)
+    finally:  # gpg starts an agent for this home; it would outlive the test
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+
+
+def _gpg_key_signs_the_commit(tmp_path, treedir, env):
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "builder@example.org", "ed25519",
                     "sign", "never"], check=True, capture_output=True, env=dict(os.environ, **env))
     repo = tmp_path / "repo"

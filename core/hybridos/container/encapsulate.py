@@ -17,6 +17,7 @@ from pathlib import Path
 from hybridos.container import chunking
 from hybridos.container.oci import (
     GOARCH,
+    GZIP_LEVEL,
     MEDIA_CONFIG,
     MEDIA_LAYER_GZIP,
     MEDIA_MANIFEST,
@@ -71,7 +72,7 @@ def container_path(path: str) -> str:
 def encapsulate(repo: Repo, rev: str, layout_dir: str | Path, tag: str | None = None, *,
                 labels: dict[str, str] | None = None, cmd: list[str] | None = None, max_layers: int = 64,
                 previous: Manifest | None = None, arch: str | None = None,
-                created: str | None = None) -> EncapsulateResult:
+                created: str | None = None, compression_level: int = GZIP_LEVEL) -> EncapsulateResult:
     """Write the image of commit ``rev`` into the OCI layout ``layout_dir`` (tagged ``tag``)."""
     if max_layers < 1:
         raise UsageError("--max-layers must be at least 1")
@@ -91,7 +92,7 @@ def encapsulate(repo: Repo, rev: str, layout_dir: str | Path, tag: str | None = 
     result = EncapsulateResult(manifest=None, manifest_digest="")  # type: ignore[arg-type]
 
     def add_layer(description: str, fill, annotations: dict[str, str] | None = None) -> None:
-        sink = writer.sink(gzip=True)
+        sink = writer.sink(gzip=True, level=compression_level)
         try:
             lt = LayerTar(sink)
             fill(lt)

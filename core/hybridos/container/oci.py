@@ -159,7 +159,9 @@ class ImageConfig:
 #: uncompressed bytes per gzip member: blocks are compressed in parallel and written as consecutive members
 #: of one gzip stream (valid gzip, read by every client), at fixed boundaries so equal input gives equal blobs
 GZIP_BLOCK = 4 << 20
-GZIP_LEVEL = 4
+#: zlib-ng's level 1 keeps encapsulation within the time of ``ostree commit`` (0.86x on 722 MiB of /usr; level 4
+#: took 1.36x for a 20% smaller image); --compression-level trades time for size
+GZIP_LEVEL = 1
 
 
 def _gzip_member(data: bytes, level: int) -> bytes:
@@ -268,8 +270,8 @@ class OciLayoutWriter:
             atomic_write(path, data)
         return digest, len(data)
 
-    def sink(self, *, gzip: bool = False) -> BlobSink:
-        return BlobSink(self, gzip=gzip)
+    def sink(self, *, gzip: bool = False, level: int = GZIP_LEVEL) -> BlobSink:
+        return BlobSink(self, gzip=gzip, level=level)
 
     def set_manifest(self, manifest: Descriptor, tag: str | None) -> None:
         """Point ``index.json`` at ``manifest`` (replacing an entry of the same tag)."""

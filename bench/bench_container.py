@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = build_tree(args.src, tree, files, mbytes << 20)
     desc = f"{info['files']} files, {info['bytes'] / 2**20:.0f} MiB copied from {info['src']}"
     print(f"tree: {desc}")
-    repo = work / "container-repo"
+    repo = work / f"container-repo-{files}-{mbytes}"  # a commit of exactly this tree
     best_ours = best_ref = None
     for i in range(args.repeat):
         for who in (("ostree", "hybridos") if i % 2 == 0 else ("hybridos", "ostree")):

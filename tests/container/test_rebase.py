@@ -196,6 +196,22 @@ def test_hostile_and_foreign_images_are_refused_and_nothing_is_deployed(containe
 
     refused("ostree-unverified-image:oci:/nonexistent/image:v1")
 
+    # a manifest list that has no image for this architecture
+    listed = tmp_path / "listed"
+    subprocess.run(["cp", "-a", str(img), str(listed)], check=True)
+    index = json.loads((listed / "index.json").read_text())
+    [entry] = index["manifests"]
+    plist = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": entry["mediaType"], "digest": entry["digest"],
+                                       "size": entry["size"], "platform": {"architecture": "s390x", "os": "linux"}}]
+                        }).encode()
+    pdigest = hashlib.sha256(plist).hexdigest()
+    (listed / "blobs/sha256" / pdigest).write_bytes(plist)
+    index["manifests"] = [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{pdigest}",
+                           "size": len(plist), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
+    (listed / "index.json").write_text(json.dumps(index))
+    refused(f"ostree-unverified-image:oci:{listed}:v1", "amd64")
+
 
 def test_signed_images_layering_and_other_transports(container_env, registry, host, tmp_path):
     """ostree-remote-image checks the commit with the remote's keys; oci-archive and a direct registry push

@@ -27,7 +27,7 @@ from hybridos.container.oci import (
     canonical_json,
 )
 from hybridos.container.tarlayer import REPO_CONFIG, LayerTar
-from hybridos.errors import UsageError
+from hybridos.errors import NotFoundError, UsageError
 from hybridos.ostree.objects import ObjectType
 from hybridos.ostree.repo import Repo
 
@@ -129,7 +129,7 @@ def encapsulate(repo: Repo, rev: str, layout_dir: str | Path, tag: str | None = 
         try:
             lt.metadata_object(checksum, ObjectType.COMMIT_META,
                                repo.read_metadata_bytes(checksum, ObjectType.COMMIT_META))
-        except Exception:  # noqa: BLE001 - no detached metadata
+        except NotFoundError:  # no detached metadata
             pass
         seen_meta: set[str] = set()
         has_var_tmp = False

@@ -42,6 +42,7 @@ from hybridos.container.tarlayer import (
 from hybridos.errors import CorruptionError, FormatError, HybridosError
 from hybridos.ostree.objects import Commit, ObjectType, _check_xattrs, _xattrs_in
 from hybridos.ostree.repo import Repo
+from hybridos.util.progress import human_bytes
 
 IMPORTER_VERSION = "hybridos-1"
 META_MANIFEST_DIGEST = "ostree.manifest-digest"
@@ -189,17 +190,17 @@ def _import(repo, proxy, image, ref, digest, mbytes, manifest, config_bytes, con
     say(f"ostree chunk layers already present: {result.layers_present}")
     if needed:
         size = sum(manifest.layers[i].size for i in needed)
-        say(f"ostree chunk layers needed: {len(needed)} ({_human(size)})")
+        say(f"ostree chunk layers needed: {len(needed)} ({human_bytes(size)})")
     derived = list(range(n_ostree, len(diff_ids)))
     if derived:
-        say(f"custom layers needed: {len(derived)} ({_human(sum(manifest.layers[i].size for i in derived))})")
+        say(f"custom layers needed: {len(derived)} ({human_bytes(sum(manifest.layers[i].size for i in derived))})")
 
     with repo.lock():
         base_commit = None
         # Component layers first, the commit layer last: a commit object appears only once its objects are in.
         for i in sorted(needed, key=lambda i: i == 0):
             desc = manifest.layers[i]
-            say(f"Fetching ostree chunk {desc.digest[:19]} ({_human(desc.size)})")
+            say(f"Fetching ostree chunk {desc.digest[:19]} ({human_bytes(desc.size)})")
             with _layer_stream(proxy, image, desc, diff_ids[i]) as stream:
                 found = import_ostree_layer(repo, stream, commit_layer=(i == 0), expected_commit=expected_commit,
                                             what=f"layer {desc.digest[:19]}", ref=ref, keyring_check=keyring_check)
@@ -266,14 +267,6 @@ def _timestamp(created: str | None, fallback: int) -> int:
         return int(datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return fallback
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 # ---------------------------------------------------------------------------------------------- tar readers
@@ -484,7 +477,7 @@ def _apply_derived(repo: Repo, proxy, image, manifest, diff_ids, base_commit, de
         try:
             for i in derived:
                 desc = manifest.layers[i]
-                say(f"Fetching layer {desc.digest[:19]} ({_human(desc.size)})")
+                say(f"Fetching layer {desc.digest[:19]} ({human_bytes(desc.size)})")
                 counts: dict[str, int] = {}
                 with _layer_stream(proxy, image, desc, diff_ids[i]) as stream:
                     apply_layer(rootfd, stream, counts, what=f"layer {desc.digest[:19]}")

@@ -36,14 +36,9 @@ METADATA_KEY = "ostree.gpgsigs"
 
 def signatures_in(metadata: dict | None) -> list[bytes]:
     """The GPG signatures in a detached-metadata (or summary.sig) dictionary."""
-    value = (metadata or {}).get(METADATA_KEY)
-    if isinstance(value, Variant):
-        if value.signature != "aay":
-            return []
-        value = value.value
-    if not isinstance(value, list):
-        return []
-    return [bytes(v) for v in value if isinstance(v, (bytes, bytearray))]
+    from hybridos.ostree.sign import byte_strings
+
+    return byte_strings(metadata, METADATA_KEY)
 
 
 def with_signatures(metadata: dict | None, signatures: Sequence[bytes]) -> dict:

@@ -125,7 +125,13 @@ def verify_data(data: bytes, signatures: Iterable[bytes], public_keys: Iterable[
 
 def signatures_in(metadata: dict | None) -> list[bytes]:
     """The ed25519 signatures in a detached-metadata dictionary (empty when there are none)."""
-    value = (metadata or {}).get(METADATA_KEY)
+    return byte_strings(metadata, METADATA_KEY)
+
+
+def byte_strings(metadata: dict | None, key: str) -> list[bytes]:
+    """The ``aay`` value under ``key`` of a metadata dictionary as a list of bytes (empty when absent or of
+    another type): how every signature type keeps its signatures."""
+    value = (metadata or {}).get(key)
     if isinstance(value, Variant):
         if value.signature != "aay":
             return []

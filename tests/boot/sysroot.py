@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,18 @@ def compose(workdir: Path, rpm_repo_url: str, treefile_text: str, ref: str, *, r
     result = workdir / "compose.json"
     run_cli("compose", "tree", str(tf), "--repo", str(repo), "--cachedir", str(cachedir or workdir / "cache"),
             "--write-composejson-to", str(result), *args)
+    wait_for_compose_trash(repo)
     return Composed(repo=repo, ref=ref, commit=json.loads(result.read_text())["ostree-commit"])
+
+
+def wait_for_compose_trash(repo: Path, timeout: float = 120) -> None:
+    """Wait until compose's detached removal of its work tree (in ``repo/tmp``) is done, so the repository
+    can be copied or packed into a disk image without files vanishing under the copy."""
+    deadline = time.monotonic() + timeout
+    while list((repo / "tmp").glob(".hybridos-trash-*")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"compose's work tree in {repo}/tmp was not removed within {timeout} s")
+        time.sleep(0.1)
 
 
 def deploy_sysroot(root: Path, composed: Composed, kargs: list[str], *,

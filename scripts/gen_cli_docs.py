@@ -21,8 +21,8 @@ HEADER = """\
 
 Generated from the code by `python scripts/gen_cli_docs.py`; a test fails when this file is out of date.
 Every command takes the global options of `hybridos` (`--sysroot PATH` or `HYBRIDOS_SYSROOT`, `--debug`).
-Errors print one line, `error: <message>`, and exit non-zero (2 for usage errors, 77 for "unchanged" with
-`--unchanged-exit-77`, 130 when cancelled).
+Errors print one line, `error: <message>`, and exit non-zero (1 for errors and usage errors, as rpm-ostree; 77 for
+"unchanged" with `--unchanged-exit-77`, 130 when cancelled).
 """
 
 

@@ -19,12 +19,27 @@ def test_help_lists_plugins_command():
     assert "plugins" in run_cli("--help").stdout
 
 
-def test_unknown_command_is_a_usage_error():
+def test_usage_errors_are_one_line_and_exit_1_like_rpm_ostree():
+    # rpm-ostree's GOption errors become "error: ..." and exit code 1 (rust/src/main.rs), never click's exit 2
     proc = run_cli("no-such-command", check=False)
-    assert proc.returncode == 2
-    assert proc.stderr == "error: No such command 'no-such-command'.\n"     # one line, rpm-ostree's form
+    assert (proc.returncode, proc.stderr) == (1, "error: Unknown command 'no-such-command'\n")
     proc = run_cli("upgrade", "--no-such-option", check=False)
-    assert (proc.returncode, proc.stderr) == (2, "error: No such option '--no-such-option'.\n")
+    assert (proc.returncode, proc.stderr) == (1, "error: Unknown option --no-such-option\n")
+    proc = run_cli("override", "frob", check=False)
+    assert (proc.returncode, proc.stderr) == (1, 'error: Unknown "override" subcommand "frob"\n')
+    proc = run_cli("deploy", "--stateroot", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: Option '--stateroot' requires an argument.\n")
+    proc = run_cli("deploy", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: Missing argument 'REVISION'.\n")
+    # no command: the help first (on stderr, as rpm-ostree), then its one-line error
+    proc = run_cli(check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "Commands:" in proc.stderr and proc.stderr.endswith("\nerror: No command specified\n")
+    proc = run_cli("override", check=False)
+    assert proc.returncode == 1 and proc.stderr.endswith('\nerror: No "override" subcommand specified\n')
+    # a usage error raised by a command itself (hybridos.errors.UsageError) exits 1 too
+    proc = run_cli("kargs", "--sysroot", "/nonexistent", "--append", "", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: invalid kernel argument '': it is empty\n")
 
 
 def _boom_command(exc):

@@ -21,9 +21,7 @@ class HybridosError(Exception):
 
 
 class UsageError(HybridosError):
-    """A command was called with arguments that do not fit."""
-
-    exit_code = 2
+    """A command was called with arguments that do not fit (exit 1, as rpm-ostree's and ostree's usage errors)."""
 
 
 class ConfigError(HybridosError):

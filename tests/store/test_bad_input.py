@@ -154,7 +154,7 @@ def test_unknown_mode_and_missing_repo(tmp_path):
     with pytest.raises(ConfigError):
         Repo.open(repo.path)
     proc = run_cli("repo", "init", f"--repo={tmp_path / 'r3'}", "--mode=tarball", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
 
 
 def test_set_ref_refuses_missing_commit_and_bad_names(tmp_path):

@@ -34,7 +34,7 @@ def test_jsonpath_pending_exit_77_and_verbose(host):
     assert json.loads(hyb(sr, "status", "-J", "$.deployments[*].version").stdout) == ["1.0"]
     assert json.loads(hyb(sr, "status", "-J", "$..osname").stdout) == ["testos"]
     r = hyb(sr, "status", "--json", "--jsonpath", "$", check=False)
-    assert r.returncode == 2 and r.stderr == "error: Cannot specify both --json and --jsonpath\n"
+    assert r.returncode == 1 and r.stderr == "error: Cannot specify both --json and --jsonpath\n"
     r = hyb(sr, "status", "-J", "$.deployments[", check=False)
     assert r.returncode == 1 and r.stderr.startswith("error: While compiling jsonpath: ")
     assert hyb(sr, "status", "--pending-exit-77").returncode == 0      # one deployment: nothing pending

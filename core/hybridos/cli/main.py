@@ -107,7 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:      # usage errors too: one line, as rpm-ostree prints them
+    except click.UsageError as exc:          # one line and exit 1, as rpm-ostree prints them
+        from hybridos.cli._usage import USAGE_EXIT, usage_lines
+
+        help_text, message = usage_lines(exc)
+        if help_text:
+            click.echo(help_text, err=True)
+        click.echo(f"error: {message}", err=True)
+        sys.exit(USAGE_EXIT)
+    except click.ClickException as exc:
         click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:

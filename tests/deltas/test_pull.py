@@ -182,3 +182,58 @@ def test_interrupted_delta_pull_resumes(src, tmp_path, cli, monkeypatch):
     assert f"{len(sb.parts) - 1} already present" in proc.stderr
     fsck_clean(client.path)
     assert ostree("rev-parse", f"--repo={client.path}", "o:main").stdout.strip() == c2
+
+
+def test_require_static_deltas(src, tmp_path, cli):
+    """--require-static-deltas: with no delta offered, or a delta that cannot be used, the pull fails with a
+    clear message and fetches no objects; with a usable delta it is used; --disable-static-deltas fetches
+    objects even when a delta is offered."""
+    repo, c1, c2 = src
+    cli("repo", "summary", f"--repo={repo}", "-u")
+    with serve(repo) as srv:
+        client = _our_client(tmp_path / "client", repo, c1, srv.url, cli)
+        proc = cli("repo", "pull", f"--repo={client.path}", "--require-static-deltas", "o", "main", check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "static deltas are required (--require-static-deltas)" in proc.stderr and c2 in proc.stderr
+        assert not [p for p in _object_gets(srv) if p.endswith(".filez")]
+        assert ostree("rev-parse", f"--repo={client.path}", "o:main").stdout.strip() == c1
+        proc = cli("repo", "pull", f"--repo={client.path}", "--require-static-deltas", "--disable-static-deltas",
+                   "o", "main", check=False)
+        assert proc.returncode != 0 and "contradict" in proc.stderr
+
+        cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2)
+        cli("repo", "summary", f"--repo={repo}", "-u")
+        part = f"/{df.delta_dir(c1, c2)}/0"
+        srv.faults.tamper[part] = lambda b: b[:-10] + bytes(x ^ 0x55 for x in b[-10:])
+        srv.requests.clear()
+        proc = cli("repo", "pull", f"--repo={client.path}", "--require-static-deltas", "o", "main", check=False)
+        assert proc.returncode != 0 and "checksum mismatch" in proc.stderr and "are required" in proc.stderr
+        assert not [p for p in _object_gets(srv) if p.endswith(".filez")]
+        assert ostree("rev-parse", f"--repo={client.path}", "o:main").stdout.strip() == c1
+        srv.faults.tamper.clear()
+
+        srv.requests.clear()
+        proc = cli("repo", "pull", f"--repo={client.path}", "--disable-static-deltas", "o", "main")
+        assert not _delta_gets(srv) and [p for p in _object_gets(srv) if p.endswith(".filez")]
+        assert "used static delta" not in proc.stderr
+
+        other = _our_client(tmp_path / "other", repo, c1, srv.url, cli)
+        srv.requests.clear()
+        proc = cli("repo", "pull", f"--repo={other.path}", "--require-static-deltas", "o", "main")
+        assert f"used static delta {c1}-{c2}" in proc.stderr
+        assert not [p for p in _object_gets(srv) if p.endswith(".filez")]
+    assert listing(other.path, c2) == listing(repo, c2)
+    fsck_clean(other.path)
+    fsck_clean(client.path)
+
+
+def test_require_static_deltas_into_archive(src, tmp_path, cli):
+    repo, c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2)
+    cli("repo", "summary", f"--repo={repo}", "-u")
+    with serve(repo) as srv:
+        client = client_repo(tmp_path / "client", repo, c1, mode="archive")
+        cli("repo", "remote", "add", f"--repo={client}", "--no-gpg-verify", "o", srv.url)
+        proc = cli("repo", "pull", f"--repo={client}", "--require-static-deltas", "o", "main", check=False)
+    assert proc.returncode != 0 and "archive repository" in proc.stderr and "Traceback" not in proc.stderr
+    assert ostree("rev-parse", f"--repo={client}", "o:main", check=False).returncode != 0

@@ -34,14 +34,27 @@ def static_delta() -> None:
 @click.option("--filename", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the superblock to this file (parts beside it) instead of into the repository.")
 @click.option("-n", "--if-not-exists", is_flag=True, help="Do nothing when the delta exists already.")
+@click.option("--sign", "sign_keys", multiple=True, metavar="KEY",
+              help="Sign the superblock with this ed25519 secret key (base64; repeatable).")
+@click.option("--sign-type", default="ed25519", show_default=True, help="Signature type.")
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Sign with the secret keys of this file (one base64 key per line).")
 @click.argument("positional_to", required=False, metavar="[TO]")
 @click.pass_context
 def generate_cmd(ctx, repo_path, from_rev, empty, to_rev, inline, min_fallback_size, max_chunk_size,
-                 max_bsdiff_size, disable_bsdiff, set_endianness, filename, if_not_exists, positional_to) -> None:
+                 max_bsdiff_size, disable_bsdiff, set_endianness, filename, if_not_exists, sign_keys, sign_type,
+                 keys_file, positional_to) -> None:
     """Generate a static delta from FROM (or nothing) to TO."""
     from hybridos.ostree import delta_format as df
+    from hybridos.ostree import sign as _sign
     from hybridos.ostree.delta_generate import DeltaOptions, generate
 
+    _sign.check_sign_type(sign_type)
+    keys = list(sign_keys) + (_sign.read_key_file(keys_file) if keys_file is not None else [])
+    if keys_file is not None and not keys:
+        raise UsageError(f"no key in {keys_file}")
+    for key in keys:
+        _sign.parse_secret_key(key)
     to_rev = to_rev or positional_to
     if not to_rev:
         raise UsageError("--to=REV (or TO) is required")
@@ -64,9 +77,10 @@ def generate_cmd(ctx, repo_path, from_rev, empty, to_rev, inline, min_fallback_s
     report = generate(repo, frm, to, DeltaOptions(min_fallback_size=min_fallback_size, max_chunk_size=max_chunk_size,
                                                   max_bsdiff_size=max_bsdiff_size, bsdiff=not disable_bsdiff,
                                                   inline=inline, filename=filename,
-                                                  big_endian=set_endianness == "B"),
+                                                  big_endian=set_endianness == "B", sign_keys=tuple(keys)),
                       log=click.echo)
-    click.echo(f"Wrote {report.path} ({report.size} bytes in all)")
+    click.echo(f"Wrote {report.path} ({report.size} bytes in all)"
+               + (f", signed with {len(keys)} ed25519 key(s)" if keys else ""))
 
 
 @static_delta.command("list")
@@ -89,12 +103,15 @@ def list_cmd(ctx, repo_path) -> None:
 @click.pass_context
 def show_cmd(ctx, repo_path, delta) -> None:
     """Describe DELTA (FROM-TO or TO)."""
-    from hybridos.ostree import deltas
+    from hybridos.ostree import delta_sign, deltas
     from hybridos.util.progress import human_bytes
 
-    sb = deltas.read_superblock(open_repo(ctx, repo_path), delta)
+    repo = open_repo(ctx, repo_path)
+    sb = deltas.read_superblock(repo, delta)
+    signed = delta_sign.signature_types(deltas.superblock_path(repo, delta).read_bytes())
     e = sb.metadata.get("ostree.endianness")
     click.echo(f"Delta: {sb.id}")
+    click.echo(f"Signed: {'yes (' + ', '.join(signed) + ')' if signed else 'no'}")
     click.echo(f"Endianness: {'big' if e is not None and e.value == ord('B') else 'little'}")
     click.echo(f"Timestamp: {sb.timestamp}")
     click.echo(f"Number of parts: {len(sb.parts)}")
@@ -132,22 +149,77 @@ def reindex_cmd(ctx, repo_path) -> None:
     reindex(open_repo(ctx, repo_path))
 
 
+def _key_options(f):
+    f = click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Trusted keys from DIR/trusted.ed25519(.d), less DIR/revoked.ed25519(.d), instead of "
+                          "/etc/ostree and /usr/share/ostree.")(f)
+    f = click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Trusted public keys from this file (one base64 key per line).")(f)
+    return click.option("--sign-type", default="ed25519", show_default=True, help="Signature type.")(f)
+
+
+def _public_keys(sign_type, keys, keys_file, keys_dir) -> list[bytes]:
+    from hybridos.ostree import delta_sign
+    from hybridos.ostree import sign as _sign
+
+    _sign.check_sign_type(sign_type)
+    return delta_sign.public_keys(keys, keys_file, keys_dir)
+
+
+@static_delta.command("verify")
+@repo_option
+@_key_options
+@click.argument("delta")
+@click.argument("keys", nargs=-1, metavar="[KEY...]")
+@click.pass_context
+def verify_cmd(ctx, repo_path, sign_type, keys_file, keys_dir, delta, keys) -> None:
+    """Verify the signature of DELTA (FROM-TO or TO of this repository, or a superblock file's path) against
+    the public KEYs (base64), --keys-file, or the trusted key directories."""
+    import base64
+
+    from hybridos.errors import NotFoundError
+    from hybridos.ostree import delta_sign, deltas
+
+    trusted = _public_keys(sign_type, keys, keys_file, keys_dir)
+    if "/" in delta:
+        path = Path(delta)
+        if path.is_dir():
+            path = path / "superblock"
+    else:
+        path = deltas.superblock_path(open_repo(ctx, repo_path), delta)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise NotFoundError(f"no delta superblock at {path}") from None
+    key = delta_sign.verify(data, trusted, f"delta {delta}")
+    click.echo(f"Verification OK (ed25519 key {base64.b64encode(key).decode()})")
+
+
 @static_delta.command("apply-offline")
 @repo_option
+@_key_options
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("keys", nargs=-1, metavar="[KEY...]")
 @click.pass_context
-def apply_offline_cmd(ctx, repo_path, path) -> None:
+def apply_offline_cmd(ctx, repo_path, sign_type, keys_file, keys_dir, path, keys) -> None:
     """Apply the delta in PATH: a delta directory, a superblock file, or a directory holding deltas (a USB
-    stick: every delta whose source commit is here is applied, chains in order)."""
-    from hybridos.ostree.delta_apply import apply_directory, apply_offline
+    stick: every delta whose source commit is here is applied, chains in order). A signed delta is verified
+    against the public KEYs, --keys-file or the trusted key directories; naming keys (or the repository's
+    core.sign-verify-deltas=true) also refuses unsigned deltas."""
+    from hybridos.ostree.delta_apply import SignaturePolicy, apply_directory, apply_offline
+    from hybridos.ostree.remotes import parse_bool
     from hybridos.util.progress import Progress
 
     repo = open_repo(ctx, repo_path)
+    trusted = _public_keys(sign_type, keys, keys_file, keys_dir)
+    required = bool(keys or keys_file or keys_dir) or parse_bool(
+        repo.config.get("core", "sign-verify-deltas", fallback=None), False, "core.sign-verify-deltas")
+    policy = SignaturePolicy(tuple(trusted), required)
     with Progress("Applying delta parts:") as progress:
         if path.is_dir() and not (path / "superblock").exists():
-            results = apply_directory(repo, path, progress=progress)
+            results = apply_directory(repo, path, progress=progress, signatures=policy)
         else:
-            results = [apply_offline(repo, path, progress=progress)]
+            results = [apply_offline(repo, path, progress=progress, signatures=policy)]
     for sb, stats in results:
         click.echo(f"Applied {sb.id}: {stats.parts_applied} parts applied, {stats.parts_skipped} already "
                    f"present, {stats.objects_written} objects written")

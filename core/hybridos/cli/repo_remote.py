@@ -166,11 +166,13 @@ class PullProgress(Progress):
 @click.option("--max-parallel", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Downloads in flight at once (over HTTP(S) without a proxy: connections, at most 2, each pipelining requests).")
 @click.option("--disable-static-deltas", is_flag=True, help="Do not use static deltas.")
+@click.option("--require-static-deltas", is_flag=True,
+              help="Fail rather than fetch objects when no usable static delta is offered.")
 @click.argument("remote_name", metavar="REMOTE")
 @click.argument("refs", nargs=-1, metavar="[REF...]")
 @click.pass_context
 def pull(ctx, repo_path, depth, commit_metadata_only, mirror, url, network_retries, max_parallel,
-         disable_static_deltas, remote_name, refs) -> None:
+         disable_static_deltas, require_static_deltas, remote_name, refs) -> None:
     """Download REFs (or commit checksums) from REMOTE into refs/remotes/REMOTE/REF."""
     from hybridos.ostree.pull import pull as do_pull
 
@@ -179,7 +181,7 @@ def pull(ctx, repo_path, depth, commit_metadata_only, mirror, url, network_retri
         result = do_pull(repo, remote_name, refs, depth=depth, commit_metadata_only=commit_metadata_only,
                          mirror=mirror, progress=progress, url=url,
                          fetch_options=FetchOptions(retries=network_retries, max_parallel=max_parallel),
-                         static_deltas=not disable_static_deltas)
+                         static_deltas=not disable_static_deltas, require_static_deltas=require_static_deltas)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(result.describe())

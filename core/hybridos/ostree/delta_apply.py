@@ -211,6 +211,7 @@ class ApplyStats:
     trees: set = field(default_factory=set)   # dirtrees the delta carries
     parsed_trees: dict = field(default_factory=dict)   # checksum -> DirTree written by the delta
     parsed_entries: int = 0
+    signature_verified: bool = False   # the superblock's signature was checked
 
 
 class _Executor:
@@ -441,14 +442,53 @@ def part_complete(repo: Repo, header: df.PartHeader) -> bool:
 # ---------------------------------------------------------------------------------------------------- offline
 
 def read_superblock(path: Path) -> df.Superblock:
+    return _read_superblock(path)[0]
+
+
+def _read_superblock(path: Path) -> tuple[df.Superblock, bytes]:
+    """The parsed superblock and the file's bytes (signed or not)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"{path}: no such delta superblock") from None
+    except IsADirectoryError:
+        raise DeltaError(f"{path} is a directory, not a static delta superblock") from None
     try:
-        return df.Superblock.parse(data)
+        return df.Superblock.parse(data), data
     except FormatError as exc:
         raise DeltaError(f"{path} is not a static delta superblock: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """How ``apply-offline`` treats superblock signatures (``ostree static-delta apply-offline``'s rules, plus
+    one: keys named explicitly, or ``core.sign-verify-deltas=true``, also refuse an unsigned delta).
+
+    ``keys``: trusted ed25519 public keys; a signed delta is verified against them when there are any.
+    ``required``: the delta must be signed and verified (``core.sign-verify-deltas``, or keys named).
+    """
+
+    keys: tuple[bytes, ...] = ()
+    required: bool = False
+
+    def check(self, data: bytes, what: str) -> bool:
+        """Raise SignatureError when the superblock file ``data`` may not be used; True when a signature was
+        verified."""
+        from hybridos.errors import SignatureError
+        from hybridos.ostree import delta_sign
+
+        signed = delta_sign.is_signed_bytes(data)
+        if not signed:
+            if self.required:
+                raise SignatureError(f"{what} is not signed, and a signed delta is required")
+            return False
+        if not self.keys:
+            if self.required:
+                raise SignatureError(f"{what} is signed but no trusted ed25519 key was given to check it "
+                                     "(core.sign-verify-deltas=true)")
+            return False
+        delta_sign.verify(data, self.keys, what)
+        return True
 
 
 def write_commit_from_superblock(repo: Repo, sb: df.Superblock) -> None:
@@ -469,9 +509,11 @@ def write_commit_from_superblock(repo: Repo, sb: df.Superblock) -> None:
         raise DeltaError(f"delta {sb.id}: {exc.message}") from None
 
 
-def apply_offline(repo: Repo, path: str | os.PathLike, *, progress=None) -> tuple[df.Superblock, ApplyStats]:
+def apply_offline(repo: Repo, path: str | os.PathLike, *, progress=None,
+                  signatures: SignaturePolicy = SignaturePolicy()) -> tuple[df.Superblock, ApplyStats]:
     """Apply a delta from a directory (``superblock`` + parts) or a superblock file with its parts beside it
-    (parts may be inline). Writes objects, not refs; the TO commit is complete when this returns."""
+    (parts may be inline), its signature checked by ``signatures``. Writes objects, not refs; the TO commit
+    is complete when this returns."""
     from hybridos.ostree.pull import state_marker
 
     path = Path(path)
@@ -479,7 +521,8 @@ def apply_offline(repo: Repo, path: str | os.PathLike, *, progress=None) -> tupl
         directory, sb_path = path, path / "superblock"
     else:
         directory, sb_path = path.parent, path
-    sb = read_superblock(sb_path)
+    sb, sb_data = _read_superblock(sb_path)
+    signatures.check(sb_data, f"delta {sb.id} ({sb_path})")
     if sb.fallbacks:
         raise UsageError(f"delta {sb.id} has {len(sb.fallbacks)} fallback objects and cannot be applied offline "
                          "(generate it with --min-fallback-size=0)")
@@ -543,8 +586,8 @@ def find_deltas(path: Path, max_depth: int = 5) -> list[tuple[Path, df.Superbloc
     return found
 
 
-def apply_directory(repo: Repo, path: str | os.PathLike, *, progress=None
-                    ) -> list[tuple[df.Superblock, ApplyStats]]:
+def apply_directory(repo: Repo, path: str | os.PathLike, *, progress=None,
+                    signatures: SignaturePolicy = SignaturePolicy()) -> list[tuple[df.Superblock, ApplyStats]]:
     """Apply every delta under ``path`` that fits this repository: its source commit is here and complete
     (or it is from scratch) and its target is not; repeated, so a chain A->B, B->C is applied in order."""
     path = Path(path)
@@ -563,7 +606,7 @@ def apply_directory(repo: Repo, path: str | os.PathLike, *, progress=None
                 continue
             if sb.fallbacks:
                 continue
-            done.append(apply_offline(repo, sb_path, progress=progress))
+            done.append(apply_offline(repo, sb_path, progress=progress, signatures=signatures))
             progress_made = True
     if not done:
         raise NotFoundError(f"none of the {len(candidates)} deltas in {path} applies to {repo.path} (their source "

@@ -25,8 +25,10 @@ from pathlib import Path
 from hybridos import gvariant
 from hybridos.errors import NotFoundError, UsageError
 from hybridos.ostree import delta_format as df
+from hybridos.ostree import delta_sign
 from hybridos.ostree.objects import FileHeader, ObjectType, csum_bytes
 from hybridos.ostree.repo import Repo
+from hybridos.ostree.sign import parse_secret_key
 from hybridos.util.atomic import atomic_write
 
 MB = 1000 * 1000
@@ -49,6 +51,8 @@ class DeltaOptions:
     filename: Path | None = None
     big_endian: bool = False
     workers: int | None = None
+    #: base64 ed25519 secret keys: the superblock is signed with each (``--sign``)
+    sign_keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -427,6 +431,8 @@ def generate(repo: Repo, from_commit: str | None, to_commit: str, options: Delta
     log = log or (lambda _msg: None)
     if from_commit == to_commit:
         raise UsageError("a delta needs two different commits")
+    for key in options.sign_keys:   # a bad key is reported before the work, not after
+        parse_secret_key(key)
     commit_bytes = repo.read_metadata_bytes(to_commit, ObjectType.COMMIT)
     have: set = set()
     from_tree = _Tree()
@@ -534,6 +540,8 @@ def generate(repo: Repo, from_commit: str | None, to_commit: str, options: Delta
     sb = df.Superblock(from_commit, to_commit, commit_bytes, tuple(part_headers), tuple(fallbacks),
                        int(time.time()), metadata)
     sb_bytes = sb.serialize(big_endian=options.big_endian)
+    if options.sign_keys:
+        sb_bytes = delta_sign.sign(sb_bytes, options.sign_keys)
     if options.filename is not None:
         sb_path = Path(options.filename)
         directory = sb_path.parent

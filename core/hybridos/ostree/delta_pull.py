@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from hybridos import gvariant
-from hybridos.errors import FetchError, FormatError, HybridosError, NotFoundError, SignatureError
+from hybridos.errors import FetchError, FormatError, HybridosError, NotFoundError, SignatureError, UsageError
 from hybridos.fetch import DownloadRequest
 from hybridos.ostree import delta_format as df
 from hybridos.ostree import deltas as _deltas
@@ -86,28 +86,65 @@ def choose(repo, entries: dict[str, bytes]) -> DeltaChoice | None:
 
 def try_delta(puller, transfer, ref: str | None, commit: str) -> bool:
     """Make ``commit`` complete through a delta when the remote offers a usable one; True when it did.
-    Failures other than a refused signature become a note and False (the caller pulls objects)."""
+    Failures other than a refused commit signature become a note and False (the caller pulls objects),
+    unless the pull requires static deltas (``--require-static-deltas``): then they are errors."""
     repo = puller.repo
-    if repo.mode.is_archive or (repo.has_object(commit, ObjectType.COMMIT) and not repo.commit_is_partial(commit)):
+    required = getattr(puller, "require_deltas", False)
+    if repo.has_object(commit, ObjectType.COMMIT) and not repo.commit_is_partial(commit):
+        return False
+    if repo.mode.is_archive:
+        if required:
+            raise UsageError(f"static deltas are required (--require-static-deltas) but {repo.path} is an "
+                             "archive repository, which deltas cannot be applied to")
         return False
     choice = None
     try:
         choice = choose(repo, advertised(puller, commit))
         if choice is None:
+            if required:
+                raise NotFoundError(f"static deltas are required (--require-static-deltas), but {puller.source} "
+                                    f"offers none to {commit} from a commit present here (nor from scratch)")
             return False
         stats = apply_remote_delta(puller, transfer, ref, commit, choice)
     except SignatureError:
         raise
     except HybridosError as exc:
+        if required and choice is None:
+            raise
         what = f"static delta {choice.delta}" if choice is not None else "the remote's delta list"
+        if required:
+            raise type(exc)(f"{what} could not be used ({exc.message}), and static deltas are required "
+                            "(--require-static-deltas): no ref was changed") from None
         puller.notes.append(f"{what} could not be used ({exc.message}); fetching objects instead")
         return False
     puller.notes.append(f"used static delta {choice.delta}: {stats.parts_applied} parts applied, "
-                        f"{stats.parts_skipped} already present")
+                        f"{stats.parts_skipped} already present"
+                        + (", superblock signature verified" if stats.signature_verified else ""))
     puller.deltas_used.append(choice.delta)
     if choice.from_commit is not None and not repo.commit_is_partial(choice.from_commit):
         transfer.delta_trees = (transfer.delta_trees or set()) | stats.trees
         transfer.delta_parsed.update(stats.parsed_trees)
+    return True
+
+
+def check_superblock_signature(puller, sb_bytes: bytes) -> bool:
+    """With ``sign-verify`` on the remote, a signed superblock must carry a valid signature by one of the
+    remote's ed25519 keys (ostree's own pull does not look); with ``sign-verify-deltas=true`` an unsigned one
+    is refused too. True when a signature was verified. DeltaError otherwise (the delta is not used)."""
+    from hybridos.ostree import delta_sign
+    from hybridos.ostree.remotes import parse_bool
+
+    remote = puller.remote
+    require = parse_bool(remote.options.get("sign-verify-deltas"), False,
+                         f'remote "{remote.name}" sign-verify-deltas')
+    signed = delta_sign.is_signed_bytes(sb_bytes)
+    if not (require or (signed and remote.sign_verify)):
+        return False
+    keys = puller.public_keys or remote.public_keys("ed25519")
+    try:
+        delta_sign.verify(sb_bytes, keys, "its superblock")
+    except SignatureError as exc:
+        raise DeltaError(exc.message) from None
     return True
 
 
@@ -123,6 +160,7 @@ def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: D
     transfer.bytes += len(sb_bytes)
     if hashlib.sha256(sb_bytes).digest() != choice.digest:
         raise DeltaError("its superblock does not match the digest the remote advertises")
+    signature_verified = check_superblock_signature(puller, sb_bytes)
     try:
         sb = df.Superblock.parse(sb_bytes)
     except FormatError as exc:
@@ -143,6 +181,7 @@ def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: D
     if any(f.otype is not ObjectType.FILE for f in sb.fallbacks):
         raise DeltaError("its fallbacks include metadata objects")
     stats = ApplyStats()
+    stats.signature_verified = signature_verified
     stats.trees = {c for h in sb.parts for t, c in h.objects if t is ObjectType.DIR_TREE}
     todo = [(i, h) for i, h in enumerate(sb.parts) if not part_complete(repo, h)]
     stats.parts_skipped = len(sb.parts) - len(todo)

@@ -710,6 +710,7 @@ class Puller:
         self.summary_bytes: bytes | None = None
         self.public_keys: list[bytes] = []
         self.use_deltas = True
+        self.require_deltas = False   #: --require-static-deltas: no fallback to objects
         self.notes: list[str] = []
         self.deltas_used: list[str] = []
         self.keyring = None       #: the remote's trusted GPG keys when it has gpg-verify (or gpg-verify-summary)
@@ -899,17 +900,22 @@ def _wanted_refs(puller: Puller, refs: Sequence[str], mirror: bool) -> list[str]
 def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int = 0,
          commit_metadata_only: bool = False, mirror: bool = False, progress=None,
          fetch_options: FetchOptions | None = None, registry=None, url: str | None = None,
-         static_deltas: bool = True) -> PullResult:
+         static_deltas: bool = True, require_static_deltas: bool = False) -> PullResult:
     """Pull ``refs`` (ref names or commit checksums) of ``remote_name`` into ``repo``.
 
     Refs go to ``refs/remotes/REMOTE/REF`` (``refs/heads/REF`` with ``mirror``) and move only once their
     commit and everything it needs is present. Raises FetchError, NotFoundError, CorruptionError or
     SignatureError with a one-line message; on failure no ref moves and ``state/<commit>.commitpartial``
     remains so that the next pull resumes. A static delta the remote offers from a commit present here is
-    used first (``static_deltas=False``: never); a delta that fails leaves a note and objects are fetched.
+    used first (``static_deltas=False``: never); a delta that fails leaves a note and objects are fetched
+    (``require_static_deltas``: the pull fails instead, also when no delta is offered).
     """
     if depth < -1:
         raise UsageError("--depth must be -1 (all history) or a number of parents >= 0")
+    if require_static_deltas and not static_deltas:
+        raise UsageError("--require-static-deltas and --disable-static-deltas contradict each other")
+    if require_static_deltas and commit_metadata_only:
+        raise UsageError("--require-static-deltas and --commit-metadata-only contradict each other")
     started = time.monotonic()
     remote = _remotes.get_remote(repo.config, remote_name)
     options = remote.fetch_options(fetch_options or FetchOptions())
@@ -921,6 +927,7 @@ def pull(repo: Repo, remote_name: str, refs: Sequence[str] = (), *, depth: int =
         puller = Puller(repo, remote, fetcher, progress=progress, url=url, workers=pull_workers(),
                         new_fetcher=lambda: registry.fetcher_for(url or remote.url, options))
         puller.use_deltas = static_deltas
+        puller.require_deltas = require_static_deltas
         puller.load_remote()
         names = _wanted_refs(puller, refs, mirror)
         wanted: list[tuple[str | None, str]] = []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import case, hybridos  # noqa: E402
+from common import case, compile_bytecode, hybridos  # noqa: E402
 
 STATEROOT = "bench"
 REF = "bench/stable"
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     calls = 10 if args.small else args.calls
     from tests.daemon.bus import Bus, Daemon
 
+    compile_bytecode()
     work = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     try:
         sr = make_sysroot(work)

@@ -1,3 +1,3 @@
-from hybridos.cli.main import main
+from hybridos.cli.entry import main
 
 main()

@@ -25,10 +25,17 @@ def test_status_through_the_daemon_equals_in_process(host):
     hyb_env(sr, "upgrade", env=LOCAL, check=True)
     hyb_env(sr, "kargs", "--append", "quiet", env=LOCAL, check=True)
     with serving(sr) as (bus, daemon):
-        for args in (("status",), ("status", "--json"), ("status", "-v"), ("status", "-b", "--json")):
+        for args, code in ((("status",), 0), (("status", "--json"), 0), (("status", "-v"), 0),
+                           (("status", "-b", "--json"), 0), (("status", "--booted", "--verbose"), 0),
+                           (("status", "--pending-exit-77"), 77),        # the new default is not booted
+                           (("status", "--sysroot", str(sr), "--json"), 0),
+                           (("status", "--jsonpath", "$.deployments[0].version"), 0),
+                           (("status", "--json", "--jsonpath", "$"), None),   # usage errors
+                           (("status", "--no-such-option"), None)):
             a = hyb_env(sr, *args, env=LOCAL)
             b = hyb_env(sr, *args, env=bus.env())
-            assert a.returncode == b.returncode == 0
+            assert a.returncode == b.returncode and code in (a.returncode, None), (args, a.stderr, b.stderr)
+            assert a.returncode != 0 or code == 0
             assert a.stdout == b.stdout and a.stderr == b.stderr, (args, a.stdout, b.stdout)
 
 
@@ -120,3 +127,20 @@ def test_cancel_command_cancels_the_daemon_transaction(host):
         assert daemon.proc.poll() is None    # the daemon itself was not stopped
         r = hyb_env(sr, "cancel", env=bus.env())
         assert r.stdout == "No active transaction.\n"
+
+
+def test_status_fast_path_takes_only_the_plain_forms(monkeypatch):
+    """What `hybridos status` answers before loading the command line; everything else goes to click."""
+    from hybridos.cli.entry import parse_status_argv
+
+    monkeypatch.delenv("HYBRIDOS_SYSROOT", raising=False)
+    assert parse_status_argv(["status"])["sysroot"] == "/"
+    assert parse_status_argv(["--sysroot", "/x", "status", "--json", "-b"]) == {
+        "sysroot": "/x", "as_json": True, "booted": True, "verbose": False, "pending_exit_77": False}
+    assert parse_status_argv(["status", "--sysroot=/y", "-v"])["sysroot"] == "/y"
+    for argv in (["status", "--jsonpath", "$"], ["status", "-bv"], ["status", "-h"], ["--debug", "status"],
+                 ["status", "status"], ["upgrade"], [], ["status", "--sysroot"], ["--sysroot=", "status"],
+                 ["status", "--json", "extra"]):
+        assert parse_status_argv(argv) is None, argv
+    monkeypatch.setenv("HYBRIDOS_SYSROOT", "/z")
+    assert parse_status_argv(["status"])["sysroot"] == "/z"

@@ -70,7 +70,7 @@ DEFAULT_DISTS = ("hybridos", "hybridos-repo-fs", "hybridos-bootloader-grub", "hy
 
 HYBRIDOS_SCRIPT = (f"#!/usr/bin/python{PYVER}\n"
                    "import sys\n"
-                   "from hybridos.cli.main import main\n"
+                   "from hybridos.cli.entry import main\n"
                    "sys.exit(main())\n").encode()
 
 

@@ -21,12 +21,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hybridos.errors import ConfigError, NotFoundError, UsageError
-from hybridos.fetch import FetchOptions
 from hybridos.ostree.config import RepoConfig
 from hybridos.ostree.refs import validate_remote
 from hybridos.ostree.sign import SIGN_TYPES, check_sign_type, parse_public_key, read_key_file
+
+if TYPE_CHECKING:  # fetch (threads, logging) is imported by what fetches, not by `status`
+    from hybridos.fetch import FetchOptions
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}

@@ -17,10 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
+# cryptography is imported where a key is used: remotes import this module, and `status` should not pay ~15 ms
 from hybridos.errors import ConfigError, SignatureError, UsageError
 from hybridos.gvariant import Variant
 
@@ -86,12 +83,18 @@ def read_key_file(path: str | os.PathLike) -> list[str]:
 
 
 def public_key_of(seed: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def generate_keypair() -> tuple[str, str]:
     """A new (secret, public) pair, base64, in OSTree's layout."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                              serialization.NoEncryption())
@@ -103,11 +106,17 @@ def generate_keypair() -> tuple[str, str]:
 
 def sign_data(seed: bytes, data: bytes) -> bytes:
     """The 64-byte ed25519 signature of ``data``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.from_private_bytes(seed).sign(data)
 
 
 def verify_data(data: bytes, signatures: Iterable[bytes], public_keys: Iterable[bytes]) -> bytes | None:
     """The first public key for which one of ``signatures`` is valid over ``data``, or None."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     keys = [Ed25519PublicKey.from_public_bytes(k) for k in public_keys]
     for sig in signatures:
         if len(sig) != SIGNATURE_SIZE:

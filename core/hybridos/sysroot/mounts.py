@@ -16,8 +16,6 @@ unshares it and to the threads and processes it creates afterwards (so the check
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 
 from hybridos.errors import SysrootError
@@ -45,10 +43,14 @@ def is_booted_root(sysroot: str | os.PathLike) -> bool:
 
 
 def _libc():
+    import ctypes.util  # only when remounting: ctypes costs `status` ~10 ms at start-up
+
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _mount(libc, target: str, flags: int) -> None:
+    import ctypes
+
     if libc.mount(target.encode(), target.encode(), None, flags, b"") != 0:
         err = ctypes.get_errno()
         raise SysrootError(f"cannot remount {target} read-write: {os.strerror(err)}",
@@ -82,6 +84,8 @@ def ensure_writable(sysroot: str | os.PathLike, mounts: tuple[str, ...] = WRITAB
     todo = [m for m in mounts if _read_only(m)]
     if not todo:
         return []
+    import ctypes
+
     libc = _libc()
     if not in_own_mount_namespace() and libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()

@@ -84,7 +84,6 @@ def _commit_details(out: dict, prefix: str, commit) -> None:
 
 def _gpg_status(sysroot: Sysroot, origin, base: str) -> dict:
     """rpm-ostree's ``gpg-enabled`` and ``signatures`` of the base commit, under its remote's keys."""
-    from hybridos.ostree import gpg as _gpg
     from hybridos.ostree import remotes
 
     try:
@@ -95,6 +94,8 @@ def _gpg_status(sysroot: Sysroot, origin, base: str) -> dict:
         remote = None
     if remote is None or not remote.requires_gpg:
         return {"gpg-enabled": False}
+    from hybridos.ostree import gpg as _gpg  # OpenPGP only for a remote that verifies
+
     return {"gpg-enabled": True, "signatures": _gpg.commit_signatures(repo, base, remote)}
 
 

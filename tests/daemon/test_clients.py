@@ -110,3 +110,28 @@ def test_gnome_software_sequence(rpm_host):
                    "{'no-pull-base': <true>}"))
         top = deployments(bus)[0]
         assert top["requested-packages"] == [] and top["checksum"] == h.v2
+
+
+def test_cockpit_rebase_and_deploy_previews(rpm_host):
+    """Cockpit's rebase page: download a target's package list, show its diff, deploy nothing."""
+    require_tool("dbus-daemon", "busctl", "gdbus")
+    h = rpm_host
+    with serving(h.sysroot) as (bus, daemon):
+        # not downloaded yet: a clear error, not an empty diff
+        missing = call_os(bus, "GetCachedRebaseRpmDiff", "'testos/v2'", "@as []", check=False)
+        assert missing.returncode != 0 and "has not been downloaded" in missing.stderr, missing.stderr
+
+        _ok(os_txn(bus, "DownloadRebaseRpmDiff", "'testos/v2'", "@as []"))
+        diff = call_os(bus, "GetCachedRebaseRpmDiff", "'testos/v2'", "@as []").stdout
+        assert "('unrequested', uint32 0, {'NewPackage': <('unrequested'," in diff, diff
+        assert f"'checksum': <'{h.v2}'>" in diff and "'origin': <'origin:testos/v2'>" in diff, diff
+        assert [d["checksum"] for d in deployments(bus)] == [h.v1]          # nothing deployed
+
+        # a version of the current branch (cockpit's deploy preview)
+        h.publish_v2()
+        _ok(os_txn(bus, "DownloadDeployRpmDiff", "'version=2'", "@as []"))
+        diff = call_os(bus, "GetCachedDeployRpmDiff", "'version=2'", "@as []").stdout
+        assert "'unrequested', uint32 0" in diff and f"'checksum': <'{h.v2}'>" in diff, diff
+        gone = call_os(bus, "GetCachedDeployRpmDiff", "'version=9'", "@as []", check=False)
+        assert gone.returncode != 0 and "version '9'" in gone.stderr, gone.stderr
+        assert [d["checksum"] for d in deployments(bus)] == [h.v1]

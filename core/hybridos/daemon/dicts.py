@@ -165,6 +165,12 @@ def cached_update(sysroot, stateroot: str) -> dict[str, Variant]:
     merge, base, new = update_commit(sysroot, stateroot)
     if merge is None or new is None or new == base or merge.origin.override_commit:
         return {}
+    return commit_details(sysroot, stateroot, merge, new, merge.origin.refspec)
+
+
+def commit_details(sysroot, stateroot: str, merge, new: str, refspec: str) -> dict[str, Variant]:
+    """rpm-ostree's cached details of commit ``new`` (followed as ``refspec``) against ``merge``: the
+    ``CachedUpdate`` dictionary, and the details of the Get*RpmDiff methods. Empty when ``new`` is absent."""
     commit = _commit(sysroot, new)
     if commit is None:
         return {}
@@ -173,10 +179,10 @@ def cached_update(sysroot, stateroot: str) -> dict[str, Variant]:
         "checksum": Variant("s", new),
         "version": Variant("s", commit.version or ""),
         "timestamp": Variant("t", commit.timestamp),
-        "origin": Variant("s", merge.origin.refspec),
+        "origin": Variant("s", refspec),
         "signatures": Variant("av", []),
         "gpg-enabled": Variant("b", _gpg_enabled(sysroot, merge)),
-        "ref-has-new-commit": Variant("b", True),
+        "ref-has-new-commit": Variant("b", new != merge_base(sysroot, merge)),
         "update-sha256": Variant("s", merge.checksum),
         "advisories": Variant("a(suuasa{sv})", []),
     }
@@ -189,6 +195,26 @@ def cached_update(sysroot, stateroot: str) -> dict[str, Variant]:
         if old_pkgs is not None:
             out["rpm-diff"] = Variant("a{sv}", rpm_diff_dict(old_pkgs, new_pkgs))
     return out
+
+
+def merge_base(sysroot, merge) -> str:
+    from hybridos.sysroot.upgrade import merge_base_commit
+
+    return merge_base_commit(sysroot, merge)
+
+
+def target_rpm_diff(sysroot, stateroot: str, *, refspec: str = "", revision: str = "") -> tuple[list, dict]:
+    """``GetCachedRebaseRpmDiff``/``GetCachedDeployRpmDiff``: the diff from the merge deployment to the
+    downloaded target, and its details."""
+    from hybridos.operations.pkgdiff import cached_target
+
+    merge, new, followed = cached_target(sysroot, stateroot, refspec=refspec, revision=revision)
+    new_pkgs = packages_of_commit(sysroot, new)
+    if new_pkgs is None:
+        raise HybridosError(f"the packages of {new} are not known (download it first)")
+    details = commit_details(sysroot, stateroot, merge, new, followed)
+    details.pop("rpm-diff", None)
+    return db_diff_variant(packages_of_deployment(sysroot, merge), new_pkgs), details
 
 
 def cached_update_rpm_diff(sysroot, stateroot: str) -> tuple[list, dict[str, Variant]]:

@@ -305,6 +305,40 @@ class OSInterface(ServiceInterface):
         return [diff, details]
 
     @method()
+    async def DownloadRebaseRpmDiff(self, refspec: "s", packages: "as") -> "s":
+        from hybridos.operations.verbs import PackageDiff
+
+        # rpm-ostreed ignores ``packages`` here too
+        op = PackageDiff(stateroot=self.osname, refspec=refspec)
+        return await self._txn("DownloadRebaseRpmDiff", ("repo-refresh",), op, ("DownloadRebaseRpmDiff", op))
+
+    @method()
+    async def DownloadDeployRpmDiff(self, revision: "s", packages: "as") -> "s":
+        from hybridos.operations.verbs import PackageDiff
+
+        if not revision:
+            raise DBusError(names.ERROR_FAILED, "DownloadDeployRpmDiff: Missing revision")
+        op = PackageDiff(stateroot=self.osname, revision=revision)
+        return await self._txn("DownloadDeployRpmDiff", ("repo-refresh",), op, ("DownloadDeployRpmDiff", op))
+
+    @method()
+    async def GetCachedRebaseRpmDiff(self, refspec: "s", packages: "as") -> "a(sua{sv})a{sv}":
+        await self.d.authorize(("repo-refresh",), read_only=True)
+        return self._target_diff("GetCachedRebaseRpmDiff", refspec=refspec)
+
+    @method()
+    async def GetCachedDeployRpmDiff(self, revision: "s", packages: "as") -> "a(sua{sv})a{sv}":
+        await self.d.authorize(("repo-refresh",), read_only=True)
+        return self._target_diff("GetCachedDeployRpmDiff", revision=revision or "")
+
+    def _target_diff(self, method_name: str, **target) -> list:
+        try:
+            diff, details = dicts.target_rpm_diff(self.d.sysroot(), self.osname, **target)
+        except HybridosError as exc:
+            raise DBusError(names.ERROR_FAILED, f"{method_name}: {exc.message}") from None
+        return [diff, details]
+
+    @method()
     async def GetDeploymentBootConfig(self, deployid: "s", pending: "b") -> "a{sv}":
         sysroot = self.d.sysroot()
         if not deployid:
@@ -369,7 +403,7 @@ def request_actions(op) -> tuple[str, ...]:
             actions.append("bootconfig")
         return tuple(actions) or ("install-uninstall-packages",)
     return {"deploy": ("deploy",), "rebase": ("rebase",), "rollback": ("rollback",), "kargs": ("bootconfig",),
-            "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",)}[verb]
+            "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",), "package-diff": ("repo-refresh",)}[verb]
 
 
 class HybridosOSInterface(ServiceInterface):

@@ -287,9 +287,28 @@ class RefreshMd(Operation):
                 f" (revision {r.revision or '?'})" for r in repos]
 
 
+@dataclass(frozen=True)
+class PackageDiff(Operation):
+    """rpm-ostree's package-diff transaction: download a rebase target (``refspec``) or a revision of the
+    current branch far enough to diff its packages; nothing is deployed."""
+
+    verb: ClassVar[str] = "package-diff"
+    stateroot: str | None = None
+    refspec: str = ""
+    revision: str = ""
+
+    def _run(self, tx):
+        from hybridos.operations.pkgdiff import download_target
+
+        with tx.step("pull"), tx.meter("Receiving objects:") as progress:
+            commit, what = download_target(_load(tx), self.stateroot, refspec=self.refspec,
+                                           revision=self.revision, progress=progress)
+        return [f"Downloaded {what}: {commit}; not deployed"]
+
+
 #: verb -> request class (the daemon's and the client's common vocabulary)
 OPERATIONS: dict[str, type[Operation]] = {cls.verb: cls for cls in (
-    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd)}
+    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff)}
 
 
 def from_dict(verb: str, data: dict) -> Operation:

@@ -37,6 +37,8 @@ command -v file >/dev/null 2>&1 || missing+=(file)
 # imported by the system python.
 /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || missing+=(python3-gi)
 /usr/bin/python3 -c 'import rpm' >/dev/null 2>&1 || missing+=(python3-rpm)
+# hybridosd's polkit path (tests/daemon/test_polkit.py) runs the real polkitd on the test bus
+[ -x /usr/lib/polkit-1/polkitd ] || missing+=(polkitd)
 # firmware and bootloader images the QEMU boot tests load (files, not commands)
 declare -A BOOT_FILES=(
   [/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin [/usr/lib/grub/x86_64-efi/linux.mod]=grub-efi-amd64-bin

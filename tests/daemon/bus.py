@@ -42,6 +42,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
   <include>{policy}</include>
+{extra}
 </busconfig>
 """
 
@@ -49,7 +50,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 class Bus:
     """``with Bus() as bus``: a dbus-daemon in a world-readable temporary directory (so other uids can use it)."""
 
-    def __init__(self, *, activation_exec: str | None = None):
+    def __init__(self, *, activation_exec: str | None = None, policies: tuple[Path, ...] = ()):
         self.dir = Path(tempfile.mkdtemp(prefix="hybridos-bus-"))
         os.chmod(self.dir, 0o755)
         self.socket = self.dir / "system_bus_socket"
@@ -65,7 +66,8 @@ class Bus:
             servicedir = f"<servicedir>{services}</servicedir>"
         self.config = self.dir / "system.conf"
         self.config.write_text(BUS_CONFIG.format(socket=self.socket, servicedir=servicedir,
-                                                 policy=DATA / "org.projectatomic.rpmostree1.conf"))
+                                                 policy=DATA / "org.projectatomic.rpmostree1.conf",
+                                                 extra="".join(f"  <include>{p}</include>\n" for p in policies)))
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Bus:

@@ -82,20 +82,9 @@ def packages_of_deployment(sysroot, dep) -> list:
 
 
 def packages_of_commit(sysroot, checksum: str) -> list | None:
-    """A commit's packages: its ``rpmostree.rpmdb.pkglist`` (present after a metadata-only pull), else its
-    rpmdb when the whole commit is there; None when neither is available."""
-    from hybridos.compose.pipeline import META_PKGLIST, nevras_from_pkglist
+    from hybridos.operations.pkgdiff import commit_packages
 
-    commit = _commit(sysroot, checksum)
-    if commit is None:
-        return None
-    if commit.metadata.get(META_PKGLIST) is not None:
-        return list(nevras_from_pkglist(commit.metadata.get(META_PKGLIST)).values())
-    if sysroot.repo.commit_is_partial(checksum):
-        return None
-    from hybridos.sysroot.pkgdiff import packages_of_commit as from_rpmdb
-
-    return from_rpmdb(sysroot.repo, checksum)
+    return commit_packages(sysroot, checksum)
 
 
 def _pairs(old, new):

@@ -30,10 +30,28 @@ def rebase_target(merge: Deployment, refspec: str) -> Refspec:
     return parse_rebase_target(refspec, _current(merge))
 
 
+def commit_packages(sysroot: Sysroot, checksum: str) -> list | None:
+    """A commit's packages: its ``rpmostree.rpmdb.pkglist`` (present after a metadata-only pull), else its
+    rpmdb when the whole commit is there; None when neither is available."""
+    from hybridos.compose.pipeline import META_PKGLIST, nevras_from_pkglist
+    from hybridos.errors import HybridosError
+
+    try:
+        commit = sysroot.load_commit(checksum)
+    except HybridosError:
+        return None
+    if commit.metadata.get(META_PKGLIST) is not None:
+        return list(nevras_from_pkglist(commit.metadata.get(META_PKGLIST)).values())
+    if sysroot.repo.commit_is_partial(checksum):
+        return None
+    from hybridos.sysroot.pkgdiff import packages_of_commit as from_rpmdb
+
+    return from_rpmdb(sysroot.repo, checksum)
+
+
 def download_target(sysroot: Sysroot, stateroot: str | None, *, refspec: str = "", revision: str = "",
                     progress=None) -> tuple[str, str]:
     """Fetch enough of the target to list its packages; returns (commit, what it is, for messages)."""
-    from hybridos.daemon.dicts import packages_of_commit
     from hybridos.operations.deploy import parse_revision
     from hybridos.sysroot.upgrade import fetch_refspec, find_version, pull_commit
 
@@ -51,7 +69,7 @@ def download_target(sysroot: Sysroot, stateroot: str | None, *, refspec: str = "
             from hybridos.ostree.pull import pull
 
             pull(sysroot.repo, target.remote, [commit], commit_metadata_only=True, progress=progress)
-    if packages_of_commit(sysroot, commit) is None:     # no package list in its metadata: the rpmdb is needed
+    if commit_packages(sysroot, commit) is None:     # no package list in its metadata: the rpmdb is needed
         pull_commit(sysroot, target, commit, progress=progress)
     return commit, what
 

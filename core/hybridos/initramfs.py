@@ -16,6 +16,10 @@ class InitramfsRequest:
     kernel_version: str
     arch: Architecture
     args: tuple[str, ...] = ()
+    timeout: float | None = None   #: seconds dracut may run (None: $HYBRIDOS_SCRIPTLET_TIMEOUT, else 300)
+    #: the tree's /usr is a hardlink checkout of a repository (dracut then sees it through rofiles-fuse);
+    #: None: guessed from the tree
+    hardlinked_usr: bool | None = None
 
     @property
     def output(self) -> Path:

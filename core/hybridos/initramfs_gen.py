@@ -35,7 +35,7 @@ from hybridos.arch import Architecture
 from hybridos.errors import PackageError
 from hybridos.initramfs import InitramfsRequest
 from hybridos.util.atomic import atomic_write
-from hybridos.util.run import CommandError, run, which
+from hybridos.util.run import which
 
 log = logging.getLogger(__name__)
 
@@ -682,11 +682,17 @@ def run_dracut(request: InitramfsRequest) -> Path:
     (tree / "proc").mkdir(exist_ok=True)
     (tree / "dev").mkdir(exist_ok=True)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
-    try:
-        run(sandbox_argv(tree, argv), env=env)
-    except CommandError as exc:
-        raise PackageError(f"dracut failed for kernel {request.kernel_version}: {exc.output.strip()[-2000:]}") \
-            from None
+    # the scriptlet sandbox: dracut comes from the packages, as hostile as their scriptlets
+    from hybridos.packages.sandbox import Limits, run_sandboxed
+    from hybridos.packages.scriptlets import guarded_usr
+
+    with guarded_usr(tree, hardlinked=request.hardlinked_usr) as usr:   # a hardlink checkout (client-side layering): /usr through rofiles-fuse
+        proc = run_sandboxed(tree, argv, env=env, stdin=b"", what=f"dracut for kernel {request.kernel_version}",
+                             limits=Limits.default(request.timeout), usr=usr, tmpfs_tmp=True)
+    if proc.returncode != 0:
+        output = proc.stdout.decode("utf-8", "replace").strip()[-2000:]
+        raise PackageError(f"dracut failed for kernel {request.kernel_version} (exit status {proc.returncode}): "
+                           + (" | ".join(output.splitlines()[-5:]) or "no output"))
     if not request.output.is_file() or request.output.stat().st_size == 0:
         raise PackageError(f"dracut did not write {out_rel}")
     return request.output

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hybridos.errors import PackageError
+from hybridos.errors import ConfigError, PackageError
 from hybridos.packages.rpmdb import read_rpmdb
 from hybridos.packages.sandbox import KEEP_CAPS, Limits, bwrap_works, run_sandboxed
 from hybridos.packages.scriptlets import run_script
@@ -91,7 +91,7 @@ def test_timeout_from_the_environment_and_nothing_committed(tmp_path, base_tree,
         layer(base_tree, [rpm])
     assert {h.name for h in read_rpmdb(base_tree)} == before
     monkeypatch.setenv("HYBRIDOS_SCRIPTLET_TIMEOUT", "soon")
-    with pytest.raises(PackageError, match="HYBRIDOS_SCRIPTLET_TIMEOUT='soon' is not a number"):
+    with pytest.raises(ConfigError, match="HYBRIDOS_SCRIPTLET_TIMEOUT='soon' is not a number"):
         layer(base_tree, [rpm])
 
 
@@ -101,3 +101,48 @@ def _cmdline(pid: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def test_groups_a_killed_run_left_are_removed_by_the_next_run(base_tree, use_bwrap):
+    """A SIGKILLed hybridos cannot remove its pids cgroup (nor, without bwrap, stop its scriptlet): the next
+    sandboxed run does both. Groups of live runs stay."""
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    from hybridos.packages.sandbox import GROUP_PREFIX, _group_name, _pids_cgroup_parent
+
+    parent = _pids_cgroup_parent()
+    if parent is None:
+        pytest.skip("no writable pids cgroup here")
+    marker = f"{4000 + os.getpid() % 1000}"
+    code = ("import sys; from hybridos.packages.sandbox import Limits, run_sandboxed; "
+            "run_sandboxed(sys.argv[1], ['/bin/sh', '-c', 'busybox sleep " + marker + "'], env={'PATH': '/bin'}, "
+            "stdin=b'', what='t', limits=Limits(timeout=900), use_bwrap=sys.argv[2] == '1')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(base_tree), "1" if use_bwrap else "0"])
+    mine = f"{GROUP_PREFIX}{proc.pid}-"
+    deadline = time.monotonic() + 30
+    groups: list = []
+    while time.monotonic() < deadline and not any(_cmdline(p).endswith(f"sleep\x00{marker}\x00")
+                                                   for p in os.listdir("/proc") if p.isdigit()):
+        time.sleep(0.05)
+    groups = [g for g in parent.iterdir() if g.name.startswith(mine)]
+    assert len(groups) == 1, "the run made no pids cgroup"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)
+    assert groups[0].is_dir()   # what the killed run leaves behind
+    live = parent / _group_name()             # a group of this (live) process
+    young_old_style = parent / f"{GROUP_PREFIX}{uuid.uuid4().hex[:12]}"   # older naming, just made: may be in use
+    live.mkdir()
+    young_old_style.mkdir()
+    try:
+        run_sandboxed(base_tree, ["/bin/sh", "-c", "true"], env={"PATH": "/bin"}, stdin=b"", what="next",
+                      limits=Limits(timeout=60), use_bwrap=use_bwrap)
+        assert not groups[0].exists()
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(f"sleep\x00{marker}\x00")]
+        assert live.is_dir() and young_old_style.is_dir()
+    finally:
+        live.rmdir()
+        young_old_style.rmdir()

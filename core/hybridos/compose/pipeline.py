@@ -30,6 +30,8 @@ from hybridos.errors import ConfigError, HybridosError, PackageError, PluginErro
 from hybridos.gvariant import Variant
 from hybridos.initramfs import InitramfsRequest
 from hybridos.packages.model import LayerRequest, Nevra, SolveRequest, Transaction
+from hybridos.packages.ostree_paths import check_image_paths
+from hybridos.packages.sandbox import configured_timeout
 from hybridos.plugins import get_registry
 from hybridos.util.atomic import atomic_write
 from hybridos.util.numbers import is_decimal
@@ -392,6 +394,7 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         from hybridos.packages.gpgcheck import check_packages
 
         check_packages(installs, rpms, repos)   # gpgcheck=1 repositories: header signatures, before the tree
+        check_image_paths(installs, rpms, layering=False)
 
         previous_pw = passwd.previous_files(repo, compared) if tf.preserve_passwd or \
             "previous" in (tf.check_passwd.kind, tf.check_groups.kind) else {}
@@ -400,7 +403,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         qemu = provide_binfmt_interpreter(tree, tf.basearch) if options.run_scripts else None
         step(f"Installing {len(installs)} packages (scriptlets {'on' if options.run_scripts else 'off'})")
         layer_request = LayerRequest(tree=tree, transaction=transaction, rpms=rpms, arch=tf.basearch,
-                                     run_scripts=options.run_scripts, hardlinked_usr=False)
+                                     run_scripts=options.run_scripts, hardlinked_usr=False,
+                                     scriptlet_timeout=configured_timeout(repo.config))
         layered = get_registry().hook.hybridos_layer(request=layer_request)
         if layered is None:
             raise PluginError("no layer plugin handled the request (is hybridos installed correctly?)")
@@ -417,7 +421,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
             step(f"Not generating an initramfs for kernel {kver} (no-initramfs)")
         elif kver is not None:
             step(f"Generating the initramfs for kernel {kver}")
-            req = InitramfsRequest(tree=tree, kernel_version=kver, arch=tf.basearch, args=tf.initramfs_args)
+            req = InitramfsRequest(tree=tree, kernel_version=kver, arch=tf.basearch, args=tf.initramfs_args,
+                                   timeout=configured_timeout(repo.config), hardlinked_usr=False)
             if get_registry().hook.hybridos_initramfs(request=req) is None:
                 raise PluginError("no initramfs plugin handled the request")
 

@@ -127,7 +127,14 @@ def tmpfiles_paths(conf_texts: Iterable[str]) -> set[str]:
 
 def var_tmpfiles_line(path: str, st: os.stat_result, target: str | None, users: dict[int, str],
                       groups: dict[int, str]) -> str | None:
-    """The tmpfiles.d line recreating ``/var/...`` entry ``path``: ``d`` for directories, ``L`` for symlinks."""
+    """The tmpfiles.d line recreating ``/var/...`` entry ``path``: ``d`` for directories, ``L`` for symlinks.
+    A path with blanks, quotes or backslashes is quoted as systemd-tmpfiles unquotes it; a control character
+    (a newline would start a line of its own) is refused."""
+    for text in (path, target or ""):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise PackageError(f"{path!r}: a /var entry with a control character cannot become a tmpfiles.d line")
+    if any(c.isspace() or c in "\\\"'" for c in path):
+        path = '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if stat.S_ISDIR(st.st_mode):
         user = users.get(st.st_uid, str(st.st_uid))
         group = groups.get(st.st_gid, str(st.st_gid))
@@ -511,17 +518,49 @@ def etc_to_usr_etc(tree: Path) -> None:
         usr_etc.mkdir()
 
 
+def move_boot_content(tree: Path, *, replace: bool = False) -> bool:
+    """Move what packages put in /boot to /usr/lib/ostree-boot (rpm-ostree's translation), merging directories;
+    /boot stays, empty. A path on both sides is a PackageError unless ``replace``. True when anything moved."""
+    boot = tree / "boot"
+    if boot.is_symlink() or not boot.is_dir() or not any(boot.iterdir()):
+        return False
+    dest = _p(tree, "usr/lib/ostree-boot", parents=True)
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise PackageError("/usr/lib/ostree-boot of the tree is not a directory; /boot content cannot move there")
+    dest.mkdir(exist_ok=True)
+    _merge_into(boot, dest, "", replace)
+    return True
+
+
+def _merge_into(src: Path, dst: Path, rel: str, replace: bool) -> None:
+    """Rename every entry of ``src`` into the real directory ``dst``, merging subdirectories."""
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        target = dst / entry.name
+        try:
+            existing = os.lstat(target).st_mode
+        except FileNotFoundError:
+            existing = None
+        if entry.is_dir(follow_symlinks=False) and existing is not None and stat.S_ISDIR(existing):
+            _merge_into(Path(entry.path), target, f"{rel}/{entry.name}", replace)
+            os.rmdir(entry.path)
+            continue
+        if existing is not None:
+            if not replace:
+                raise PackageError(f"/boot{rel}/{entry.name} moves to /usr/lib/ostree-boot{rel}/{entry.name} (as in "
+                                   f"rpm-ostree), which the tree already has")
+            if stat.S_ISDIR(existing):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+        os.rename(entry.path, target)
+
+
 def boot_files(tree: Path, tf: Treefile, kver: str | None) -> None:
     """Empty /boot: what packages put there moves to usr/lib/ostree-boot; kernel copies for ``new``."""
-    boot = tree / "boot"
-    children = list(boot.iterdir()) if boot.is_dir() and not boot.is_symlink() else []
-    if not children and not (kver and tf.boot_location == "new"):
-        return
-    ostree_boot = _p(tree, "usr/lib/ostree-boot", parents=True)
-    ostree_boot.mkdir(exist_ok=True)
-    for child in children:
-        os.rename(child, ostree_boot / child.name)
+    move_boot_content(tree)
     if kver and tf.boot_location == "new":
+        ostree_boot = _p(tree, "usr/lib/ostree-boot", parents=True)
+        ostree_boot.mkdir(exist_ok=True)
         mod = _dir(tree, f"usr/lib/modules/{kver}")
         shutil.copyfile(mod / "vmlinuz", ostree_boot / f"vmlinuz-{kver}")
         if _regular(tree, f"usr/lib/modules/{kver}/initramfs.img"):

@@ -43,6 +43,7 @@ from hybridos.packages.model import (
     check_path_safe,
     safe_file_name,
 )
+from hybridos.packages.ostree_paths import USR_ETC_WHY
 
 #: commit metadata keys (rpm-ostree's where one exists)
 META_CLIENTLAYER = "rpmostree.clientlayer"
@@ -400,6 +401,20 @@ def _break_hardlinks(root: Path) -> None:
             os.rename(tmp, p)
 
 
+def _etc_back_to_usr_etc(tree: Path) -> None:
+    """/etc returns to /usr/etc, where the commit keeps it. Packages cannot ship /usr/etc (refused up front); a
+    scriptlet that made it anyway is an error, not a merge."""
+    etc, usr_etc = tree / "etc", tree / "usr/etc"
+    if os.path.lexists(usr_etc):
+        if usr_etc.is_symlink() or not usr_etc.is_dir() or any(usr_etc.iterdir()):
+            raise PackageError("a scriptlet created /usr/etc in the tree; " + USR_ETC_WHY)
+        usr_etc.rmdir()
+    if etc.is_symlink() or (os.path.lexists(etc) and not etc.is_dir()):
+        raise PackageError("/etc of the tree is no longer a directory after the packages were applied")
+    if etc.is_dir():
+        os.rename(etc, usr_etc)
+
+
 def _listing(root: Path) -> set[str]:
     out = set()
     for dirpath, dirs, files in os.walk(root):
@@ -487,7 +502,7 @@ def _kernel_changed(plan: Plan, rpms: dict[str, Path]) -> bool:
     return any(has_kernel(read_rpm_header(rpms[str(i.nevra)]).files) for i in plan.transaction.installs)
 
 
-def _regenerate_initramfs(tree: Path, plan: Plan, base_meta: dict) -> str | None:
+def _regenerate_initramfs(tree: Path, plan: Plan, base_meta: dict, timeout: float | None) -> str | None:
     from hybridos.initramfs import InitramfsRequest
     from hybridos.plugins import get_registry
     from hybridos.sysroot.deploy import kernel_of_checkout
@@ -501,7 +516,8 @@ def _regenerate_initramfs(tree: Path, plan: Plan, base_meta: dict) -> str | None
     out = tree / "usr/lib/modules" / kernel.kver / "initramfs.img"
     with contextlib.suppress(FileNotFoundError):
         out.unlink()   # a hardlink to the repository's object: never write into it
-    req = InitramfsRequest(tree=tree, kernel_version=kernel.kver, arch=plan.arch, args=args)
+    req = InitramfsRequest(tree=tree, kernel_version=kernel.kver, arch=plan.arch, args=args, timeout=timeout,
+                           hardlinked_usr=True)   # the base is a hardlink checkout of the repository
     if get_registry().hook.hybridos_initramfs(request=req) is None:
         raise PluginError("no initramfs plugin handled the request")
     return kernel.kver
@@ -567,10 +583,15 @@ class AssembledTree:
 def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                          options: AssembleOptions = AssembleOptions()) -> AssembledTree:
     """Check out the base, apply the plan, commit (parent: the base). The caller discards the tree."""
+    from hybridos.compose.postprocess import move_boot_content
+    from hybridos.packages.ostree_paths import check_image_paths
+    from hybridos.packages.sandbox import configured_timeout
     from hybridos.plugins import get_registry
 
     repo = sysroot.repo
     base_meta = repo.load_commit(plan.base).metadata
+    check_image_paths(plan.transaction.installs, rpms, layering=True)   # before any work tree exists
+    scriptlet_timeout = configured_timeout(repo.config)
     workroot = Path(repo.path) / WORK_DIR
     workroot.mkdir(parents=True, exist_ok=True)
     for stale in workroot.glob("layer-*"):   # left by a killed run (we hold the sysroot lock)
@@ -596,6 +617,7 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                                        run_scripts=options.run_scripts,
                                        force_replacefiles=options.force_replacefiles,
                                        hardlinked_usr=True,  # the base is a hardlink checkout of the repo
+                                       scriptlet_timeout=scriptlet_timeout,
                                        protected_paths=frozenset() if options.force_replacefiles
                                        else protected_paths(plan, rpms))
                 result = get_registry().hook.hybridos_layer(request=request)
@@ -607,12 +629,12 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                 installed_after = [n for n in installed_after if n not in gone] + \
                     [i.nevra for i in plan.transaction.installs]
         with tx.step("postprocess"):
-            if etc.is_dir():
-                os.rename(etc, usr_etc)
+            _etc_back_to_usr_etc(tree)
+            move_boot_content(tree, replace=options.force_replacefiles)
             _var_to_tmpfiles(tree, var_before)
         if plan.requests.regenerate_initramfs or (plan.transaction and _kernel_changed(plan, rpms)):
             with tx.step("initramfs"):
-                _regenerate_initramfs(tree, plan, base_meta)
+                _regenerate_initramfs(tree, plan, base_meta, scriptlet_timeout)
         with tx.step("commit"):
             commit = repo.commit_tree(tree, metadata=_metadata(plan, base_meta, installed_after),
                                       parent=plan.base, timestamp=int(time.time()), devino_cache=True,

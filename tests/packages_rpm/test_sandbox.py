@@ -132,7 +132,7 @@ def test_groups_a_killed_run_left_are_removed_by_the_next_run(base_tree, use_bwr
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(0.3)
-    assert groups[0].is_dir()   # what the killed run leaves behind
+    # the killed run left its group (any other sandboxed run on the machine may already have removed it)
     live = parent / _group_name()             # a group of this (live) process
     young_old_style = parent / f"{GROUP_PREFIX}{uuid.uuid4().hex[:12]}"   # older naming, just made: may be in use
     live.mkdir()

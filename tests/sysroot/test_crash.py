@@ -109,3 +109,19 @@ def test_upgrade_killed_at_arbitrary_moments(host):
         assert _commits(sr)[0] == newer
         check_consistent(sr)
         _no_garbage(sr)
+
+
+def test_nothing_to_do_after_a_kill_past_the_swap_still_removes_leftovers(host):
+    """Killed after the swap, before its cleanup: the new deployment is the default, so the next upgrade has
+    nothing to do; it still removes the deployment the killed run replaced."""
+    sr, remote, _ = host
+    remote.publish("2.0")
+    hyb(sr, "upgrade")
+    new = remote.publish("3.0")
+    _killed(sr, "upgrade", step="cleanup")
+    assert _commits(sr)[0] == new
+    r = hyb(sr, "upgrade", check=False)
+    assert r.returncode == 0 and "no upgrade available" in r.stdout + r.stderr, r
+    assert "leftover" in r.stdout + r.stderr, r
+    check_consistent(sr)
+    _no_garbage(sr)

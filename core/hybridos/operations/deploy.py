@@ -48,6 +48,17 @@ def _version(repo, checksum: str) -> str:
         return ""
 
 
+def _tidy(sysroot: Sysroot, tx: Transaction) -> None:
+    """Remove what an interrupted run left that nothing references (a deployment it replaced after its swap,
+    temporary boot directories): a later upgrade with nothing to do would otherwise keep them until the next
+    deployment or ``cleanup``."""
+    from hybridos.sysroot.cleanup import cleanup_sysroot
+
+    removed = cleanup_sysroot(sysroot)
+    if removed:
+        tx.message(f"Removed {len(removed)} leftover(s) of an interrupted run")
+
+
 def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, check: bool = False,
             cache_only: bool = False, download_only: bool = False, allow_downgrade: bool = False,
             progress=None) -> UpgradeResult:
@@ -67,6 +78,8 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
         # The base did not move; layered packages may have newer versions in their repositories.
         plan = None if check else _layered_updates(sysroot, tx, stateroot, merge, origin, base, cache_only)
         if plan is None:
+            if not check:
+                _tidy(sysroot, tx)
             raise Unchanged(f"no upgrade available: {refspec} is still {new[:12]}"
                             + (f" (version {new_version})" if new_version else "")
                             + ("; layered packages are up to date" if origin.is_layered and not check else ""))

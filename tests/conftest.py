@@ -60,3 +60,20 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, input: str 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_sessionfinish(session):
+    """Drop the immutable attribute the real ``ostree admin deploy`` puts on deployment roots in temporary
+    sysroots, so pytest can delete old temporary directories later (fixed depths: no walk of whole trees)."""
+    from hybridos.sysroot.cleanup import clear_immutable
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    try:
+        base = factory.getbasetemp() if factory is not None else None
+    except (OSError, ValueError):
+        return
+    if base is None or not base.is_dir():
+        return
+    for depth in range(1, 5):
+        for dep in base.glob("*/" * depth + "ostree/deploy/*/deploy/*"):
+            clear_immutable(dep)

@@ -16,13 +16,14 @@ def _refused(host, *args: str) -> str:
     return p.stderr
 
 
-def test_conflicts_with_base_files_are_refused(host):
+def test_conflicts_with_base_files_are_refused(host, layering_env):
     err = _refused(host, "install", "clobber")
     assert "/usr/bin/hello" in err and "hello-1.0-1.x86_64" in err and "conflicts" in err
     # a file no package owns (the composed initramfs) is protected too
     err = _refused(host, "install", "clobber-initramfs")
     assert "initramfs.img" in err and "--force-replacefiles" in err
-    hyb(host, "install", "--force-replacefiles", "clobber-initramfs")
+    # --force-replacefiles is for local packages (as rpm-ostree's), which the origin then keeps as fileoverride
+    hyb(host, "install", "--force-replacefiles", str(layering_env.host_repo.rpms["clobber-initramfs"]))
     [new, _old] = status(host)
     tree = deployment_dir(host, new)
     assert (tree / "usr/lib/modules").glob("*/initramfs.img").__next__().read_bytes() == b"not an initramfs\n"

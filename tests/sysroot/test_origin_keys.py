@@ -1,5 +1,6 @@
 """rpm-ostree origin keys hybridos does not act on survive every upgrade byte for byte; a container origin is
-shown with rpm-ostree's keys, not as "corrupt"."""
+shown with rpm-ostree's keys, not as "corrupt". (``requested-local-fileoverride`` is acted on now:
+tests/layering/test_parity_options.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ EXTRA = {
     ("origin", "custom-url"): "https://example.org/build/42",
     ("origin", "custom-description"): "Built by CI; see the URL",
     ("origin", "unconfigured-state"): "Set up a subscription first",
-    ("packages", "requested-local-fileoverride"): "0" * 64 + ":tool-1.0-1.x86_64;",
     ("overrides", "replace"): "repo=updates,kernel,kernel-core;",
     ("rpmostree", "initramfs-etc"): "/etc/crypttab;",
     ("vendor-x", "odd key"): "spaces,  \\\\ backslashes ; and ä are kept",
@@ -52,7 +52,6 @@ def test_unknown_and_unhandled_origin_keys_survive_upgrades(host):
     d = status(sr)[0]
     check_deployment(d, present=("custom-origin", "requested-base-remote-replacements", "initramfs-etc"))
     assert d["custom-origin"] == ["https://example.org/build/42", "Built by CI; see the URL"]
-    assert d["requested-local-fileoverride-packages"] == ["tool-1.0-1.x86_64"]
     assert d["requested-base-remote-replacements"] == [["repo=updates", ["kernel", "kernel-core"]]]
     assert d["initramfs-etc"] == ["/etc/crypttab"]
 

@@ -18,10 +18,13 @@ def test_stateroot_reboot_lock_finalization_and_bypass_driver(host):
     # not the running system: a --sysroot elsewhere is never rebooted
     assert r.stdout.rstrip().endswith(f"Not rebooting: {sr} is not the running system (--sysroot)")
     assert "--lock-finalization has no effect" in r.stderr
-    # nothing deployed, no reboot attempt: --check with an update, and an unchanged upgrade
+    # --check/--preview deploy nothing: with --reboot, rpm-ostree's usage error (exit 1), and no reboot
     remote.publish("3.0")
-    r = hyb(sr, "upgrade", "--check", "--reboot")
-    assert "Version: 3.0" in r.stdout and "rebooting" not in r.stdout.lower()
+    r = hyb(sr, "upgrade", "--check", "--reboot", check=False)
+    assert (r.returncode, r.stderr, r.stdout) == (1, "error: Cannot specify both --reboot and --check\n", "")
+    r = hyb(sr, "upgrade", "--preview", "-r", check=False)
+    assert (r.returncode, r.stderr) == (1, "error: Cannot specify both --reboot and --preview\n")
+    assert "Version: 3.0" in hyb(sr, "upgrade", "--check").stdout
     r = hyb(sr, "rollback", "--reboot")
     assert "Not rebooting" in r.stdout and _commits(sr) == [v1, v2]
 

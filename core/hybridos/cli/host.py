@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from hybridos.cli._pkgopts import install_option, repo_fields, repo_options, uninstall_option
 from hybridos.cli._sysroot_cli import (
     change_options,
     lock_finalization_option,
@@ -82,15 +83,31 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
 @click.option("--download-only", is_flag=True, help="Download the new commit but do not deploy it.")
 @click.option("--allow-downgrade", is_flag=True, help="Permit deploying a commit older than the current one.")
 @unchanged_option
+@install_option
+@uninstall_option
+@repo_options
 @click.pass_context
 def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only, allow_downgrade,
-            unchanged_exit_77):
+            unchanged_exit_77, install_, uninstall_, enablerepo, disablerepo, releasever):
     """Pull the newest commit of the origin's ref and deploy it as the new default."""
     from hybridos.operations.verbs import Upgrade
 
-    run_operation(ctx, sysroot_opt, Upgrade(stateroot=osname, check=check, preview=preview, cache_only=cache_only,
-                                            download_only=download_only, allow_downgrade=allow_downgrade),
-                  unchanged_exit_77=unchanged_exit_77 or check or preview)
+    if ctx.meta.get("hybridos.reboot") and (check or preview):    # rpm-ostree's refusals
+        raise click.UsageError(f"Cannot specify both --reboot and {'--preview' if preview else '--check'}")
+    with _packages(install_) as pkgs:
+        run_operation(ctx, sysroot_opt, Upgrade(stateroot=osname, check=check, preview=preview,
+                                                cache_only=cache_only, download_only=download_only,
+                                                allow_downgrade=allow_downgrade, install=tuple(pkgs.names),
+                                                install_local_files=tuple(pkgs.files), uninstall=uninstall_,
+                                                **repo_fields(enablerepo, disablerepo, releasever)),
+                      unchanged_exit_77=unchanged_exit_77 or check or preview)
+
+
+def _packages(specs):
+    """``--install`` arguments: names, local files and downloaded URLs (removed after the transaction)."""
+    from hybridos.operations.pkgargs import resolve_package_args
+
+    return resolve_package_args(specs)
 
 
 @click.command("rollback")
@@ -111,16 +128,23 @@ def rollback(ctx, sysroot_opt):
 @unchanged_option
 @click.option("--skip-branch-check", is_flag=True,
               help="Deploy a checksum even when it is not in the history of the origin's branch.")
+@install_option
+@uninstall_option
+@repo_options
 @click.argument("revision")
 @click.pass_context
-def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, skip_branch_check, revision):
+def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, skip_branch_check, install_, uninstall_, enablerepo,
+           disablerepo, releasever, revision):
     """Deploy REVISION of the origin's ref (pins the origin to it): a VERSION or CHECKSUM, or explicitly
     ``version=VERSION`` or ``revision=CHECKSUM``."""
     from hybridos.operations.verbs import Deploy
 
-    run_operation(ctx, sysroot_opt, Deploy(revision=revision, stateroot=osname,
-                                           skip_branch_check=skip_branch_check),
-                  unchanged_exit_77=unchanged_exit_77)
+    with _packages(install_) as pkgs:
+        run_operation(ctx, sysroot_opt, Deploy(revision=revision, stateroot=osname,
+                                               skip_branch_check=skip_branch_check, install=tuple(pkgs.names),
+                                               install_local_files=tuple(pkgs.files), uninstall=uninstall_,
+                                               **repo_fields(enablerepo, disablerepo, releasever)),
+                      unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("rebase")
@@ -129,14 +153,22 @@ def deploy(ctx, sysroot_opt, osname, unchanged_exit_77, skip_branch_check, revis
 @change_options
 @click.option("-C", "--cache-only", is_flag=True, help="Do not download; use what was fetched before.")
 @unchanged_option
+@install_option
+@uninstall_option
+@repo_options
 @click.argument("target")
 @click.pass_context
-def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, target):
+def rebase(ctx, sysroot_opt, osname, cache_only, unchanged_exit_77, install_, uninstall_, enablerepo, disablerepo,
+           releasever, target):
     """Switch to another [REMOTE:]REF (REF alone keeps the remote; REMOTE: keeps the ref)."""
     from hybridos.operations.verbs import Rebase
 
-    run_operation(ctx, sysroot_opt, Rebase(target=target, stateroot=osname, cache_only=cache_only),
-                  unchanged_exit_77=unchanged_exit_77)
+    with _packages(install_) as pkgs:
+        run_operation(ctx, sysroot_opt, Rebase(target=target, stateroot=osname, cache_only=cache_only,
+                                               install=tuple(pkgs.names), install_local_files=tuple(pkgs.files),
+                                               uninstall=uninstall_,
+                                               **repo_fields(enablerepo, disablerepo, releasever)),
+                      unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("kargs")

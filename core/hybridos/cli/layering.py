@@ -3,10 +3,9 @@ refresh-md. Each change is a new deployment; the previous one stays for rollback
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from hybridos.cli._pkgopts import install_option, repo_fields, repo_options, uninstall_option
 from hybridos.cli._sysroot_cli import change_options, os_option, run_operation, sysroot_option, sysroot_path
 
 
@@ -35,48 +34,54 @@ def _run(ctx, sysroot_opt, osname, title: str, *, unchanged_exit_77=False, **cha
                   unchanged_exit_77=unchanged_exit_77)
 
 
-def _split(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Names vs RPM files (``*.rpm`` that exist, or contain a slash)."""
-    names, files = [], []
-    for s in specs:
-        if s.endswith(".rpm") and (os.sep in s or os.path.isfile(s)):
-            files.append(s)
-        else:
-            names.append(s)
-    return names, files
+def _split(specs: tuple[str, ...], *, files_only: bool = False):
+    """Names vs RPM files and URLs (``hybridos.operations.pkgargs``); a context manager that removes the
+    downloads afterwards."""
+    from hybridos.operations.pkgargs import resolve_package_args
+
+    return resolve_package_args(specs, files_only=files_only)
 
 
 @click.command("install")
 @_common
 @click.option("--idempotent", is_flag=True, help="Do nothing if a package request is already present.")
 @click.option("--allow-inactive", is_flag=True, help="Allow requesting packages the base already provides.")
-@click.option("--force-replacefiles", is_flag=True, help="Allow layered files to overwrite base files.")
+@click.option("--force-replacefiles", is_flag=True,
+              help="Allow local packages (files, URLs) to replace other packages' files (kept for upgrades).")
+@uninstall_option
+@repo_options
 @click.argument("packages", nargs=-1, required=True)
 @click.pass_context
 def install(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
-            idempotent, allow_inactive, force_replacefiles, packages):
-    """Overlay additional packages (names or local RPM files)."""
-    names, files = _split(packages)
-    _run(ctx, sysroot_opt, osname, "install", install=tuple(names),
-         install_local_files=tuple(files), idempotent=idempotent,
-         dry_run=dry_run, cache_only=cache_only,
-         download_only=download_only, force_replacefiles=force_replacefiles, allow_inactive=allow_inactive,
-         unchanged_exit_77=unchanged_exit_77)
+            idempotent, allow_inactive, force_replacefiles, uninstall_, enablerepo, disablerepo, releasever,
+            packages):
+    """Overlay additional packages (names, local RPM files, or http(s) URLs of RPMs)."""
+    with _split(packages) as args:
+        _run(ctx, sysroot_opt, osname, "install", install=tuple(args.names),
+             install_local_files=tuple(args.files), uninstall=uninstall_, idempotent=idempotent,
+             dry_run=dry_run, cache_only=cache_only,
+             download_only=download_only, force_replacefiles=force_replacefiles, allow_inactive=allow_inactive,
+             unchanged_exit_77=unchanged_exit_77, **repo_fields(enablerepo, disablerepo, releasever))
 
 
 @click.command("uninstall")
 @_common
 @click.option("--idempotent", is_flag=True, help="Do nothing if a package is not requested.")
 @click.option("--all", "all_", is_flag=True, help="Remove all layered packages.")
+@install_option
+@repo_options
 @click.argument("packages", nargs=-1)
 @click.pass_context
 def uninstall(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
-              idempotent, all_, packages):
+              idempotent, all_, install_, enablerepo, disablerepo, releasever, packages):
     """Remove overlayed packages."""
     if not packages and not all_:
         raise click.UsageError("name at least one package, or use --all")
-    _run(ctx, sysroot_opt, osname, "uninstall", uninstall=tuple(packages), uninstall_all=all_, idempotent=idempotent,
-         dry_run=dry_run, cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+    with _split(install_) as args:
+        _run(ctx, sysroot_opt, osname, "uninstall", uninstall=tuple(packages), uninstall_all=all_,
+             install=tuple(args.names), install_local_files=tuple(args.files), idempotent=idempotent,
+             dry_run=dry_run, cache_only=cache_only, download_only=download_only,
+             unchanged_exit_77=unchanged_exit_77, **repo_fields(enablerepo, disablerepo, releasever))
 
 
 @click.group("override")
@@ -103,13 +108,11 @@ def override_remove(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, do
 @click.pass_context
 def override_replace(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77,
                      force_replacefiles, packages):
-    """Replace base packages with local RPM files."""
-    names, files = _split(packages)
-    if names:
-        raise click.UsageError(f"override replace takes RPM files; {names[0]!r} is not one")
-    _run(ctx, sysroot_opt, osname, "override replace", replace_local_files=tuple(files),
-         dry_run=dry_run, cache_only=cache_only, download_only=download_only,
-         force_replacefiles=force_replacefiles, unchanged_exit_77=unchanged_exit_77)
+    """Replace base packages with local RPM files (paths or http(s) URLs)."""
+    with _split(packages, files_only=True) as args:
+        _run(ctx, sysroot_opt, osname, "override replace", replace_local_files=tuple(args.files),
+             dry_run=dry_run, cache_only=cache_only, download_only=download_only,
+             force_replacefiles=force_replacefiles, unchanged_exit_77=unchanged_exit_77)
 
 
 @override.command("reset")

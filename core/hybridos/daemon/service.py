@@ -389,6 +389,10 @@ def _close_fds(fds) -> None:
 def request_actions(op) -> tuple[str, ...]:
     """The polkit actions a ``hybridos.operations`` request needs (rpm-ostreed's mapping of its verbs)."""
     verb = op.verb
+    if verb in ("upgrade", "deploy", "rebase") and (op.install or op.install_local_files or op.uninstall):
+        # --install/--uninstall with a new base: rpm-ostreed asks for both actions in UpdateDeployment
+        return (verb, "install-uninstall-packages", *(("install-local-packages",) if op.install_local_files
+                                                      else ()))
     if verb == "upgrade":
         return ("repo-refresh",) if op.check else ("upgrade",)
     if verb == "pkgchange":

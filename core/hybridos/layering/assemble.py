@@ -32,7 +32,7 @@ from pathlib import Path
 from hybridos.arch import Architecture
 from hybridos.errors import HybridosError, NotFoundError, PackageError, PluginError, SolverError, UsageError
 from hybridos.layering.guard import unmount_stale
-from hybridos.layering.repos import PACKAGE_CACHE, load_host_repos, stateroot_dir
+from hybridos.layering.repos import PACKAGE_CACHE, RepoSelection, load_host_repos, stateroot_dir
 from hybridos.layering.requests import LocalPackage, Requests
 from hybridos.packages.model import (
     Action,
@@ -76,6 +76,7 @@ class AssembleOptions:
     explicit: tuple[str, ...] = ()        #: names requested by this very command (checked for inactivity)
     run_scripts: bool = True
     refresh_md: bool = False
+    repos: RepoSelection = RepoSelection()  #: --enablerepo/--disablerepo/--releasever of this operation
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,7 @@ def plan_layering(sysroot, base: str, requests: Requests, *, stateroot: str, dep
         if active or local_paths or options.refresh_md:
             try:
                 repos = load_host_repos(sysroot.path, stateroot, deploy_dir, arch, cache_only=options.cache_only,
-                                        refresh=options.refresh_md)
+                                        refresh=options.refresh_md, selection=options.repos)
             except HybridosError:
                 if active:
                     raise
@@ -611,15 +612,17 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                 _break_hardlinks(etc)
             var_before = _listing(tree / "var") if (tree / "var").is_dir() else set()
         installed_after = [h.nevra for h in plan.base_packages]
+        # --force-replacefiles of this command, or local packages installed with it before (the origin's
+        # requested-local-fileoverride): the whole layer may then replace files
+        force = options.force_replacefiles or bool(plan.requests.local_fileoverride)
         if plan.transaction:
             with tx.step("layer"):
                 request = LayerRequest(tree=tree, transaction=plan.transaction, rpms=rpms, arch=plan.arch,
                                        run_scripts=options.run_scripts,
-                                       force_replacefiles=options.force_replacefiles,
+                                       force_replacefiles=force,
                                        hardlinked_usr=True,  # the base is a hardlink checkout of the repo
                                        scriptlet_timeout=scriptlet_timeout,
-                                       protected_paths=frozenset() if options.force_replacefiles
-                                       else protected_paths(plan, rpms))
+                                       protected_paths=frozenset() if force else protected_paths(plan, rpms))
                 result = get_registry().hook.hybridos_layer(request=request)
                 if result is None:
                     raise PluginError("no layer plugin handled the request (is hybridos installed correctly?)")
@@ -630,7 +633,7 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
                     [i.nevra for i in plan.transaction.installs]
         with tx.step("postprocess"):
             _etc_back_to_usr_etc(tree)
-            move_boot_content(tree, replace=options.force_replacefiles)
+            move_boot_content(tree, replace=force)
             _var_to_tmpfiles(tree, var_before)
         if plan.requests.regenerate_initramfs or (plan.transaction and _kernel_changed(plan, rpms)):
             with tx.step("initramfs"):

@@ -6,7 +6,10 @@ relative to the sysroot), loaded through the fetch hook with a per-stateroot met
 from __future__ import annotations
 
 import configparser
+import dataclasses
+import fnmatch
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from hybridos.arch import Architecture
@@ -44,26 +47,58 @@ def releasever_of(deploy_dir: Path) -> str | None:
     return None
 
 
-def host_repo_configs(sysroot: Path, deploy_dir: Path, arch: Architecture) -> tuple[RepoConfig, ...]:
+@dataclass(frozen=True)
+class RepoSelection:
+    """dnf's ``--disablerepo``/``--enablerepo``/``--releasever`` for one operation: ids or shell globs (``*``);
+    the disables apply first, then the enables, so ``--disablerepo='*' --enablerepo=ID`` uses only ``ID``."""
+
+    enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
+    releasever: str | None = None
+
+    def apply(self, repos: tuple[RepoConfig, ...]) -> tuple[RepoConfig, ...]:
+        """The enabled ones of ``repos`` after the selection; an id (not a glob) that names no repository is
+        an error, as in dnf."""
+        for pattern in (*self.disable, *self.enable):
+            if not any(ch in pattern for ch in "*?[") and not any(r.id == pattern for r in repos):
+                known = ", ".join(sorted(r.id for r in repos)) or "none"
+                raise ConfigError(f"Unknown repo: '{pattern}' (known: {known})")
+        out = []
+        for r in repos:
+            enabled = r.enabled
+            if any(fnmatch.fnmatchcase(r.id, p) for p in self.disable):
+                enabled = False
+            if any(fnmatch.fnmatchcase(r.id, p) for p in self.enable):
+                enabled = True
+            if enabled:
+                out.append(r if r.enabled else dataclasses.replace(r, enabled=True))
+        return tuple(out)
+
+
+def host_repo_configs(sysroot: Path, deploy_dir: Path, arch: Architecture,
+                      selection: RepoSelection = RepoSelection()) -> tuple[RepoConfig, ...]:
     """Every enabled repository the host knows (the deployment's files first; an id defined again later is
-    ignored)."""
-    variables = repo_variables(arch, releasever_of(deploy_dir))
+    ignored), after ``selection`` (``--enablerepo``/``--disablerepo``/``--releasever``)."""
+    variables = repo_variables(arch, selection.releasever or releasever_of(deploy_dir))
     seen: dict[str, RepoConfig] = {}
     for directory in [deploy_dir / "etc/yum.repos.d", *config_repo_dirs(sysroot)]:
         if not directory.is_dir():
             continue
         for repo in read_repo_dir(directory, variables, enabled_only=False):
             seen.setdefault(repo.id, repo)
-    return tuple(r for r in seen.values() if r.enabled)
+    return selection.apply(tuple(seen.values()))
 
 
 def load_host_repos(sysroot: Path, stateroot: str, deploy_dir: Path, arch: Architecture, *,
-                    cache_only: bool = False, refresh: bool = False) -> tuple:
+                    cache_only: bool = False, refresh: bool = False,
+                    selection: RepoSelection = RepoSelection()) -> tuple:
     """The enabled repositories with their metadata loaded (LoadedRepo values for the solve hook)."""
     from hybridos.packages.repomd import load_repo
 
-    configs = host_repo_configs(sysroot, deploy_dir, arch)
+    configs = host_repo_configs(sysroot, deploy_dir, arch, selection)
     if not configs:
+        if selection.disable:
+            raise ConfigError("no enabled package repository after --disablerepo/--enablerepo")
         raise ConfigError(f"no enabled package repository: no .repo file in {deploy_dir}/etc/yum.repos.d",
                           hint="add a .repo file to /etc/yum.repos.d")
     cachedir = stateroot_dir(sysroot, stateroot) / REPOMD_CACHE

@@ -2,7 +2,8 @@
 
 They live in the deployment's origin file (``hybridos.sysroot.origin``) under rpm-ostree's keys:
 ``[packages] requested=`` (names), ``requested-local=`` (``SHA256:NEVRA`` of RPM files kept in the local
-package store), ``[overrides] remove=`` (base package names), ``replace-local=`` (``SHA256:NEVRA``),
+package store; ``requested-local-fileoverride=`` for those installed with ``--force-replacefiles``),
+``[overrides] remove=`` (base package names), ``replace-local=`` (``SHA256:NEVRA``),
 ``[rpmostree] regenerate-initramfs=`` and ``initramfs-args=``. Everything here is pure: an Origin and a
 ``Change`` in, a new Origin out, or a one-line error saying why the change makes no sense.
 """
@@ -51,12 +52,16 @@ class Requests:
     local_replacements: tuple[LocalPackage, ...] = ()
     regenerate_initramfs: bool = False
     initramfs_args: tuple[str, ...] = ()
+    #: sha256 of the ``local_packages`` whose files may replace other packages' files (--force-replacefiles)
+    local_fileoverride: tuple[str, ...] = ()
 
     @classmethod
     def from_origin(cls, origin: Origin) -> Requests:
+        forced = tuple(LocalPackage.parse(e) for e in origin.requested_local_fileoverride)
         return cls(
             packages=tuple(origin.requested_packages),
-            local_packages=tuple(LocalPackage.parse(e) for e in origin.requested_local_packages),
+            local_packages=tuple(LocalPackage.parse(e) for e in origin.requested_local_packages) + forced,
+            local_fileoverride=tuple(p.sha256 for p in forced),
             removals=tuple(origin.removals),
             local_replacements=tuple(LocalPackage.parse(e) for e in origin.local_replacements),
             regenerate_initramfs=origin.regenerate_initramfs,
@@ -64,9 +69,12 @@ class Requests:
         )
 
     def to_origin(self, origin: Origin) -> Origin:
+        forced = set(self.local_fileoverride)
         return origin.replace(
             requested_packages=tuple(sorted(set(self.packages))),
-            requested_local_packages=tuple(str(p) for p in sorted(set(self.local_packages))),
+            requested_local_packages=tuple(str(p) for p in sorted(set(self.local_packages)) if p.sha256 not in forced),
+            requested_local_fileoverride=tuple(str(p) for p in sorted(set(self.local_packages))
+                                               if p.sha256 in forced),
             removals=tuple(sorted(set(self.removals))),
             local_replacements=tuple(str(p) for p in sorted(set(self.local_replacements))),
             regenerate_initramfs=self.regenerate_initramfs,
@@ -95,6 +103,9 @@ class Change:
     initramfs: bool | None = None          #: True: enable, False: disable, None: leave
     initramfs_args: tuple[str, ...] = ()
     idempotent: bool = False
+    #: the ``install_local`` packages may replace other packages' files (kept in the origin, as rpm-ostree's
+    #: ``requested-local-fileoverride``, so every later upgrade layers them the same way)
+    fileoverride: bool = False
 
 
 def _matches_local(spec: str, pkg: LocalPackage) -> bool:
@@ -138,6 +149,9 @@ def apply(requests: Requests, change: Change) -> Requests:
             raise UsageError(f"another version of {pkg.name} is already requested as a local package; "
                              f"uninstall it first")
         local.append(pkg)
+    forced = [sha for sha in requests.local_fileoverride]
+    if change.fileoverride:
+        forced += [p.sha256 for p in change.install_local if p.sha256 not in forced]
 
     if change.uninstall_all:
         packages, local = [], []
@@ -184,4 +198,6 @@ def apply(requests: Requests, change: Change) -> Requests:
             raise AlreadyDone("initramfs regeneration is not enabled")
         regen, args = False, ()
 
-    return Requests(tuple(packages), tuple(local), tuple(removals), tuple(replacements), regen, args)
+    kept = {p.sha256 for p in local}
+    return Requests(tuple(packages), tuple(local), tuple(removals), tuple(replacements), regen, args,
+                    tuple(sha for sha in forced if sha in kept))

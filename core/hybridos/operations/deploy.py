@@ -6,6 +6,7 @@ These decide what to deploy; when the origin has layered packages, layering buil
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -41,6 +42,16 @@ def _merge(sysroot: Sysroot, stateroot: str | None) -> tuple[str, Deployment, Or
     return stateroot, merge, merge.origin
 
 
+def _with_change(origin: Origin, change) -> Origin:
+    """``origin`` with a package change applied (``--install``/``--uninstall`` of upgrade, deploy and rebase:
+    the packages change in the same transaction as the base, as rpm-ostree's UpdateDeployment does)."""
+    if change is None:
+        return origin
+    from hybridos.layering.requests import Requests, apply
+
+    return apply(Requests.from_origin(origin), change).to_origin(origin)
+
+
 def _version(repo, checksum: str) -> str:
     try:
         return repo.load_commit(checksum).version or ""
@@ -61,12 +72,19 @@ def _tidy(sysroot: Sysroot, tx: Transaction) -> None:
 
 def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, check: bool = False,
             cache_only: bool = False, download_only: bool = False, allow_downgrade: bool = False,
-            progress=None) -> UpgradeResult:
-    """Pull the origin's ref and deploy it if it moved. Raises Unchanged when there is nothing new."""
+            progress=None, change=None, options=None) -> UpgradeResult:
+    """Pull the origin's ref and deploy it if it moved. Raises Unchanged when there is nothing new.
+
+    ``change`` (a ``hybridos.layering.requests.Change``) alters the layered packages in the same transaction;
+    ``options`` (``AssembleOptions``) selects the repositories layering uses."""
+    from hybridos.layering.assemble import AssembleOptions
+
+    options = options or AssembleOptions()
     stateroot, merge, origin = _merge(sysroot, stateroot)
+    changed = _with_change(origin, change)
     if origin.container_image_reference:
-        return _upgrade_container(sysroot, tx, stateroot, merge, origin, check=check,
-                                  download_only=download_only)
+        return _upgrade_container(sysroot, tx, stateroot, merge, changed, check=check,
+                                  download_only=download_only, options=options)
     refspec = origin.ref
     repo = sysroot.repo
     with tx.step("pull"):
@@ -74,9 +92,17 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
                             progress=progress)
     old_version, new_version = _version(repo, merge.checksum), _version(repo, new)
     base = merge_base_commit(sysroot, merge)
+    if new == base and not origin.override_commit and changed != origin and not (check or download_only):
+        # the base did not move but the packages change: layer them on the same base
+        from hybridos.layering.deploy import deploy_layered
+
+        result = deploy_layered(sysroot, base, changed, tx=tx, merge=merge, stateroot=stateroot,
+                                options=dataclasses.replace(options, cache_only=cache_only))
+        return UpgradeResult(result, merge, result.default.checksum, old_version, new_version, True)
     if new == base and not origin.override_commit:
         # The base did not move; layered packages may have newer versions in their repositories.
-        plan = None if check else _layered_updates(sysroot, tx, stateroot, merge, origin, base, cache_only)
+        plan = None if check else _layered_updates(sysroot, tx, stateroot, merge, changed, base, cache_only,
+                                                   options)
         if plan is None:
             if not check:
                 _tidy(sysroot, tx)
@@ -92,7 +118,8 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
             return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
         from hybridos.layering.deploy import deploy_layered
 
-        result = deploy_layered(sysroot, base, origin, tx=tx, merge=merge, stateroot=stateroot, plan=plan)
+        result = deploy_layered(sysroot, base, changed, tx=tx, merge=merge, stateroot=stateroot, plan=plan,
+                                options=options)
         return UpgradeResult(result, merge, result.default.checksum, old_version, new_version, True)
     if check or download_only:
         return UpgradeResult(sysroot, merge, new, old_version, new_version, False)
@@ -101,13 +128,14 @@ def upgrade(sysroot: Sysroot, tx: Transaction, *, stateroot: str | None = None, 
         if new_ts < old_ts:
             raise SysrootError(f"the new commit {new[:12]} of {refspec} is older than the deployed {base[:12]}",
                                hint="use --allow-downgrade to deploy it anyway")
-    new_origin = origin.replace(override_commit=None)
-    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
+    new_origin = changed.replace(override_commit=None)
+    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge, dataclasses.replace(options,
+                                                                                         cache_only=cache_only))
     return UpgradeResult(result, merge, new, old_version, new_version, True)
 
 
 def _layered_updates(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin,
-                     base: str, cache_only: bool):
+                     base: str, cache_only: bool, options=None):
     """The layering plan for an unchanged base when it would layer other package versions than the merge
     deployment has (what ``rpm-ostree upgrade`` does with layered packages); None when they are current."""
     from hybridos.compose.pipeline import nevras_from_pkglist
@@ -117,8 +145,9 @@ def _layered_updates(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: D
     requests = Requests.from_origin(origin)
     if requests.empty or not (requests.packages or requests.local_packages):
         return None   # only removals, local replacements or initramfs: nothing newer can come from a repository
+    options = dataclasses.replace(options or AssembleOptions(), cache_only=cache_only)
     plan = plan_layering(sysroot, base, requests, stateroot=stateroot, deploy_dir=sysroot.path / merge.relpath,
-                         options=AssembleOptions(cache_only=cache_only), tx=tx)
+                         options=options, tx=tx)
     base_nevras = {str(h.nevra) for h in plan.base_packages}
     deployed = {str(n) for n in nevras_from_pkglist(sysroot.repo.load_commit(merge.checksum).metadata
                                                      .get(META_PKGLIST)).values()}
@@ -127,14 +156,16 @@ def _layered_updates(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: D
 
 
 def _deploy(sysroot: Sysroot, tx: Transaction, stateroot: str, commit: str, origin: Origin,
-            merge: Deployment) -> Sysroot:
+            merge: Deployment, options=None) -> Sysroot:
     """Deploy a base commit; with layered packages in the origin, layering builds the commit to deploy."""
     from hybridos.sysroot.deploy import deploy_commit
 
     if origin.is_layered:
+        from hybridos.layering.assemble import AssembleOptions
         from hybridos.layering.deploy import deploy_layered
 
-        return deploy_layered(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot)
+        return deploy_layered(sysroot, commit, origin, tx=tx, merge=merge, stateroot=stateroot,
+                              options=options or AssembleOptions())
     return deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=None, tx=tx, merge=merge)
 
 
@@ -156,7 +187,7 @@ def parse_revision(revision: str) -> tuple[str, str]:
 
 
 def deploy_revision(sysroot: Sysroot, tx: Transaction, revision: str, *, stateroot: str | None = None,
-                    skip_branch_check: bool = False, progress=None) -> UpgradeResult:
+                    skip_branch_check: bool = False, progress=None, change=None, options=None) -> UpgradeResult:
     """rpm-ostree ``deploy [revision=|version=]REV``: pin the origin to that commit (``override-commit``).
     A checksum must be in the history of the origin's branch unless ``skip_branch_check``."""
     from hybridos.sysroot.upgrade import in_history
@@ -174,26 +205,29 @@ def deploy_revision(sysroot: Sysroot, tx: Transaction, revision: str, *, statero
         else:
             commit = find_version(sysroot, refspec, value, progress=progress)
         pull_commit(sysroot, refspec, commit, progress=progress)
-    if commit == merge_base_commit(sysroot, merge):
+    changed = _with_change(origin, change)
+    if commit == merge_base_commit(sysroot, merge) and changed == origin:
         raise Unchanged(f"{revision} is already deployed as the default")
-    result = _deploy(sysroot, tx, stateroot, commit, origin.replace(override_commit=commit), merge)
+    result = _deploy(sysroot, tx, stateroot, commit, changed.replace(override_commit=commit), merge, options)
     return UpgradeResult(result, merge, commit, _version(repo, merge.checksum), _version(repo, commit), True)
 
 
 def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | None = None,
-           cache_only: bool = False, progress=None) -> UpgradeResult:
+           cache_only: bool = False, progress=None, change=None, options=None) -> UpgradeResult:
     from hybridos.container.imgref import is_container_refspec
 
     stateroot, merge, origin = _merge(sysroot, stateroot)
+    unchanged_packages = change is None
+    origin = _with_change(origin, change)     # the rebased deployment carries the package change too
     if is_container_refspec(target):
-        return _rebase_container(sysroot, tx, stateroot, merge, origin, target)
+        return _rebase_container(sysroot, tx, stateroot, merge, origin, target, options)
     if _CHECKSUM_RE.match(target):      # rpm-ostree: rebase to a commit; the origin then names that checksum
         with tx.step("pull"):
             pull_commit(sysroot, origin.ref, target, progress=progress)
-        if target == merge_base_commit(sysroot, merge) and origin.refspec == target:
+        if target == merge_base_commit(sysroot, merge) and origin.refspec == target and unchanged_packages:
             raise Unchanged(f"already on {target}")
         new_origin = origin.replace(refspec=target, override_commit=None, container_image_reference=None)
-        result = _deploy(sysroot, tx, stateroot, target, new_origin, merge)
+        result = _deploy(sysroot, tx, stateroot, target, new_origin, merge, options)
         repo = sysroot.repo
         return UpgradeResult(result, merge, target, _version(repo, merge.checksum), _version(repo, target), True)
     current = origin.ref if not origin.container_image_reference else None
@@ -206,16 +240,16 @@ def rebase(sysroot: Sysroot, tx: Transaction, target: str, *, stateroot: str | N
         get_remote(sysroot.repo.config, refspec.remote)  # a missing remote fails before anything happens
     with tx.step("pull"):
         new = fetch_refspec(sysroot, refspec, cache_only=cache_only, progress=progress)
-    if refspec == current and new == merge_base_commit(sysroot, merge):
+    if refspec == current and new == merge_base_commit(sysroot, merge) and unchanged_packages:
         raise Unchanged(f"already on {refspec} ({new[:12]})")
     repo = sysroot.repo
     new_origin = origin.replace(refspec=str(refspec), override_commit=None, container_image_reference=None)
-    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge)
+    result = _deploy(sysroot, tx, stateroot, new, new_origin, merge, options)
     return UpgradeResult(result, merge, new, _version(repo, merge.checksum), _version(repo, new), True)
 
 
 def _upgrade_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin, *,
-                       check: bool, download_only: bool) -> UpgradeResult:
+                       check: bool, download_only: bool, options=None) -> UpgradeResult:
     """``upgrade`` of a deployment whose base is a container image: compare the manifest digest first, so an
     unchanged image downloads no layer; ``--check`` stops there."""
     from hybridos.operations import container
@@ -224,8 +258,16 @@ def _upgrade_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge:
     repo = sysroot.repo
     old_version = _version(repo, merge.checksum)
     current = container.deployed_digest(sysroot, merge.checksum)
+    try:
+        with tx.step("pull"):
+            digest, version = container.check_update(sysroot, image, current)
+    except Unchanged:
+        if check or download_only or origin == merge.origin:
+            raise
+        # the same image, but --install/--uninstall change the packages: layer them on the deployed base
+        result = _deploy(sysroot, tx, stateroot, merge_base_commit(sysroot, merge), origin, merge, options)
+        return UpgradeResult(result, merge, result.default.checksum, old_version, old_version, True)
     with tx.step("pull"):
-        digest, version = container.check_update(sysroot, image, current)
         if check:
             return UpgradeResult(sysroot, merge, digest, old_version, version or "", False,
                                  (f"Digest: {digest}",))
@@ -233,24 +275,25 @@ def _upgrade_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge:
     new_version = _version(repo, pulled.merge_commit)
     if download_only:
         return UpgradeResult(sysroot, merge, pulled.merge_commit, old_version, new_version, False)
-    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, origin.replace(override_commit=None), merge)
+    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, origin.replace(override_commit=None), merge,
+                     options)
     return UpgradeResult(result, merge, pulled.merge_commit, old_version, new_version, True)
 
 
 def _rebase_container(sysroot: Sysroot, tx: Transaction, stateroot: str, merge: Deployment, origin: Origin,
-                      target: str) -> UpgradeResult:
+                      target: str, options=None) -> UpgradeResult:
     from hybridos.container.imgref import OstreeImageReference
     from hybridos.operations import container
 
     image = str(OstreeImageReference.parse(target))
     with tx.step("pull"):
         pulled = container.pull(sysroot, tx, image)
-    if image == origin.container_image_reference and \
+    if image == origin.container_image_reference and origin == merge.origin and \
             container.deployed_digest(sysroot, merge.checksum) == pulled.manifest_digest:
         raise Unchanged(f"already on {image} ({pulled.manifest_digest})")
     repo = sysroot.repo
     new_origin = origin.replace(refspec="", override_commit=None, container_image_reference=image)
-    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, new_origin, merge)
+    result = _deploy(sysroot, tx, stateroot, pulled.merge_commit, new_origin, merge, options)
     return UpgradeResult(result, merge, pulled.merge_commit, _version(repo, merge.checksum),
                          _version(repo, pulled.merge_commit), True)
 

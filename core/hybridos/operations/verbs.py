@@ -73,6 +73,35 @@ def _change_lines(result) -> list[str]:
     return [*lines, *diff.lines()]
 
 
+def _repo_options(op, **more):
+    """AssembleOptions with the request's --enablerepo/--disablerepo/--releasever."""
+    from hybridos.layering.assemble import AssembleOptions
+    from hybridos.layering.repos import RepoSelection
+
+    return AssembleOptions(repos=RepoSelection(tuple(op.enablerepo), tuple(op.disablerepo), op.releasever or None),
+                           **more)
+
+
+def _base_change(op, sysroot):
+    """The package change of upgrade/deploy/rebase ``--install``/``--uninstall`` (None without one)."""
+    if not (op.install or op.install_local_files or op.uninstall):
+        return None
+    from hybridos.layering.assemble import import_local_rpm
+    from hybridos.layering.requests import Change
+
+    return Change(install=op.install,
+                  install_local=tuple(import_local_rpm(sysroot.repo, f) for f in op.install_local_files),
+                  uninstall=op.uninstall)
+
+
+def _refuse_packages_with(op, flag: str, *, enabled: bool) -> None:
+    """rpm-ostree's "Cannot specify both --preview and --install/--uninstall"."""
+    if enabled and (op.install or op.install_local_files or op.uninstall):
+        from hybridos.errors import UsageError
+
+        raise UsageError(f"Cannot specify both {flag} and --install/--uninstall")
+
+
 # -- base image -------------------------------------------------------------------------------------------
 
 
@@ -85,8 +114,16 @@ class Upgrade(Operation):
     cache_only: bool = False
     download_only: bool = False
     allow_downgrade: bool = False
+    install: tuple[str, ...] = ()               #: --install: layered in the same transaction as the new base
+    install_local_files: tuple[str, ...] = ()
+    uninstall: tuple[str, ...] = ()
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    releasever: str = ""
 
     def run(self, tx: Transaction) -> Outcome:
+        _refuse_packages_with(self, "--preview", enabled=self.preview)
+        _refuse_packages_with(self, "--check", enabled=self.check)
         out = super().run(tx)
         if out.unchanged and (self.check or self.preview):
             return Outcome(("No updates available.",), unchanged=True)     # rpm-ostree's words (and exit 77)
@@ -95,10 +132,12 @@ class Upgrade(Operation):
     def _run(self, tx):
         from hybridos.operations.deploy import upgrade
 
+        sysroot = _load(tx)
         with tx.meter("Receiving objects:") as progress:
-            result = upgrade(_load(tx), tx, stateroot=self.stateroot, check=self.check,
+            result = upgrade(sysroot, tx, stateroot=self.stateroot, check=self.check,
                              cache_only=self.cache_only, download_only=self.download_only or self.preview,
-                             allow_downgrade=self.allow_downgrade, progress=progress)
+                             allow_downgrade=self.allow_downgrade, progress=progress,
+                             change=_base_change(self, sysroot), options=_repo_options(self))
         if self.check:
             return [f"AvailableUpdate:\n  Version: {result.new_version or '(none)'}\n  Commit: {result.new_commit}"]
         if self.preview:
@@ -119,13 +158,21 @@ class Deploy(Operation):
     revision: str = ""
     stateroot: str | None = None
     skip_branch_check: bool = False
+    install: tuple[str, ...] = ()
+    install_local_files: tuple[str, ...] = ()
+    uninstall: tuple[str, ...] = ()
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    releasever: str = ""
 
     def _run(self, tx):
         from hybridos.operations.deploy import deploy_revision
 
+        sysroot = _load(tx)
         with tx.meter("Receiving objects:") as progress:
-            result = deploy_revision(_load(tx), tx, self.revision, stateroot=self.stateroot,
-                                     skip_branch_check=self.skip_branch_check, progress=progress)
+            result = deploy_revision(sysroot, tx, self.revision, stateroot=self.stateroot,
+                                     skip_branch_check=self.skip_branch_check, progress=progress,
+                                     change=_base_change(self, sysroot), options=_repo_options(self))
         return [*_change_lines(result), REBOOT_HINT]
 
 
@@ -135,13 +182,21 @@ class Rebase(Operation):
     target: str = ""
     stateroot: str | None = None
     cache_only: bool = False
+    install: tuple[str, ...] = ()
+    install_local_files: tuple[str, ...] = ()
+    uninstall: tuple[str, ...] = ()
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    releasever: str = ""
 
     def _run(self, tx):
         from hybridos.operations.deploy import rebase
 
+        sysroot = _load(tx)
         with tx.meter("Receiving objects:") as progress:
-            result = rebase(_load(tx), tx, self.target, stateroot=self.stateroot, cache_only=self.cache_only,
-                            progress=progress)
+            result = rebase(sysroot, tx, self.target, stateroot=self.stateroot, cache_only=self.cache_only,
+                            progress=progress, change=_base_change(self, sysroot),
+                            options=_repo_options(self, cache_only=self.cache_only))
         return [*_change_lines(result), REBOOT_HINT]
 
 
@@ -236,16 +291,25 @@ class PackageChange(Operation):
     download_only: bool = False
     force_replacefiles: bool = False
     allow_inactive: bool = False
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    releasever: str = ""
 
     @property
     def title(self) -> str:
         return self.name
 
     def _run(self, tx):
-        from hybridos.layering.assemble import AssembleOptions, import_local_rpm
+        from hybridos.errors import UsageError
+        from hybridos.layering.assemble import import_local_rpm
         from hybridos.layering.requests import Change
         from hybridos.operations.packages import apply_change
 
+        if self.force_replacefiles and self.install:
+            # rpm-ostree: "Non-local fileoverrides not implemented"; only a local package's request can carry it
+            raise UsageError(f"--force-replacefiles applies to local packages only (RPM files or URLs), not to "
+                             f"{self.install[0]!r} from a repository (as in rpm-ostree)",
+                             hint="download the RPM and install the file, or its URL, with --force-replacefiles")
         sysroot = _load(tx)
         change = Change(install=self.install,
                         install_local=tuple(import_local_rpm(sysroot.repo, f) for f in self.install_local_files),
@@ -253,9 +317,10 @@ class PackageChange(Operation):
                         replace_local=tuple(import_local_rpm(sysroot.repo, f) for f in self.replace_local_files),
                         reset_overrides=self.reset_overrides, reset_all_overrides=self.reset_all_overrides,
                         reset_all=self.reset_all, initramfs=self.initramfs, initramfs_args=self.initramfs_args,
-                        idempotent=self.idempotent)
-        options = AssembleOptions(force_replacefiles=self.force_replacefiles, cache_only=self.cache_only,
-                                  download_only=self.download_only, allow_inactive=self.allow_inactive)
+                        idempotent=self.idempotent,
+                        fileoverride=self.force_replacefiles and bool(self.install_local_files))
+        options = _repo_options(self, force_replacefiles=self.force_replacefiles, cache_only=self.cache_only,
+                                download_only=self.download_only, allow_inactive=self.allow_inactive)
         result = apply_change(sysroot, tx, change, stateroot=self.stateroot, options=options,
                               dry_run=self.dry_run)
         lines = list(result.plan.lines()) if result.plan is not None else []

@@ -426,6 +426,8 @@ def _cached_repomd(cachedir: Path, config: RepoConfig) -> tuple[Repomd, str] | N
         baseurl = (_repo_dir(cachedir, config.id) / "baseurl").read_text().strip()
     except OSError:
         return None
+    if config.baseurls and baseurl not in config.baseurls:
+        return None     # cached for another base URL (the .repo file or its $releasever changed): stale
     try:
         return parse_repomd(data, str(path)), baseurl
     except FormatError:

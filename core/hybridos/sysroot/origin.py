@@ -4,9 +4,9 @@ The keys are rpm-ostree's, so an origin written by either tool reads the same in
 
     [origin]            refspec=REMOTE:REF (baserefspec= when packages are layered), override-commit=CHECKSUM,
                         or container-image-reference=ostree-unverified-registry:NAME (a container image base)
-    [packages]          requested=a;b;  requested-local=SHA256:NEVRA;
+    [packages]          requested=a;b;  requested-local=SHA256:NEVRA;  requested-local-fileoverride=SHA256:NEVRA;
     [overrides]         remove=a;  replace-local=SHA256:NEVRA;
-    [rpmostree]         regenerate-initramfs=true  initramfs-args=--add;x;
+    [rpmostree]         regenerate-initramfs=true  initramfs-args=--add;x;  initramfs-etc=/etc/a;/etc/b;
     [libostree-transient] pinned=true
 """
 
@@ -21,7 +21,8 @@ from hybridos.sysroot import keyfile
 _KNOWN = {
     ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
     ("origin", "container-image-reference"),
-    ("packages", "requested"), ("packages", "requested-local"),
+    ("packages", "requested"), ("packages", "requested-local"), ("packages", "requested-local-fileoverride"),
+    ("rpmostree", "initramfs-etc"),
     ("overrides", "remove"), ("overrides", "replace-local"),
     ("rpmostree", "regenerate-initramfs"), ("rpmostree", "initramfs-args"),
     ("libostree-transient", "pinned"),
@@ -55,11 +56,15 @@ class Origin:
     override_commit: str | None = None
     requested_packages: tuple[str, ...] = ()
     requested_local_packages: tuple[str, ...] = ()
+    #: local packages installed with --force-replacefiles (their files may replace other packages' files)
+    requested_local_fileoverride: tuple[str, ...] = ()
     removals: tuple[str, ...] = ()
     local_replacements: tuple[str, ...] = ()
     regenerate_initramfs: bool = False
     initramfs_args: tuple[str, ...] = ()
     pinned: bool = False
+    #: files of /etc carried into an initramfs overlay (``initramfs-etc --track``)
+    initramfs_etc: tuple[str, ...] = ()
     #: the base is this container image (``refspec`` is then empty), as rpm-ostree's origins say
     container_image_reference: str | None = None
     #: keys this module does not interpret, kept as (group, key, raw value) so a rewrite loses nothing
@@ -82,7 +87,8 @@ class Origin:
     @property
     def is_layered(self) -> bool:
         return bool(self.requested_packages or self.requested_local_packages or self.removals
-                    or self.local_replacements or self.regenerate_initramfs)
+                    or self.local_replacements or self.regenerate_initramfs or self.requested_local_fileoverride
+                    or self.initramfs_etc)
 
     def replace(self, **changes) -> Origin:
         return dataclasses.replace(self, **changes)
@@ -113,6 +119,8 @@ def parse_origin(data: bytes) -> Origin:
             override_commit=kf.get_string("origin", "override-commit") or None,
             requested_packages=kf.get_list("packages", "requested"),
             requested_local_packages=kf.get_list("packages", "requested-local"),
+            requested_local_fileoverride=kf.get_list("packages", "requested-local-fileoverride"),
+            initramfs_etc=kf.get_list("rpmostree", "initramfs-etc"),
             removals=kf.get_list("overrides", "remove"),
             local_replacements=kf.get_list("overrides", "replace-local"),
             regenerate_initramfs=kf.get_bool("rpmostree", "regenerate-initramfs"),
@@ -136,6 +144,7 @@ def serialize_origin(origin: Origin) -> bytes:
     for group, key, values in (
         ("packages", "requested", origin.requested_packages),
         ("packages", "requested-local", origin.requested_local_packages),
+        ("packages", "requested-local-fileoverride", origin.requested_local_fileoverride),
         ("overrides", "remove", origin.removals),
         ("overrides", "replace-local", origin.local_replacements),
     ):
@@ -145,6 +154,8 @@ def serialize_origin(origin: Origin) -> bytes:
         kf.set_bool("rpmostree", "regenerate-initramfs", True)
         if origin.initramfs_args:
             kf.set_list("rpmostree", "initramfs-args", origin.initramfs_args)
+    if origin.initramfs_etc:
+        kf.set_list("rpmostree", "initramfs-etc", origin.initramfs_etc)
     for group, key, raw in origin.extra:
         kf.groups.setdefault(group, {})[key] = raw
     if origin.pinned:

@@ -141,14 +141,14 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "regenerate-initramfs": bool(o and o.regenerate_initramfs),
     }
     extra = {(g, k): v for g, k, v in o.extra} if o else {}
-    if ("packages", "requested-local-fileoverride") in extra:
+    if o is not None and o.requested_local_fileoverride:
         out["requested-local-fileoverride-packages"] = sorted(
-            _nevra_of_local(x) for x in keyfile.split_list(extra["packages", "requested-local-fileoverride"]))
+            _nevra_of_local(x) for x in o.requested_local_fileoverride)
     if ("overrides", "replace") in extra:       # rpm-ostree's remote overrides: "repo=ID,pkg,pkg"
         out["requested-base-remote-replacements"] = [
             [entry.split(",")[0], entry.split(",")[1:]]
             for entry in keyfile.split_list(extra["overrides", "replace"])]
-    etc = keyfile.split_list(extra.get(("rpmostree", "initramfs-etc"), ""))
+    etc = o.initramfs_etc if o is not None else ()
     if o and (o.regenerate_initramfs or etc):
         out["initramfs-args"] = list(o.initramfs_args)
         out["initramfs-etc"] = sorted(etc)

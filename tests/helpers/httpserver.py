@@ -27,7 +27,9 @@ class Faults:
     connection after that many answers, without announcing it (a keep-alive limit); ``chunked``: send
     bodies with ``Transfer-Encoding: chunked`` instead of a Content-Length; ``delay``: path suffix -> seconds to
     wait before answering; ``drip``: path suffix -> (bytes, seconds): send the body that many bytes at a time
-    with that pause between (a slow-drip server).
+    with that pause between (a slow-drip server); ``endless``: path suffix -> a body start, after which the
+    server sends filler (spaces) without end and without a Content-Length, until the client gives up
+    (``endless_sent`` counts what each path was sent).
     """
 
     drop_after: dict[str, int] = field(default_factory=dict)
@@ -39,6 +41,8 @@ class Faults:
     delay: dict[str, float] = field(default_factory=dict)
     chunked: bool = False
     drip: dict[str, tuple[int, float]] = field(default_factory=dict)
+    endless: dict[str, bytes] = field(default_factory=dict)
+    endless_sent: dict[str, int] = field(default_factory=dict)
 
 
 def _match(table: dict, path: str):
@@ -82,6 +86,27 @@ class StaticServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
+            def _send_endless(self, path: str, start: bytes, head: bool):
+                self._log(200)
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                if head:
+                    return
+                filler = b" " * (1 << 16)
+                sent = 0
+                try:
+                    self.wfile.write(start)
+                    sent = len(start)
+                    while sent < (256 << 20):   # a safety stop for the test machine, far above the limits tested
+                        self.wfile.write(filler)
+                        sent += len(filler)
+                        server.faults.endless_sent[path] = sent
+                except OSError:   # the client gave up
+                    pass
+                server.faults.endless_sent[path] = sent
+
             def do_HEAD(self):
                 self.do_GET(head=True)
 
@@ -96,6 +121,9 @@ class StaticServer:
                 forced = _match(server.faults.status, path)
                 if forced:
                     return self._send_status(forced)
+                endless = _match(server.faults.endless, path)
+                if endless is not None:
+                    return self._send_endless(path, endless, head)
                 fs = server.root / rel
                 if not fs.is_file():
                     return self._send_status(404)

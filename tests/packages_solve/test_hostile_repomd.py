@@ -146,3 +146,88 @@ def test_libsolv_text_with_newlines_is_one_line(tmp_path):
         solve(SolveRequest(arch=Architecture.parse("x86_64"), repos=(repo,), install=("app",)))
     assert "\n" not in str(info.value) and "missing injected line" in str(info.value)
     assert "\n" not in (info.value.hint or "")
+
+
+def _served_repo(tmp_path, *, declared_size: bool):
+    """A repository whose primary (and filelists) a lying server sends without end; repomd.xml declares their
+    ``<size>`` or (``declared_size=False``) not."""
+    repo = make_repo(tmp_path / "repo", [Pkg("a", files=(File("/usr/bin/a", b"a"),))], compression="gz")
+    repomd_path = repo.repodata / "repomd.xml"
+    text = repomd_path.read_text()
+    if not declared_size:
+        text = re.sub(r"<size>\d+</size>", "", text)
+        repomd_path.write_text(text)
+    hrefs = re.findall(r'<location href="(repodata/[^"]*(?:primary|filelists)[^"]*)"', text)
+    return repo, ["/" + h for h in hrefs]
+
+
+@pytest.mark.parametrize("declared_size", [True, False], ids=["size-declared", "no-size-max_metadata_size"])
+def test_an_endless_primary_is_cut_off_while_it_downloads(tmp_path, declared_size):
+    """The body is refused as soon as it passes the declared ``<size>`` (a lie) or, without one, the
+    ``max_metadata_size=`` of the .repo file: the rest never reaches memory or disk (it was read whole and only
+    then checked against its checksum)."""
+    from hybridos.errors import FetchError
+    from hybridos.packages.repofile import parse_repo_file
+
+    repo, paths = _served_repo(tmp_path, declared_size=declared_size)
+    with serve(repo.path) as srv:
+        for p in paths:
+            srv.faults.endless[p] = b"<metadata>"
+        [config] = parse_repo_file(f"[r]\nbaseurl={srv.url}\nmax_metadata_size=4M\n", "t.repo")
+        with pytest.raises(FetchError, match=r"larger than the \d+ bytes allowed"):
+            load_repo(config, tmp_path / "cache")
+        limit = 1 << 20 if declared_size else 4 << 20
+        sent = max(srv.faults.endless_sent.get(p, 0) for p in paths)
+        assert 0 < sent < limit + (16 << 20), sent   # what socket buffers held beyond the limit, no more
+    assert not any((tmp_path / "cache").rglob("*.solv"))
+
+
+def test_declared_sizes_over_the_limit_are_refused_before_downloading(tmp_path):
+    from hybridos.errors import FetchError
+    from hybridos.packages.repofile import parse_repo_file
+
+    repo, paths = _served_repo(tmp_path, declared_size=True)
+    repomd_path = repo.repodata / "repomd.xml"
+    repomd_path.write_text(re.sub(r"<size>\d+</size>", "<size>99999999999</size>", repomd_path.read_text()))
+    with serve(repo.path) as srv:
+        [config] = parse_repo_file(f"[r]\nbaseurl={srv.url}\n", "t.repo")
+        with pytest.raises(FetchError, match="declares 99999999999 bytes, over the limit of 536870912"):
+            load_repo(config, tmp_path / "cache")
+        assert not [r for r in srv.requests if r[0] in paths]
+    # a lying <open-size> cannot raise the decompression limit either
+    with pytest.raises(FormatError, match="<open-size> of 5000000000 bytes is over the limit"):
+        decompress(gzip.compress(b"<metadata/>"), "p.xml.gz", 5_000_000_000)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1T", "²", "9" * 40])
+def test_max_metadata_size_takes_a_size(value):
+    from hybridos.errors import ConfigError
+    from hybridos.packages.repofile import parse_repo_file
+
+    with pytest.raises(ConfigError, match="t.repo:3: max_metadata_size=.* is not a size in bytes"):
+        parse_repo_file(f"[r]\nbaseurl=http://x/\nmax_metadata_size={value}\n", "t.repo")
+    [config] = parse_repo_file("[r]\nbaseurl=http://x/\nmax_metadata_size=512M\n", "t.repo")
+    assert config.max_metadata_size == 512 << 20
+
+
+def test_an_endless_package_stops_at_its_declared_size(tmp_path):
+    """An RPM body past the size primary.xml declares for it is refused as it arrives, and its partial file
+    removed: a lying server cannot fill the package cache."""
+    from hybridos.arch import Architecture
+    from hybridos.errors import CorruptionError
+    from hybridos.packages.download import download_packages
+    from hybridos.packages.model import SolveRequest
+    from hybridos.packages.solver import solve
+
+    repo = make_repo(tmp_path / "repo", [Pkg("a", files=(File("/usr/bin/a", b"a" * 5000),))])
+    size = repo.rpms["a"].stat().st_size
+    with serve(repo.path) as srv:
+        loaded = load_repo(srv.url, tmp_path / "md")
+        [item] = solve(SolveRequest(arch=Architecture.parse("x86_64"), repos=(loaded,), install=("a",))).installs
+        assert item.size == size
+        path = "/" + repo.rpms["a"].relative_to(repo.path).as_posix()
+        srv.faults.endless[path] = repo.rpms["a"].read_bytes()
+        with pytest.raises(CorruptionError, match=f"larger than the {size} bytes its metadata declares"):
+            download_packages([item], tmp_path / "cache")
+        assert srv.faults.endless_sent[path] < size + (16 << 20)
+    assert list((tmp_path / "cache").iterdir()) == []

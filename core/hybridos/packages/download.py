@@ -104,7 +104,7 @@ def download_packages(items: Transaction | Iterable[TransactionItem], cachedir: 
             continue
         # The fetcher checks sha256 before renaming into place; other algorithms land beside and are checked here.
         target = dest if algo == "sha256" else dest.with_name(f".unverified-{dest.name}")
-        req = DownloadRequest(item.location, target, digest if algo == "sha256" else None)
+        req = DownloadRequest(item.location, target, digest if algo == "sha256" else None, item.size)
         scheme = urlsplit(item.location).scheme.lower()
         pending[scheme].append((item, req, algo))
     registry = get_registry()

@@ -99,6 +99,7 @@ class TransactionItem:
     location: str = ""          #: URL or path of the RPM for installs
     checksum: str = ""          #: "sha256:<hex>" from the metadata
     replaces: Nevra | None = None
+    size: int | None = None      #: the RPM file's size as the metadata declares it (a download stops beyond it)
 
 
 @dataclass(frozen=True)

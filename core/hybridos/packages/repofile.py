@@ -43,6 +43,8 @@ class RepoConfig:
     metadata_expire: int = DEFAULT_METADATA_EXPIRE   #: seconds; -1 means never expires
     excludepkgs: tuple[str, ...] = ()
     priority: int = 99
+    #: hybridos' own key: the largest primary/filelists file, as downloaded and decompressed (None: the default)
+    max_metadata_size: int | None = None
     extra: tuple[tuple[str, str], ...] = ()           #: unknown keys, in file order
     source: str = ""                                  #: "FILE:LINE" of the section header
     options: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -89,6 +91,17 @@ def _parse_expire(value: str, where: str) -> int:
         raise ConfigError(f"{where}: metadata_expire={value[:40]!r} is not a duration (e.g. 3600, 90m, 6h, 2d, "
                           "never)")
     return int(m["num"]) * _UNITS[m["unit"]]
+
+
+_SIZE_RE = re.compile(r"([0-9]{1,12})([kmg]?)")
+
+
+def _parse_size(value: str, where: str, key: str) -> int:
+    """Bytes as ASCII digits with an optional k/M/G suffix (powers of 1024), at least 1."""
+    m = _SIZE_RE.fullmatch(value.strip().lower())
+    if not m or int(m[1]) == 0:
+        raise ConfigError(f"{where}: {key}={value[:40]!r} is not a size in bytes (e.g. 300000000, 512M, 2G)")
+    return int(m[1]) << {"": 0, "k": 10, "m": 20, "g": 30}[m[2]]
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -168,7 +181,7 @@ def parse_repo_file(text: str, filename: str = "<repo>",
         if not re.fullmatch(r"-?[0-9]{1,9}", priority.strip()):
             raise ConfigError(f"{where('priority')}: priority={priority[:40]!r} is not an integer")
         known = {"name", "baseurl", "enabled", "gpgcheck", "metadata_expire", "excludepkgs", "exclude", "priority",
-                 "repo_gpgcheck", "gpgkey"}
+                 "repo_gpgcheck", "gpgkey", "max_metadata_size"}
         out.append(RepoConfig(
             id=sec.id,
             name=" ".join(opts.get("name", sec.id).split()),
@@ -182,6 +195,8 @@ def parse_repo_file(text: str, filename: str = "<repo>",
                              if "metadata_expire" in opts else DEFAULT_METADATA_EXPIRE),
             excludepkgs=_split_list(opts.get("excludepkgs", "") + " " + opts.get("exclude", "")),
             priority=int(priority),
+            max_metadata_size=(_parse_size(opts["max_metadata_size"], where("max_metadata_size"), "max_metadata_size")
+                               if "max_metadata_size" in opts else None),
             extra=tuple((k, v) for k, v in opts.items() if k not in known),
             source=f"{filename}:{sec.line}",
             options=opts,

@@ -147,16 +147,22 @@ def compression_of(data: bytes, name: str) -> str:
 #: compresses 5-20x; a bomb 1000x) and never more than MAX_METADATA bytes
 MAX_RATIO = 100
 MAX_METADATA = 2 << 30
+#: a primary/filelists file whose repomd.xml declares no ``<size>`` may be at most this large as downloaded
+#: (``max_metadata_size=`` in the .repo file sets both limits)
+MAX_DOWNLOAD = 512 << 20
 
 
-def decompress(data: bytes, name: str, open_size: int | None = None) -> bytes:
+def decompress(data: bytes, name: str, open_size: int | None = None, max_size: int = MAX_METADATA) -> bytes:
     """Decompress rpm-md metadata (zst, gz, xz, bz2 or plain) detected by magic bytes: every frame or member,
     streamed, and stopped as soon as it grows past ``open_size`` (repomd.xml's ``<open-size>``) or, without
     one, past MAX_RATIO times its compressed size."""
     kind = compression_of(data, name)
     if kind == "none":
         return data
-    limit = open_size if open_size is not None else min(MAX_METADATA, max(64 << 20, MAX_RATIO * len(data)))
+    if open_size is not None and open_size > max_size:
+        raise FormatError(f"{name}: its <open-size> of {open_size} bytes is over the limit of {max_size} "
+                          f"(max_metadata_size= in the .repo file)")
+    limit = open_size if open_size is not None else min(max_size, max(64 << 20, MAX_RATIO * len(data)))
     source = io.BytesIO(data)
     opener = {"zst": lambda f: zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True),
               "gz": lambda f: gzip.GzipFile(fileobj=f), "xz": lzma.LZMAFile, "bz2": bz2.BZ2File}[kind]
@@ -492,7 +498,7 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
         repomd = parse_repomd(data, url)
         repo = loaded(repomd, baseurl, from_cache=False)
         if not (repo.solv_path.is_file() and _files_path(repo.solv_path).is_file()):
-            primary, filelists = _fetch_metadata(repomd, baseurl, options)
+            primary, filelists = _fetch_metadata(repomd, baseurl, options, config.max_metadata_size)
             build_solv(primary, filelists, repo.solv_path, f"[{config.id}] {baseurl}")
         else:
             repo = loaded(repomd, baseurl, from_cache=True)
@@ -535,7 +541,24 @@ def _resolve_baseurls(config: RepoConfig, options: FetchOptions | None) -> tuple
     raise FetchError(f"repository [{config.id}] has no baseurl, metalink or mirrorlist")
 
 
-def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None) -> tuple[bytes, bytes | None]:
+def download_limit(record: RepomdRecord, url: str, max_size: int | None) -> int:
+    """How many bytes of ``record``'s file a server may send: its declared ``<size>`` (more is a lie), else the
+    configured ``max_metadata_size`` (default MAX_DOWNLOAD); a declared size over that is refused up front."""
+    limit = max_size if max_size is not None else MAX_DOWNLOAD
+    if record.size is None:
+        return limit
+    if record.size > limit:
+        raise FetchError(f"{url}: repomd.xml declares {record.size} bytes, over the limit of {limit}",
+                         hint="raise max_metadata_size= in the repository's .repo file")
+    return record.size
+
+
+def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None,
+                    max_size: int | None = None) -> tuple[bytes, bytes | None]:
+    """primary (and filelists) of a repository, each body cut off as soon as it exceeds its limit
+    (:func:`download_limit`), checked against its checksum and decompressed within its ``<open-size>``."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from hybridos.plugins import get_registry
 
     primary = repomd.record("primary", _join(baseurl, "repodata/repomd.xml"))
@@ -544,12 +567,13 @@ def _fetch_metadata(repomd: Repomd, baseurl: str, options: FetchOptions | None) 
     if filelists is not None:
         records.append(filelists)
     urls = [_join(baseurl, r.href) for r in records]
-    with get_registry().fetcher_for(urls[0], options) as fetcher:
-        blobs = fetcher.read_many(urls)
+    limits = [download_limit(r, u, max_size) for r, u in zip(records, urls, strict=True)]
+    with get_registry().fetcher_for(urls[0], options) as fetcher, ThreadPoolExecutor(len(urls)) as pool:
+        blobs = list(pool.map(fetcher.read_capped, urls, limits))
     out = []
     for rec, url, blob in zip(records, urls, blobs, strict=True):
         verify_checksum(blob, rec, url)
-        out.append(decompress(blob, url, rec.open_size))
+        out.append(decompress(blob, url, rec.open_size, max_size or MAX_METADATA))
     return out[0], (out[1] if len(out) > 1 else None)
 
 

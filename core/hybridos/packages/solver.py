@@ -398,7 +398,9 @@ def _items(ctx: _Context, trans: solv.Transaction) -> list[TransactionItem]:
         else:
             action = Action.INSTALL
         url, checksum = _location(ctx, s)
-        items.append(TransactionItem(action, _nevra(s), url, checksum, _nevra(others[0]) if others else None))
+        size = s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE) if s.repo.id != ctx.cmdline.id else 0
+        items.append(TransactionItem(action, _nevra(s), url, checksum, _nevra(others[0]) if others else None,
+                                     size or None))
     return items
 
 

@@ -323,7 +323,7 @@ class HttpFetcher(Fetcher):
     def download(self, request: DownloadRequest, progress: ProgressCallback | None = None) -> Path:
         dest = Path(request.dest)
         part = dest.with_name(dest.name + ".part")
-        sink = _FileSink(part)
+        sink = _FileSink(part, request.size, request.url)
         try:
             resumed = sink.size > 0
             self._fetch_to(request, sink, progress)
@@ -333,6 +333,11 @@ class HttpFetcher(Fetcher):
                 sink.restart()
                 self._fetch_to(request, sink, progress)
                 digest = sink.hexdigest()
+        except CorruptionError:
+            sink.close()
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()   # a body past its declared size: nothing of it is worth resuming
+            raise
         finally:
             sink.close()
         if request.sha256 and digest != request.sha256.lower():
@@ -417,8 +422,10 @@ class _MemorySink:
 class _FileSink:
     """Appends to a ``.part`` file and keeps its running sha256 (including bytes from earlier runs)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limit: int | None = None, url: str = ""):
         self.path = path
+        self.limit = limit    #: the declared size: a body growing past it is refused before it is written
+        self.url = url
         self.hash = hashlib.sha256()
         self.size = 0
         # created 0600 from the start (never readable by others while it fills), never through a symlink
@@ -432,6 +439,8 @@ class _FileSink:
             self.size += len(chunk)
 
     def write(self, chunk: bytes) -> None:
+        if self.limit is not None and self.size + len(chunk) > self.limit:
+            raise CorruptionError(f"{self.url}: larger than the {self.limit} bytes its metadata declares")
         self.f.write(chunk)
         self.hash.update(chunk)
         self.size += len(chunk)

@@ -135,3 +135,43 @@ def test_cockpit_rebase_and_deploy_previews(rpm_host):
         gone = call_os(bus, "GetCachedDeployRpmDiff", "'version=9'", "@as []", check=False)
         assert gone.returncode != 0 and "version '9'" in gone.stderr, gone.stderr
         assert [d["checksum"] for d in deployments(bus)] == [h.v1]
+
+
+def test_gnome_software_switches_a_repository(rpm_host):
+    """GNOME Software's repository dialog: ListRepos (disabled ones too), ModifyYumRepo to switch one off and on;
+    the .repo file keeps everything else as written, and a switched-off repository is not used."""
+    require_tool("dbus-daemon", "busctl", "gdbus")
+    h = rpm_host
+    [dep] = deployments_on_disk(h.sysroot)
+    repo_file = h.sysroot / dep / "etc/yum.repos.d/extras.repo"
+    original = repo_file.read_text()
+    with serving(h.sysroot) as (bus, daemon):
+        listed = call_os(bus, "ListRepos").stdout
+        assert "'id': <'extras'>" in listed and "'is-enabled': <true>" in listed, listed
+        assert "'description': <'Extras for x86_64'>" in listed, listed
+
+        _ok(os_txn(bus, "ModifyYumRepo", "'extras'", "{'enabled': '0'}"))
+        assert repo_file.read_text() == original.replace("[extras]\n", "[extras]\nenabled=0\n", 1)
+        listed = call_os(bus, "ListRepos").stdout
+        assert "'id': <'extras'>" in listed and "'is-enabled': <false>" in listed, listed
+        failed = os_txn(bus, "UpdateDeployment", "{'install-packages': <['layered-tool']>}",
+                        "{'no-pull-base': <true>}")
+        assert ".Finished (false, 'no enabled package repository (extras: enabled=0)')" in failed, failed
+
+        # only 'enabled', only 0/1, only repositories that exist: refused, file unchanged
+        for args, why in ((("'extras'", "{'gpgcheck': '1'}"), "Changing 'gpgcheck' not allowed"),
+                          (("'extras'", "{'enabled': 'yes'}"), "Only '0' and '1' are allowed"),
+                          (("'nosuch'", "{'enabled': '1'}"), "Yum repo 'nosuch' not found")):
+            out = os_txn(bus, "ModifyYumRepo", *args)
+            assert ".Finished (false," in out and why in out, out
+        _ok(os_txn(bus, "ModifyYumRepo", "'extras'", "{'enabled': '1'}"))
+        assert "enabled=1\n" in repo_file.read_text()
+        _ok(os_txn(bus, "UpdateDeployment", "{'install-packages': <['layered-tool']>}",
+                   "{'no-pull-base': <true>}"))
+        assert deployments(bus)[0]["requested-packages"] == ["layered-tool"]
+
+
+def deployments_on_disk(sysroot):
+    from hybridos.sysroot.sysroot import Sysroot
+
+    return [d.relpath for d in Sysroot.load(sysroot).deployments]

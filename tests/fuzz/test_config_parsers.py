@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hybridos.arch import Architecture
 from hybridos.compose.treefile import load_treefile
 from hybridos.errors import HybridosError
-from hybridos.packages.repofile import parse_repo_file
+from hybridos.packages.repofile import parse_repo_file, set_repo_option
 from hybridos.packages.repomd import decompress, parse_filelists, parse_metalink, parse_repomd
 from hybridos.sysroot.origin import parse_origin, serialize_origin
 from tests.helpers.props import budget
@@ -181,6 +181,29 @@ _REPO_LINES = ["[r]", "[ r ]", "[bad id!]", "baseurl=http://x/", "baseurl=$relea
 def test_repo_files(lines):
     text = "\n".join(a + b if a.endswith("=") else a for a, b in lines)
     _only_our_errors(parse_repo_file, text, "t.repo", {"releasever": "²"})
+
+
+@budget(300)
+@given(st.lists(st.tuples(st.sampled_from(_REPO_LINES), st.one_of(_NUMBERS, _TEXT)), max_size=8),
+       st.sampled_from(["0", "1"]))
+def test_switching_a_repo_changes_only_enabled(lines, value):
+    """ModifyYumRepo's edit: on any file we read, ``enabled`` of every section can be set and the file still
+    reads the same except for that one value."""
+    text = "\n".join(a + b if a.endswith("=") else a for a, b in lines)
+    before = _only_our_errors(parse_repo_file, text, "t.repo")
+    if not before:
+        return
+    for repo in before:
+        edited = set_repo_option(text, repo.id, "enabled", value, "t.repo")
+        after = {r.id: r for r in parse_repo_file(edited, "t.repo")}
+        assert after[repo.id].enabled == (value == "1")
+        for other in before:
+            mine = after[other.id]
+            if other.id == repo.id:
+                assert {k: v for k, v in mine.options.items() if k != "enabled"} == \
+                       {k: v for k, v in other.options.items() if k != "enabled"}
+            else:
+                assert mine.options == other.options
 
 
 _ORIGIN_LINES = ["[origin]", "refspec=", "baserefspec=", "container-image-reference=", "[packages]", "requested=",

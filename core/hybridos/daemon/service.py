@@ -305,6 +305,13 @@ class OSInterface(ServiceInterface):
         return [diff, details]
 
     @method()
+    async def ModifyYumRepo(self, repo_id: "s", settings: "a{ss}") -> "s":
+        from hybridos.operations.verbs import ModifyRepo
+
+        op = ModifyRepo(stateroot=self.osname, repo_id=repo_id, settings=tuple(sorted(settings.items())))
+        return await self._txn("ModifyYumRepo", ("repo-modify",), op, ("ModifyYumRepo", op))
+
+    @method()
     async def DownloadRebaseRpmDiff(self, refspec: "s", packages: "as") -> "s":
         from hybridos.operations.verbs import PackageDiff
 
@@ -358,7 +365,7 @@ class OSInterface(ServiceInterface):
 
     @method()
     async def ListRepos(self) -> "aa{sv}":
-        from hybridos.layering.repos import host_repo_configs
+        from hybridos.layering.repos import all_host_repo_configs
 
         sysroot = self.d.sysroot()
         merge = sysroot.merge_deployment(self.osname)
@@ -367,14 +374,18 @@ class OSInterface(ServiceInterface):
         from hybridos.layering.assemble import commit_arch
 
         try:
-            configs = host_repo_configs(sysroot.path, sysroot.path / merge.relpath,
+            configs = all_host_repo_configs(sysroot.path, sysroot.path / merge.relpath,
                                         commit_arch(sysroot.repo, merge.checksum))
         except HybridosError as exc:
             raise DBusError(names.ERROR_FAILED, exc.message) from None
         out = []
         for c in configs:
-            out.append({"id": Variant("s", c.id), "description": Variant("s", getattr(c, "name", "") or c.id),
-                        "is-enabled": Variant("b", bool(getattr(c, "enabled", True)))})
+            # every repository, enabled or not (GNOME Software lists them to switch them); libdnf's is-devel and
+            # is-source are judged from the id as it does
+            out.append({"id": Variant("s", c.id), "description": Variant("s", c.name or c.id),
+                        "is-enabled": Variant("b", c.enabled),
+                        "is-devel": Variant("b", c.id.endswith(("-debuginfo", "-debug", "-development"))),
+                        "is-source": Variant("b", c.id.endswith("-source"))})
         return out
 
 
@@ -407,7 +418,8 @@ def request_actions(op) -> tuple[str, ...]:
             actions.append("bootconfig")
         return tuple(actions) or ("install-uninstall-packages",)
     return {"deploy": ("deploy",), "rebase": ("rebase",), "rollback": ("rollback",), "kargs": ("bootconfig",),
-            "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",), "package-diff": ("repo-refresh",)}[verb]
+            "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",), "package-diff": ("repo-refresh",),
+            "modify-yum-repo": ("repo-modify",)}[verb]
 
 
 class HybridosOSInterface(ServiceInterface):

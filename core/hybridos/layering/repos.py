@@ -75,18 +75,25 @@ class RepoSelection:
         return tuple(out)
 
 
-def host_repo_configs(sysroot: Path, deploy_dir: Path, arch: Architecture,
-                      selection: RepoSelection = RepoSelection()) -> tuple[RepoConfig, ...]:
-    """Every enabled repository the host knows (the deployment's files first; an id defined again later is
-    ignored), after ``selection`` (``--enablerepo``/``--disablerepo``/``--releasever``)."""
-    variables = repo_variables(arch, selection.releasever or releasever_of(deploy_dir))
+def all_host_repo_configs(sysroot: Path, deploy_dir: Path, arch: Architecture,
+                          releasever: str | None = None) -> tuple[RepoConfig, ...]:
+    """Every repository the host knows, enabled or not (the deployment's files first; an id defined again
+    later is ignored)."""
+    variables = repo_variables(arch, releasever or releasever_of(deploy_dir))
     seen: dict[str, RepoConfig] = {}
     for directory in [deploy_dir / "etc/yum.repos.d", *config_repo_dirs(sysroot)]:
         if not directory.is_dir():
             continue
         for repo in read_repo_dir(directory, variables, enabled_only=False):
             seen.setdefault(repo.id, repo)
-    return selection.apply(tuple(seen.values()))
+    return tuple(seen.values())
+
+
+def host_repo_configs(sysroot: Path, deploy_dir: Path, arch: Architecture,
+                      selection: RepoSelection = RepoSelection()) -> tuple[RepoConfig, ...]:
+    """Every enabled repository the host knows, after ``selection`` (``--enablerepo``/``--disablerepo``/
+    ``--releasever``)."""
+    return selection.apply(all_host_repo_configs(sysroot, deploy_dir, arch, selection.releasever))
 
 
 def load_host_repos(sysroot: Path, stateroot: str, deploy_dir: Path, arch: Architecture, *,
@@ -95,10 +102,14 @@ def load_host_repos(sysroot: Path, stateroot: str, deploy_dir: Path, arch: Archi
     """The enabled repositories with their metadata loaded (LoadedRepo values for the solve hook)."""
     from hybridos.packages.repomd import load_repo
 
-    configs = host_repo_configs(sysroot, deploy_dir, arch, selection)
+    known = all_host_repo_configs(sysroot, deploy_dir, arch, selection.releasever)
+    configs = selection.apply(known)
     if not configs:
         if selection.disable:
             raise ConfigError("no enabled package repository after --disablerepo/--enablerepo")
+        if known:
+            raise ConfigError(f"no enabled package repository ({', '.join(r.id for r in known)}: enabled=0)",
+                              hint="enable one with enabled=1 in its .repo file, or use --enablerepo")
         raise ConfigError(f"no enabled package repository: no .repo file in {deploy_dir}/etc/yum.repos.d",
                           hint="add a .repo file to /etc/yum.repos.d")
     cachedir = stateroot_dir(sysroot, stateroot) / REPOMD_CACHE

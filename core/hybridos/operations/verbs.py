@@ -371,9 +371,26 @@ class PackageDiff(Operation):
         return [f"Downloaded {what}: {commit}; not deployed"]
 
 
+@dataclass(frozen=True)
+class ModifyRepo(Operation):
+    """rpm-ostree's modify-yum-repo: switch a ``.repo`` file's repository on or off (``enabled`` only)."""
+
+    verb: ClassVar[str] = "modify-yum-repo"
+    stateroot: str | None = None
+    repo_id: str = ""
+    settings: tuple[tuple[str, str], ...] = ()
+
+    def _run(self, tx):
+        from hybridos.operations.repos import modify_repo
+
+        with tx.step("repo-modify"):
+            path = modify_repo(_load(tx), self.stateroot, self.repo_id, self.settings)
+        return [f"Changed {self.repo_id} in {path}: {', '.join(f'{k}={v}' for k, v in self.settings)}"]
+
+
 #: verb -> request class (the daemon's and the client's common vocabulary)
 OPERATIONS: dict[str, type[Operation]] = {cls.verb: cls for cls in (
-    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff)}
+    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff, ModifyRepo)}
 
 
 def from_dict(verb: str, data: dict) -> Operation:

@@ -204,6 +204,27 @@ def parse_repo_file(text: str, filename: str = "<repo>",
     return tuple(out)
 
 
+def set_repo_option(text: str, repo_id: str, key: str, value: str, filename: str = "<repo>") -> str:
+    """``text`` with ``key=value`` in section ``[repo_id]``: the key's line replaced, or a line added after the
+    section header; every other line (comments, order, other sections) kept as written."""
+    if "\n" in value or "\r" in value or "\n" in key or "=" in key:
+        raise ConfigError(f"{filename}: refusing a key or value with a line break or '=' in it")
+    section = next((s for s in _sections(text, filename) if s.id == repo_id), None)
+    if section is None:
+        raise ConfigError(f"{filename}: no repository [{repo_id}]")
+    lines = text.splitlines(keepends=True)
+    new = f"{key}={value}\n"
+    if key in section.lines:
+        i = section.lines[key] - 1
+        lines[i] = new if lines[i].endswith("\n") else new[:-1]
+    else:
+        header = section.line - 1
+        if not lines[header].endswith("\n"):
+            lines[header] += "\n"
+        lines.insert(header + 1, new)
+    return "".join(lines)
+
+
 def read_repo_file(path: str | Path, variables: Mapping[str, str] | None = None) -> tuple[RepoConfig, ...]:
     path = Path(path)
     try:

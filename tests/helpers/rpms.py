@@ -161,9 +161,10 @@ def _add_file(builder: rpm_rs.PackageBuilder, f: File) -> None:
         builder.with_file_contents(f.content, opts)
 
 
-def build_package(spec: Pkg) -> rpm_rs.Package:
-    """The rpm-rs Package for ``spec`` (in memory)."""
-    return retry_hardlink_race(lambda: _build_package(spec))
+def build_package(spec: Pkg, compression: str | None = None) -> rpm_rs.Package:
+    """The rpm-rs Package for ``spec`` (in memory); ``compression``: an rpm_rs.CompressionType name
+    ("Gzip", "Xz", "Bzip2", "NONE"; default zstd)."""
+    return retry_hardlink_race(lambda: _build_package(spec, compression))
 
 
 def retry_hardlink_race(build):
@@ -179,7 +180,7 @@ def retry_hardlink_race(build):
     raise AssertionError("unreachable")
 
 
-def _build_package(spec: Pkg) -> rpm_rs.Package:
+def _build_package(spec: Pkg, compression: str | None = None) -> rpm_rs.Package:
     b = rpm_rs.PackageBuilder(spec.name, spec.version, spec.license, spec.arch, spec.summary or f"{spec.name} fixture")
     b.release(spec.release)
     if spec.epoch:
@@ -199,16 +200,21 @@ def _build_package(spec: Pkg) -> rpm_rs.Package:
         body = getattr(spec, attr)
         if body is not None:
             method(body)
-    b.using_config(rpm_rs.BuildConfig(**BUILD_CONFIG_ARGS))
+    args = dict(BUILD_CONFIG_ARGS)
+    if compression is not None:
+        args["compression"] = getattr(rpm_rs.CompressionType, compression)
+        if compression != "Zstd":
+            del args["compression_level"]
+    b.using_config(rpm_rs.BuildConfig(**args))
     return b.build()
 
 
-def build_rpm(spec: Pkg, outdir: str | os.PathLike) -> Path:
+def build_rpm(spec: Pkg, outdir: str | os.PathLike, compression: str | None = None) -> Path:
     """Build ``spec`` into ``outdir/<name>-<version>-<release>.<arch>.rpm`` and return the path."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / spec.filename
-    build_package(spec).write_to(str(path))
+    build_package(spec, compression).write_to(str(path))
     return path
 
 

@@ -149,3 +149,29 @@ def test_force_replacefiles_of_a_local_package_is_kept_for_upgrades(host, layeri
     hyb(host, "uninstall", "clobber")
     new = status(host)[0]
     assert "fileoverride" not in _origin(host, new) and new["requested-local-fileoverride-packages"] == []
+
+
+def test_change_summaries_show_what_changed_from_the_previous_deployment(host, layering_env):
+    rpm = layering_env.rpmdir / "hello-2.0-1.x86_64.rpm"
+    hyb(host, "install", "layered-tool")
+    out = hyb(host, "override", "replace", str(rpm)).stdout.splitlines()
+    assert out[out.index("Upgraded:") + 1] == "  hello-1.0-1.x86_64 -> hello-2.0-1.x86_64"
+    assert "Added:" not in out                     # layered-tool was already there: not shown again
+    out = hyb(host, "override", "reset", "hello").stdout.splitlines()
+    assert out[out.index("Downgraded:") + 1:out.index("Downgraded:") + 2] == [
+        "  hello-2.0-1.x86_64 -> hello-1.0-1.x86_64"]
+    assert not {"Added:", "Removed:", "Upgraded:"} & set(out)
+    assert out[-1] == 'Changes queued for next boot. Run "systemctl reboot" to start a reboot'
+    out = hyb(host, "uninstall", "layered-tool").stdout.splitlines()
+    assert out[out.index("Removed:") + 1:out.index("Removed:") + 3] == ["  layered-tool-1.0-1.noarch",
+                                                                       "  libbar-1.0-1.noarch"]
+
+
+def test_reset_with_install_keeps_only_what_it_names(host, layering_env):
+    hyb(host, "install", "layered-tool")
+    hyb(host, "override", "remove", "hello")
+    hyb(host, "reset", "--install", "layered-tool")
+    new = status(host)[0]
+    assert new["requested-packages"] == ["layered-tool"] and new["requested-base-removals"] == []
+    tree = deployment_dir(host, new)
+    assert (tree / "usr/bin/layered-tool").exists() and (tree / "usr/bin/hello").exists()

@@ -134,17 +134,22 @@ def override_reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, dow
 @click.option("-l", "--overlays", is_flag=True, help="Only remove the layered packages.")
 @click.option("-o", "--overrides", is_flag=True, help="Only remove the overrides.")
 @click.option("-i", "--initramfs", "initramfs_", is_flag=True, help="Only stop regenerating the initramfs.")
+@install_option
+@uninstall_option
 @click.pass_context
 def reset(ctx, sysroot_opt, osname, dry_run, assumeyes, cache_only, download_only, unchanged_exit_77, overlays,
-          overrides, initramfs_):
-    """Remove all local changes: layered packages, overrides and initramfs regeneration (or only some)."""
+          overrides, initramfs_, install_, uninstall_):
+    """Remove all local changes: layered packages, overrides and initramfs regeneration (or only some);
+    ``--install PKG`` layers PKG again on the result, in the same transaction."""
     if overlays or overrides or initramfs_:
         change = dict(uninstall_all=overlays, reset_all_overrides=overrides,
                       initramfs=False if initramfs_ else None, idempotent=True)
     else:
         change = dict(reset_all=True)
-    _run(ctx, sysroot_opt, osname, "reset", **change, dry_run=dry_run,
-         cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
+    with _split(install_) as args:
+        _run(ctx, sysroot_opt, osname, "reset", **change, install=tuple(args.names),
+             install_local_files=tuple(args.files), uninstall=uninstall_, dry_run=dry_run,
+             cache_only=cache_only, download_only=download_only, unchanged_exit_77=unchanged_exit_77)
 
 
 @click.command("initramfs")

@@ -122,14 +122,13 @@ def _drop(spec: str, names: list[str], local: list[LocalPackage]) -> tuple[list[
 
 def apply(requests: Requests, change: Change) -> Requests:
     """The requests after ``change``; UsageError/NotFoundError when the change contradicts them."""
+    if change.reset_all:        # then the rest of the change, on nothing (rpm-ostree's `reset --install PKG`)
+        requests = Requests()
     packages = list(requests.packages)
     local = list(requests.local_packages)
     removals = list(requests.removals)
     replacements = list(requests.local_replacements)
     regen, args = requests.regenerate_initramfs, tuple(requests.initramfs_args)
-
-    if change.reset_all:
-        return Requests()
 
     for name in change.install:
         if name in packages:

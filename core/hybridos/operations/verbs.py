@@ -55,6 +55,21 @@ def _load(tx: Transaction):
     return Sysroot.load(tx.sysroot)
 
 
+def _deployment_diff(old_sysroot, old, new_sysroot) -> list[str]:
+    """The package diff (Upgraded/Downgraded/Removed/Added) of the deployment a change started from and the new
+    default one."""
+    from hybridos.sysroot.pkgdiff import diff_packages, packages_of_tree
+
+    new = new_sysroot.default
+    if old is None or new is None:
+        return []
+    try:
+        return diff_packages(packages_of_tree(old_sysroot.path / old.relpath),
+                             packages_of_tree(new_sysroot.path / new.relpath)).lines()
+    except (HybridosError, OSError) as exc:  # a tree without a readable rpmdb still deploys
+        return [f"(no package diff: {exc})"]
+
+
 def _change_lines(result) -> list[str]:
     """``Deployed os:ref: old -> new (commit ...)`` and the package diff of the two deployments."""
     from hybridos.sysroot.pkgdiff import diff_packages, packages_of_tree
@@ -328,7 +343,12 @@ class PackageChange(Operation):
             return [*lines, "Exiting because of '--dry-run' option"]
         if self.download_only:
             return [*lines, "Downloaded the packages; not deployed (--download-only)"]
-        return [*lines, f"Deployed {result.commit}", REBOOT_HINT]
+        # what changed for the user: the previous default deployment against the new one (rpm-ostree's
+        # print_treepkg_diff), not the plan against the base, which lists every layered package again
+        merge = sysroot.merge_deployment(self.stateroot or sysroot.default_stateroot())
+        notes = [x for x in lines if x.startswith(("Inactive requests", "Initramfs regeneration"))]
+        return [*_deployment_diff(sysroot, merge, result.sysroot), *notes, f"Deployed {result.commit}",
+                f"Changes queued for next boot. {REBOOT_HINT}"]
 
 
 @dataclass(frozen=True)

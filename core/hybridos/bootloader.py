@@ -11,6 +11,7 @@ import os
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
@@ -68,6 +69,17 @@ class BootConfigContext:
     entries: tuple[BootEntry, ...]   #: in boot order; entries[0] is the default
     arch: Architecture
     options: dict[str, str] = field(default_factory=dict)  #: [sysroot] keys from the repo config
+    #: boot counting tries configured for this sysroot (``[sysroot] boot-counting``, else greenboot.conf's
+    #: GREENBOOT_MAX_BOOT_ATTEMPTS when the default deployment has health checks); None: read the option
+    boot_counting: int | None = None
+    #: index (in ``entries``) of the deployment this machine is running, when known
+    booted: int | None = None
+
+    def counting_tries(self) -> int:
+        """How many tries boot counting gives a new default deployment; 0 = no boot counting."""
+        if self.boot_counting is not None:
+            return self.boot_counting
+        return self.int_option("boot-counting", 0) or 0
 
     @property
     def boot_dir(self) -> Path:
@@ -103,6 +115,26 @@ class BootConfigContext:
         except OSError:
             return None
         return {"loader.0": 0, "loader.1": 1}.get(target)
+
+
+class BootCountStatus(StrEnum):
+    """Where boot counting stands, as a bootloader reads its own state."""
+
+    NONE = "none"            #: nothing being counted (never armed, disarmed, or the boot was marked good)
+    ARMED = "armed"          #: the default deployment is on trial: tries left, not marked good yet
+    FALLBACK = "fallback"    #: tries ran out: the bootloader booted the previous deployment instead
+
+
+@dataclass(frozen=True)
+class BootCountState:
+    status: BootCountStatus
+    tries_left: int | None = None
+    tries_done: int | None = None
+    detail: str = ""         #: what was read, for humans ("grubenv: boot_counter=2 boot_success=0")
+
+    def to_json(self) -> dict:
+        return {"status": self.status.value, "tries-left": self.tries_left, "tries-done": self.tries_done,
+                "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -156,6 +188,28 @@ class Bootloader(ABC):
 
     def supports(self, arch: Architecture) -> bool:
         return arch in self.architectures
+
+    # -- boot counting (optional: a bootloader that does not override these has no boot counting) ------------
+
+    def arm_boot_counting(self, context: BootConfigContext, tries: int) -> bool:
+        """Put ``context.entries[0]`` on trial: after ``tries`` boots not marked good, boot ``entries[1]``.
+
+        Called after ``post_swap`` when a deployment other than the running one became the default; ``tries``
+        0 stops any counting in progress. Return False when this bootloader does not count boots.
+        """
+        return False
+
+    def boot_count_state(self, context: BootConfigContext) -> BootCountState | None:
+        """The counting state of the current configuration (``context`` is the current boot version, with
+        ``booted`` set when known), or None when this bootloader does not count boots."""
+        return None
+
+    def mark_boot_good(self, context: BootConfigContext) -> None:
+        """The running boot passed its health checks: stop counting (systemd's "bless")."""
+
+    def clear_fallback(self, context: BootConfigContext) -> None:
+        """The fallback was made permanent (the previous deployment is the default again): reset the state
+        that said so, so the next boot is an ordinary one."""
 
     def validate(self, context: BootConfigContext) -> None:
         """Refuse, before anything is written, a context this bootloader cannot boot.

@@ -189,6 +189,10 @@ class Sysroot:
         self.swap(context)
         if bootloader is not None:
             bootloader.post_swap(context)
+            # as the core: a new default deployment is put on trial (boot counting)
+            if getattr(self, "_default", None) != deployments[0].name:
+                bootloader.arm_boot_counting(context, context.counting_tries())
+        self._default = deployments[0].name
         self.cleanup(context)
         return context
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "reset": "hybridos.cli.layering:reset",
     "initramfs": "hybridos.cli.layering:initramfs",
     "start-daemon": "hybridos.cli.daemon_cmd:start_daemon",
+    "health-check": "hybridos.cli.health:health_check",
 }
 
 

@@ -396,8 +396,38 @@ def _boot_context(sysroot: Sysroot, deployments: list[Deployment], bootversion: 
         boot_entry_for(root, d, i, len(deployments), bootversion, sysroot.repo.load_commit(d.checksum).version or "",
                        multi_os=multi_os, bootprefix=bootprefix)
         for i, d in enumerate(deployments))
+    booted = next((i for i, d in enumerate(deployments) if d.same(sysroot.booted)), None)
     return BootConfigContext(sysroot=root, bootversion=bootversion, entries=entries, arch=_arch_of(entries, root),
-                             options=options)
+                             options=options, boot_counting=_counting_tries(root, options, deployments),
+                             booted=booted)
+
+
+def _counting_tries(root: Path, options: dict[str, str], deployments: list[Deployment]) -> int | None:
+    """Boot counting tries from greenboot.conf of the default deployment; None when ``[sysroot]
+    boot-counting`` decides (the bootloader reads and checks it)."""
+    from hybridos.health.config import boot_counting_tries
+
+    if "boot-counting" in options or not deployments:
+        return None
+    return boot_counting_tries({}, root / deployments[0].relpath)
+
+
+def current_boot_context(sysroot: Sysroot) -> BootConfigContext:
+    """The context of the configuration that is current now (for reading and updating boot counting)."""
+    return _boot_context(sysroot, assign_bootserials(list(sysroot.deployments)), sysroot.bootversion)
+
+
+def arm_new_default(bootloader, context: BootConfigContext, old: Sysroot, new_default: Deployment,
+                    tx: Transaction) -> None:
+    """A deployment other than the running one became the default: put it on trial (boot counting), or,
+    when counting is off, stop a count left from an earlier default."""
+    if new_default.same(old.default) or new_default.same(old.booted):
+        return
+    try:
+        tries = context.counting_tries()
+        bootloader.arm_boot_counting(context, tries)
+    except HybridosError as exc:
+        tx.message(f"warning: {bootloader.name}: boot counting: {exc}")
 
 
 def ensure_boot_symlink(root: Path) -> None:
@@ -510,6 +540,8 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
                 choice.bootloader.post_swap(context)
             except HybridosError as exc:
                 tx.message(f"warning: {choice.bootloader.name} post-swap: {exc}")
+            else:
+                arm_new_default(choice.bootloader, context, sysroot, deployments[0], tx)
         (root / POST_SWAP_PENDING).unlink(missing_ok=True)
 
     new = Sysroot.load(root)

@@ -202,7 +202,17 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         out["override-commit"] = o.override_commit
     if dep.origin_error:
         out["origin-error"] = dep.origin_error
+    out.update(_health_keys(sysroot.path, dep.id))
     return out
+
+
+def _health_keys(path: Path, dep_id: str) -> dict:
+    """Boot assessment's ``health-check`` (the last run) and ``boot-failure`` (the bootloader fell back from this
+    deployment), when recorded (docs/boot-assessment.md)."""
+    from hybridos.health.record import read_records
+
+    record = read_records(path).get(dep_id) or {}
+    return {k: record[k] for k in ("health-check", "boot-failure") if isinstance(record.get(k), dict)}
 
 
 def transaction_json(sysroot_path: Path) -> list[str] | None:
@@ -284,6 +294,11 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("Pinned to commit", d["override-commit"])
         if d.get("origin-error"):
             row("Error", d["origin-error"])
+        if d.get("boot-failure"):
+            row("BootFailure", str(d["boot-failure"].get("message", "boot failed")))
+        elif verbose and d.get("health-check"):
+            last = d["health-check"]
+            row("HealthCheck", str(last.get("result")) + (f" ({last['script']})" if last.get("script") else ""))
         if d["requested-base-removals"]:
             row("RemovedBasePackages", " ".join(d["requested-base-removals"]))
         if d["requested-base-local-replacements"]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.bootloader import BootConfigContext, Bootloader, Detection
+from hybridos.bootloader import BootConfigContext, BootCountState, BootCountStatus, Bootloader, Detection
 from hybridos.errors import BootloaderError, FormatError
 from hybridos.util import inroot
 from hybridos.util.atomic import atomic_symlink, atomic_write, fsync_dir
@@ -87,7 +87,7 @@ def settings_for(context: BootConfigContext, layout: GrubLayout) -> GrubSettings
         flavour=flavour,
         arch=context.arch,
         timeout=context.int_option("timeout", 5),
-        boot_counting=context.int_option("boot-counting", 0),
+        boot_counting=context.counting_tries(),
         fdt_file=opts.get("fdt-file") or None,
         serial=parse_serial(opts["grub-serial"]) if "grub-serial" in opts else None,
         terminal=parse_terminal(opts.get("grub-terminal", "")),
@@ -193,9 +193,6 @@ class GrubBootloader(Bootloader):
             self._install_pending(layout, context.bootversion)
         elif not layout.on_esp and (context.loader_dir / "grub.cfg").exists():
             self._link_config(context, layout)
-        settings = settings_for(context, layout)
-        if settings.boot_counting and len(context.entries) > 1:
-            self._arm_counting(context, layout, settings.boot_counting)
 
     @staticmethod
     def _install_pending(layout: GrubLayout, bootversion: int) -> None:
@@ -211,13 +208,49 @@ class GrubBootloader(Bootloader):
             new.unlink()  # from an attempt that never reached the swap
         fsync_dir(layout.config.parent)
 
-    def _arm_counting(self, context: BootConfigContext, layout: GrubLayout, tries: int) -> None:
-        env_path = _in_sysroot(context.sysroot, layout.env)
+    # -- boot counting: greenboot's grubenv variables, counted down by our grub.cfg -----------------------
+
+    def _env(self, context: BootConfigContext) -> tuple[Path, dict[str, str]]:
+        env_path = _in_sysroot(context.sysroot, self._layout(context).env)
         variables: dict[str, str] = {}
         if env_path.exists():
             try:
                 variables = parse_grubenv(env_path.read_bytes())
             except FormatError:
                 variables = {}
-        variables.update({"boot_counter": str(tries), "boot_success": "0"})
+        return env_path, variables
+
+    def _update_env(self, context: BootConfigContext, set_: dict[str, str], unset: tuple[str, ...] = ()) -> None:
+        env_path, variables = self._env(context)
+        for name in unset:
+            variables.pop(name, None)
+        variables.update(set_)
         atomic_write(env_path, format_grubenv(variables))
+
+    def arm_boot_counting(self, context: BootConfigContext, tries: int) -> bool:
+        if tries and len(context.entries) > 1:
+            self._update_env(context, {"boot_counter": str(tries), "boot_success": "0"})
+        else:  # nothing to fall back to, or counting switched off: no counter GRUB would act on
+            _, variables = self._env(context)
+            if "boot_counter" in variables:
+                self._update_env(context, {}, unset=("boot_counter",))
+        return True
+
+    def boot_count_state(self, context: BootConfigContext) -> BootCountState:
+        _, variables = self._env(context)
+        counter, success = variables.get("boot_counter"), variables.get("boot_success")
+        detail = f"grubenv: boot_counter={counter if counter is not None else '(unset)'} " \
+                 f"boot_success={success if success is not None else '(unset)'}"
+        if counter == "-1":
+            return BootCountState(BootCountStatus.FALLBACK, 0, None, detail)
+        if counter is not None and counter.isdigit() and success != "1":
+            return BootCountState(BootCountStatus.ARMED, int(counter), None, detail)
+        return BootCountState(BootCountStatus.NONE, None, None, detail)
+
+    def mark_boot_good(self, context: BootConfigContext) -> None:
+        """greenboot-grub2-set-success: ``boot_success=1``, ``boot_counter`` unset."""
+        self._update_env(context, {"boot_success": "1"}, unset=("boot_counter",))
+
+    def clear_fallback(self, context: BootConfigContext) -> None:
+        """greenboot's check-fallback: ``boot_counter`` unset once the rollback is permanent."""
+        self._update_env(context, {}, unset=("boot_counter",))

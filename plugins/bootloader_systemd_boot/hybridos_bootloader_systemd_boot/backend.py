@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.bootloader import BootConfigContext, Bootloader, Detection
+from hybridos.bootloader import BootConfigContext, BootCountState, BootCountStatus, Bootloader, Detection
 from hybridos.errors import BootloaderError
 from hybridos.util.atomic import atomic_open, atomic_write, fsync_dir
 from hybridos_bootloader_systemd_boot.entries import (
@@ -34,6 +34,12 @@ from hybridos_bootloader_systemd_boot.entries import (
 )
 
 ESP_LOCATIONS = ("boot/efi", "efi")
+#: loader.conf ``default`` while a new default is on trial: systemd-boot takes the first entry the pattern
+#: matches in its sort order, where entries out of tries ("bad") come last, so the previous one boots then
+#: (an exact name would keep booting the bad entry)
+TRIAL_DEFAULT = "ostree-*"
+LOADER_VENDOR = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+EFIVARS = Path("/sys/firmware/efi/efivars")
 STAGING = "loader/hybridos-staged"
 
 
@@ -92,7 +98,6 @@ class SystemdBootBootloader(Bootloader):
     def write_config(self, context: BootConfigContext) -> None:
         self.validate(context)
         esp = self._esp(context)
-        tries = context.int_option("boot-counting") or 0
         timeout = context.int_option("timeout")
         new = self.esp_entries(context)
         staging = esp / STAGING
@@ -107,10 +112,10 @@ class SystemdBootBootloader(Bootloader):
                 _copy(context.boot_file(path), esp / path.lstrip("/"))
         staging.mkdir(parents=True)
         existing = self._ours(esp / "loader/entries")
-        for i, entry in enumerate(new):
+        for entry in new:
             if entry.name in existing:
                 continue  # same content already there (with whatever boot-counting state it has reached)
-            atomic_write(staging / entry.filename(tries if i == 0 else 0), entry.text)
+            atomic_write(staging / entry.filename(), entry.text)  # counting starts at arm_boot_counting
         # written last: a manifest means the staged set is complete
         atomic_write(staging / MANIFEST, format_manifest(Manifest(context.bootversion, new[0].name,
                                                                   tuple(e.name for e in new))))
@@ -161,3 +166,71 @@ class SystemdBootBootloader(Bootloader):
                     shutil.rmtree(d)
             with contextlib.suppress(OSError):
                 fsync_dir(ostree_dir)
+
+    # -- boot counting: systemd's "+LEFT-DONE" entry names, counted down by systemd-boot itself -------------
+
+    def _entry_file(self, esp: Path, name: str) -> Path | None:
+        for f in (esp / "loader/entries").glob(f"{name}*.conf"):
+            parsed = parse_entry_filename(f.name)
+            if parsed is not None and parsed[0] == name:
+                return f
+        return None
+
+    def arm_boot_counting(self, context: BootConfigContext, tries: int) -> bool:
+        esp = self._esp(context)
+        name = self.esp_entries(context)[0].name
+        current = self._entry_file(esp, name)
+        if current is None:
+            return True
+        target = current.with_name(f"{name}+{tries}.conf" if tries else f"{name}.conf")
+        if target != current:
+            os.rename(current, target)
+            fsync_dir(target.parent)
+        conf = esp / "loader/loader.conf"
+        text = conf.read_text() if conf.exists() else ""
+        atomic_write(conf, with_settings(text, TRIAL_DEFAULT if tries else f"{name}.conf"))
+        return True
+
+    def boot_count_state(self, context: BootConfigContext) -> BootCountState:
+        esp = self._esp(context)
+        name = self.esp_entries(context)[0].name
+        current = self._entry_file(esp, name)
+        if current is None:
+            return BootCountState(BootCountStatus.NONE, detail=f"no entry {name} on the ESP")
+        _, left, done = parse_entry_filename(current.name)
+        detail = f"ESP: loader/entries/{current.name}"
+        if left is None:
+            return BootCountState(BootCountStatus.NONE, detail=detail)
+        if left == 0 and context.booted not in (None, 0):
+            return BootCountState(BootCountStatus.FALLBACK, left, done, detail)
+        return BootCountState(BootCountStatus.ARMED, left, done, detail)
+
+    def mark_boot_good(self, context: BootConfigContext) -> None:
+        """systemd-bless-boot: the booted entry loses its counter (the file LoaderBootCountPath names when
+        this is the running system, else the booted deployment's entry)."""
+        esp = self._esp(context)
+        current = _loader_boot_count_path(context.sysroot, esp)
+        if current is None:
+            index = context.booted if context.booted is not None else 0
+            current = self._entry_file(esp, self.esp_entries(context)[index].name)
+        if current is None or not current.exists():
+            return
+        parsed = parse_entry_filename(current.name)
+        if parsed is None or parsed[1] is None:
+            return
+        os.rename(current, current.with_name(f"{parsed[0]}.conf"))
+        fsync_dir(current.parent)
+
+
+def _loader_boot_count_path(sysroot: Path, esp: Path) -> Path | None:
+    """The entry file systemd-boot booted with a counter (EFI variable LoaderBootCountPath), on this machine
+    only (``sysroot`` is ``/``)."""
+    try:
+        if not os.path.samefile(sysroot, "/"):
+            return None
+        raw = (EFIVARS / f"LoaderBootCountPath-{LOADER_VENDOR}").read_bytes()[4:]
+    except OSError:
+        return None
+    path = raw.decode("utf-16-le", "replace").split("\0")[0].replace("\\", "/").lstrip("/")
+    candidate = esp / path
+    return candidate if path.startswith("loader/entries/") and candidate.is_file() else None

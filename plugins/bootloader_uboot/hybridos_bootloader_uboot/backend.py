@@ -13,11 +13,24 @@ import time
 from pathlib import Path
 
 from hybridos.arch import Architecture
-from hybridos.bootloader import BootConfigContext, BootEntry, Bootloader, Detection
+from hybridos.bootloader import (
+    BootConfigContext,
+    BootCountState,
+    BootCountStatus,
+    BootEntry,
+    Bootloader,
+    Detection,
+)
 from hybridos.errors import BootloaderError, FormatError
 from hybridos.util import inroot
 from hybridos.util.atomic import atomic_symlink, atomic_write
-from hybridos_bootloader_uboot.config import UBootSettings, render_boot_cmd, render_extlinux, render_uenv
+from hybridos_bootloader_uboot.config import (
+    FALLBACK_KARG,
+    UBootSettings,
+    render_boot_cmd,
+    render_extlinux,
+    render_uenv,
+)
 from hybridos_bootloader_uboot.envimage import DEFAULT_SIZE, format_env_image, parse_env_image
 from hybridos_bootloader_uboot.script import make_script_image, read_script_image
 
@@ -146,7 +159,7 @@ class UBootBootloader(Bootloader):
     def write_config(self, context: BootConfigContext) -> None:
         self.validate(context)
         settings = self.settings(context)
-        tries = context.int_option("boot-counting", 0)
+        tries = context.counting_tries()
         if tries:
             self._read_env(context)  # refuse an unreadable environment before anything is written
         files: dict[str, bytes] = {
@@ -186,13 +199,64 @@ class UBootBootloader(Bootloader):
         for name, rel in (("extlinux.conf", EXTLINUX), ("boot.scr", BOOT_SCR)):
             if (context.loader_dir / name).exists():
                 self._link(context, context.sysroot / rel, name)
-        tries = context.int_option("boot-counting", 0)
+
+    # -- boot counting: U-Boot's bootcount/bootlimit/upgrade_available/altbootcmd ------------------------
+
+    def _write_env(self, context: BootConfigContext, variables: dict[str, str], size: int) -> None:
+        redundant = bool(_bool_option(context.options, "uboot-env-redundant"))
+        path = self.env_path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, format_env_image(variables, size, redundant=redundant))
+
+    def arm_boot_counting(self, context: BootConfigContext, tries: int) -> bool:
+        variables, size = self._read_env(context)
         if tries and len(context.entries) > 1:
-            variables, size = self._read_env(context)
             variables.update({"upgrade_available": "1", "bootcount": "0", "bootlimit": str(tries)})
             if self.uses_script(context):
                 variables.setdefault("altbootcmd", ALTBOOTCMD)
-            redundant = bool(_bool_option(context.options, "uboot-env-redundant"))
-            path = self.env_path(context)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, format_env_image(variables, size, redundant=redundant))
+            if not _bool_option(context.options, "uboot-bootcount-firmware"):
+                variables["hybridos_count_in_script"] = "1"
+        elif variables.get("upgrade_available") == "1":
+            variables.update({"upgrade_available": "0", "bootcount": "0"})
+        else:
+            return True
+        self._write_env(context, variables, size)
+        return True
+
+    def boot_count_state(self, context: BootConfigContext) -> BootCountState:
+        variables, _ = self._read_env(context)
+        names = ("upgrade_available", "bootcount", "bootlimit")
+        detail = "env: " + " ".join(f"{n}={variables.get(n, '(unset)')}" for n in names)
+        fell_back = _on_cmdline(context.sysroot, FALLBACK_KARG)
+        if variables.get("upgrade_available") != "1":
+            if fell_back and context.booted not in (None, 0):
+                return BootCountState(BootCountStatus.FALLBACK, 0, None, detail + f"; {FALLBACK_KARG}")
+            return BootCountState(BootCountStatus.NONE, detail=detail)
+        try:
+            count, limit = int(variables.get("bootcount", "0")), int(variables.get("bootlimit", "0"))
+        except ValueError:
+            return BootCountState(BootCountStatus.NONE, detail=detail + " (not numbers)")
+        if fell_back or (count > limit and context.booted not in (None, 0)):
+            return BootCountState(BootCountStatus.FALLBACK, 0, count, detail)
+        return BootCountState(BootCountStatus.ARMED, max(limit - count, 0), count, detail)
+
+    def mark_boot_good(self, context: BootConfigContext) -> None:
+        """The update agent's part of U-Boot's bootcount: ``upgrade_available=0``, ``bootcount=0``."""
+        variables, size = self._read_env(context)
+        if variables.get("upgrade_available") == "0" and variables.get("bootcount") in ("0", None):
+            return
+        variables.update({"upgrade_available": "0", "bootcount": "0"})
+        self._write_env(context, variables, size)
+
+    def clear_fallback(self, context: BootConfigContext) -> None:
+        self.mark_boot_good(context)
+
+
+def _on_cmdline(sysroot: Path, word: str) -> bool:
+    """Whether the running kernel's command line has ``word`` (only when ``sysroot`` is this machine's /)."""
+    try:
+        if not os.path.samefile(sysroot, "/"):
+            return False
+        return word in Path("/proc/cmdline").read_text().split()
+    except OSError:
+        return False

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from acme_bootloader_syslinux.config import render_syslinux_cfg
 from hybridos.arch import Architecture
-from hybridos.bootloader import BootConfigContext, Bootloader, Detection
+from hybridos.bootloader import BootConfigContext, BootCountState, Bootloader, Detection
 from hybridos.errors import BootloaderError
 from hybridos.util.atomic import atomic_symlink, atomic_write
 
@@ -52,3 +52,13 @@ class SyslinuxBootloader(Bootloader):
         cfg = context.sysroot / CONFIG
         if not (cfg.is_symlink() and os.readlink(cfg) == LINK):
             atomic_symlink(LINK, cfg)
+
+    # boot counting (optional): SYSLINUX keeps no state it could count boots in, so this plugin says so and
+    # hybridos health-check still runs the health checks, only without an automatic fallback. A bootloader
+    # with a writable counter implements boot_count_state, mark_boot_good and clear_fallback too (see the
+    # bundled GRUB plugin: grubenv boot_counter/boot_success).
+    def arm_boot_counting(self, context: BootConfigContext, tries: int) -> bool:
+        return False
+
+    def boot_count_state(self, context: BootConfigContext) -> BootCountState | None:
+        return None

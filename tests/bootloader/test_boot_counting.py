@@ -17,12 +17,12 @@ from hybridos_bootloader_systemd_boot.backend import SystemdBootBootloader
 from hybridos_bootloader_uboot.backend import UBootBootloader
 from hybridos_bootloader_uboot.envimage import format_env_image, parse_env_image
 from hybridos_bootloader_uboot.script import read_script_image
+from tests.bootloader.layout import Deployment, commit_id
 from tests.bootloader.test_grub import make_grub_sysroot
 from tests.bootloader.test_systemd_boot import make_sdboot_sysroot
 from tests.bootloader.test_uboot import A as UA
 from tests.bootloader.test_uboot import B as UB
 from tests.bootloader.test_uboot import make_board
-from tests.bootloader.layout import Deployment, commit_id
 
 A, B = (Deployment(commit_id(n), version=f"39.{n}") for n in (1, 2))
 

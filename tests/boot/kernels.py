@@ -143,11 +143,10 @@ def debian_kernel(arch: str = "amd64") -> DebianKernel:
     return DebianKernel(arch=arch, package=name, version=version, kver=kver, root=root)
 
 
-def debian_busybox(arch: str) -> Path:
-    """Debian's static busybox for ``arch`` (``busybox-static:<arch>``, downloaded and unpacked once)."""
+def _candidate(package: str) -> str:
+    """The version apt would install of ``package`` (skip, or fail in CI, when apt knows none)."""
     from tests.conftest import REQUIRE_TOOLS
 
-    package = "busybox-static" if arch == "amd64" else f"busybox-static:{arch}"
     try:
         policy = _apt("apt-cache", "policy", package)
         version = next(line.split(":", 1)[1].strip() for line in policy.splitlines()
@@ -159,21 +158,35 @@ def debian_busybox(arch: str) -> Path:
         if REQUIRE_TOOLS:
             pytest.fail(msg)
         pytest.skip(msg)
+    return version
+
+
+def _unpack(package: str, version: str, tmp: Path) -> Path:
+    """``apt-get download`` of ``package=version`` into ``tmp``, unpacked with ``dpkg-deb -x`` to ``tmp/x``."""
+    from tests.conftest import REQUIRE_TOOLS
+
+    p = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        msg = f"apt-get download {package}={version} failed: {p.stderr.strip()[-500:]}"
+        if REQUIRE_TOOLS:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    subprocess.run(["dpkg-deb", "-x", str(next(tmp.glob("*.deb"))), str(tmp / "x")], check=True,
+                   capture_output=True)
+    return tmp / "x"
+
+
+def debian_busybox(arch: str) -> Path:
+    """Debian's static busybox for ``arch`` (``busybox-static:<arch>``, downloaded and unpacked once)."""
+    package = "busybox-static" if arch == "amd64" else f"busybox-static:{arch}"
+    version = _candidate(package)
     dest = cache_dir() / "busybox" / f"busybox-static_{version.replace(':', '_')}_{arch}"
     if not dest.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="busybox-", dir=dest.parent) as tmp:
             tmp = Path(tmp)
-            p = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, capture_output=True,
-                               text=True)
-            if p.returncode != 0:
-                msg = f"apt-get download {package}={version} failed: {p.stderr.strip()[-500:]}"
-                if REQUIRE_TOOLS:
-                    pytest.fail(msg)
-                pytest.skip(msg)
-            subprocess.run(["dpkg-deb", "-x", str(next(tmp.glob("*.deb"))), str(tmp / "x")], check=True,
-                           capture_output=True)
-            shutil.copy2(tmp / "x/bin/busybox", tmp / "busybox")
+            shutil.copy2(_unpack(package, version, tmp) / "bin/busybox", tmp / "busybox")
             os.rename(tmp / "busybox", dest)
     return dest
 
@@ -181,35 +194,14 @@ def debian_busybox(arch: str) -> Path:
 def debian_package_tree(package: str) -> Path:
     """The unpacked files of a Debian package (``name`` or ``name:arch``), downloaded once per version and kept
     under the cache directory (``dpkg-deb -x``; nothing is installed)."""
-    from tests.conftest import REQUIRE_TOOLS
-
-    try:
-        policy = _apt("apt-cache", "policy", package)
-        version = next(line.split(":", 1)[1].strip() for line in policy.splitlines()
-                       if line.strip().startswith("Candidate:"))
-        if version in ("", "(none)"):
-            raise RuntimeError(f"apt has no candidate for {package}")
-    except (RuntimeError, StopIteration, FileNotFoundError) as exc:
-        msg = f"cannot find {package} with apt ({exc}); run scripts/system-deps.sh as root"
-        if REQUIRE_TOOLS:
-            pytest.fail(msg)
-        pytest.skip(msg)
+    version = _candidate(package)
     dest = cache_dir() / "packages" / f"{package.replace(':', '_')}_{version.replace(':', '_')}"
     if not (dest / ".complete").exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="deb-", dir=dest.parent) as tmp:
-            tmp = Path(tmp)
-            p = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, capture_output=True,
-                               text=True)
-            if p.returncode != 0:
-                msg = f"apt-get download {package}={version} failed: {p.stderr.strip()[-500:]}"
-                if REQUIRE_TOOLS:
-                    pytest.fail(msg)
-                pytest.skip(msg)
-            subprocess.run(["dpkg-deb", "-x", str(next(tmp.glob("*.deb"))), str(tmp / "x")], check=True,
-                           capture_output=True)
-            (tmp / "x/.complete").write_text(f"{package}={version}\n")
+            tree = _unpack(package, version, Path(tmp))
+            (tree / ".complete").write_text(f"{package}={version}\n")
             if dest.exists():
                 shutil.rmtree(dest)
-            os.rename(tmp / "x", dest)
+            os.rename(tree, dest)
     return dest

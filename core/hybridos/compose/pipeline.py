@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridos.arch import Architecture
-from hybridos.compose import content, layers, passwd, postprocess, signing
+from hybridos.compose import content, layers, passwd, postprocess
 from hybridos.compose.depmod import run_depmod
 from hybridos.compose.inputhash import compute_input_hash, read_externals
 from hybridos.compose.treefile import Treefile
@@ -478,10 +478,12 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         if tf.repo_metadata == "detached":
             detached[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)
         if tf.gpg_key:
+            from hybridos.ostree.gpg import METADATA_KEY, gpg_detach_sign
             from hybridos.ostree.objects import ObjectType
 
+            # the building user's GnuPG home ($GNUPGHOME or ~/.gnupg), as rpm-ostree signs
             data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
-            detached["ostree.gpgsigs"] = Variant("aay", [signing.gpg_detach_sign(data, tf.gpg_key)])
+            detached[METADATA_KEY] = Variant("aay", [gpg_detach_sign(data, tf.gpg_key, None)])
         if detached:
             repo.write_commitmeta(commit, detached)
         loaded = repo.load_commit(commit)

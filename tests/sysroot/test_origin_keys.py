@@ -1,6 +1,6 @@
 """rpm-ostree origin keys hybridos does not act on survive every upgrade byte for byte; a container origin is
-shown with rpm-ostree's keys, not as "corrupt". (``requested-local-fileoverride`` is acted on now:
-tests/layering/test_parity_options.py.)"""
+shown with rpm-ostree's keys, not as "corrupt". (``requested-local-fileoverride`` and ``initramfs-etc`` are acted on
+now: tests/layering/test_parity_options.py, tests/layering/test_initramfs_etc.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ EXTRA = {
     ("origin", "custom-description"): "Built by CI; see the URL",
     ("origin", "unconfigured-state"): "Set up a subscription first",
     ("overrides", "replace"): "repo=updates,kernel,kernel-core;",
-    ("rpmostree", "initramfs-etc"): "/etc/crypttab;",
     ("vendor-x", "odd key"): "spaces,  \\\\ backslashes ; and ä are kept",
 }
 
@@ -50,10 +49,9 @@ def test_unknown_and_unhandled_origin_keys_survive_upgrades(host):
     assert wanted <= _lines(_origin_path(sr, status(sr)[0]).read_text())
     # and status reads the ones rpm-ostree shows
     d = status(sr)[0]
-    check_deployment(d, present=("custom-origin", "requested-base-remote-replacements", "initramfs-etc"))
+    check_deployment(d, present=("custom-origin", "requested-base-remote-replacements"))
     assert d["custom-origin"] == ["https://example.org/build/42", "Built by CI; see the URL"]
     assert d["requested-base-remote-replacements"] == [["repo=updates", ["kernel", "kernel-core"]]]
-    assert d["initramfs-etc"] == ["/etc/crypttab"]
 
 
 def test_container_origin_is_shown_as_rpm_ostree_shows_it_not_corrupt(host):

@@ -191,3 +191,35 @@ def refresh_md(ctx, sysroot_opt, osname, force):
     from hybridos.operations.verbs import RefreshMd
 
     run_operation(ctx, sysroot_opt, RefreshMd(stateroot=osname, force=force))
+
+
+@click.command("initramfs-etc")
+@sysroot_option
+@os_option
+@change_options
+@click.option("--force-sync", is_flag=True, help="Deploy a new tree with the latest tracked /etc files.")
+@click.option("--track", multiple=True, metavar="FILE", help="Track a file (or directory) of /etc.")
+@click.option("--untrack", multiple=True, metavar="FILE", help="Stop tracking a file of /etc.")
+@click.option("--untrack-all", is_flag=True, help="Stop tracking every file.")
+@click.option("--unchanged-exit-77", "unchanged_exit_77", is_flag=True,
+              help="Exit 77 when no new deployment was made.")
+@click.pass_context
+def initramfs_etc(ctx, sysroot_opt, osname, force_sync, track, untrack, untrack_all, unchanged_exit_77):
+    """Carry files of /etc into the initramfs (no option: list the tracked files)."""
+    if not (track or untrack or untrack_all or force_sync):
+        if ctx.meta.get("hybridos.reboot"):
+            raise click.UsageError("Cannot use --reboot without --track, --untrack, --untrack-all, or --force-sync")
+        from hybridos.sysroot.sysroot import Sysroot
+
+        sysroot = Sysroot.load(sysroot_path(ctx, sysroot_opt))
+        pending = sysroot.default        # rpm-ostree lists the first deployment's
+        files = pending.origin.initramfs_etc if pending is not None and pending.origin is not None else ()
+        if not files:
+            click.echo("No tracked files.")
+        else:
+            click.echo("Tracked files:")
+            for f in files:
+                click.echo(f"  {f}")
+        return
+    _run(ctx, sysroot_opt, osname, "initramfs-etc", initramfs_etc_track=track, initramfs_etc_untrack=untrack,
+         initramfs_etc_untrack_all=untrack_all, force_sync=force_sync, unchanged_exit_77=unchanged_exit_77)

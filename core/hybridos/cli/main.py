@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "override": "hybridos.cli.layering:override",
     "reset": "hybridos.cli.layering:reset",
     "initramfs": "hybridos.cli.layering:initramfs",
+    "initramfs-etc": "hybridos.cli.layering:initramfs_etc",
     "start-daemon": "hybridos.cli.daemon_cmd:start_daemon",
     "health-check": "hybridos.cli.health:health_check",
 }

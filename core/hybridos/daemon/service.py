@@ -414,7 +414,8 @@ def request_actions(op) -> tuple[str, ...]:
             actions.append("install-local-packages")
         if op.remove or op.replace_local_files or op.reset_overrides or op.reset_all_overrides or op.reset_all:
             actions.append("override")
-        if op.initramfs is not None or op.reset_all:
+        if op.initramfs is not None or op.reset_all or op.initramfs_etc_track or op.initramfs_etc_untrack \
+                or op.initramfs_etc_untrack_all or op.force_sync:
             actions.append("bootconfig")
         return tuple(actions) or ("install-uninstall-packages",)
     return {"deploy": ("deploy",), "rebase": ("rebase",), "rollback": ("rollback",), "kargs": ("bootconfig",),

@@ -581,8 +581,21 @@ class AssembledTree:
         remove_workdir(self.workdir)
 
 
+def _append_initramfs_etc(tree: Path, plan: Plan, etc_dir: Path | None) -> None:
+    """``initramfs-etc``: the tracked files of the host's /etc appended to the tree's initramfs."""
+    from hybridos.layering.initramfs_etc import append_overlay, overlay_archive
+    from hybridos.sysroot.deploy import kernel_of_checkout
+
+    if etc_dir is None:
+        raise UsageError("initramfs-etc needs a deployment to read /etc from")
+    kernel = kernel_of_checkout(tree)
+    append_overlay(tree / "usr/lib/modules" / kernel.kver / "initramfs.img",
+                   overlay_archive(etc_dir, plan.requests.initramfs_etc))
+
+
 def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
-                         options: AssembleOptions = AssembleOptions()) -> AssembledTree:
+                         options: AssembleOptions = AssembleOptions(),
+                         etc_dir: Path | None = None) -> AssembledTree:
     """Check out the base, apply the plan, commit (parent: the base). The caller discards the tree."""
     from hybridos.compose.postprocess import move_boot_content
     from hybridos.packages.ostree_paths import check_image_paths
@@ -638,6 +651,9 @@ def build_layered_commit(sysroot, plan: Plan, rpms: dict[str, Path], *, tx,
         if plan.requests.regenerate_initramfs or (plan.transaction and _kernel_changed(plan, rpms)):
             with tx.step("initramfs"):
                 _regenerate_initramfs(tree, plan, base_meta, scriptlet_timeout)
+        if plan.requests.initramfs_etc:
+            with tx.step("initramfs"):
+                _append_initramfs_etc(tree, plan, etc_dir)
         with tx.step("commit"):
             commit = repo.commit_tree(tree, metadata=_metadata(plan, base_meta, installed_after),
                                       parent=plan.base, timestamp=int(time.time()), devino_cache=True,
@@ -696,7 +712,8 @@ def assemble_tree(sysroot, base_commit: str, origin, *, tx, merge=None, stateroo
     for n in plan.inactive:
         tx.message(f"Inactive requests: {n} (already provided by the base)")
     write_base_refs(sysroot, [base_commit])
-    return build_layered_commit(sysroot, plan, rpms, tx=tx, options=options)
+    return build_layered_commit(sysroot, plan, rpms, tx=tx, options=options,
+                                etc_dir=sysroot.path / merge.relpath / "etc")
 
 
 def assemble_deployment_tree(sysroot, base_commit: str, origin, *, tx, merge=None, stateroot: str | None = None,

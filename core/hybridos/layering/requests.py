@@ -54,6 +54,8 @@ class Requests:
     initramfs_args: tuple[str, ...] = ()
     #: sha256 of the ``local_packages`` whose files may replace other packages' files (--force-replacefiles)
     local_fileoverride: tuple[str, ...] = ()
+    #: /etc files carried into the initramfs (``initramfs-etc --track``)
+    initramfs_etc: tuple[str, ...] = ()
 
     @classmethod
     def from_origin(cls, origin: Origin) -> Requests:
@@ -62,6 +64,7 @@ class Requests:
             packages=tuple(origin.requested_packages),
             local_packages=tuple(LocalPackage.parse(e) for e in origin.requested_local_packages) + forced,
             local_fileoverride=tuple(p.sha256 for p in forced),
+            initramfs_etc=tuple(origin.initramfs_etc),
             removals=tuple(origin.removals),
             local_replacements=tuple(LocalPackage.parse(e) for e in origin.local_replacements),
             regenerate_initramfs=origin.regenerate_initramfs,
@@ -79,12 +82,13 @@ class Requests:
             local_replacements=tuple(str(p) for p in sorted(set(self.local_replacements))),
             regenerate_initramfs=self.regenerate_initramfs,
             initramfs_args=tuple(self.initramfs_args) if self.regenerate_initramfs else (),
+            initramfs_etc=tuple(sorted(set(self.initramfs_etc))),
         )
 
     @property
     def empty(self) -> bool:
         return not (self.packages or self.local_packages or self.removals or self.local_replacements
-                    or self.regenerate_initramfs)
+                    or self.regenerate_initramfs or self.initramfs_etc)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class Change:
     #: the ``install_local`` packages may replace other packages' files (kept in the origin, as rpm-ostree's
     #: ``requested-local-fileoverride``, so every later upgrade layers them the same way)
     fileoverride: bool = False
+    #: ``initramfs-etc``: untrack all (or these), then track these /etc files
+    initramfs_etc_untrack_all: bool = False
+    initramfs_etc_untrack: tuple[str, ...] = ()
+    initramfs_etc_track: tuple[str, ...] = ()
 
 
 def _matches_local(spec: str, pkg: LocalPackage) -> bool:
@@ -197,6 +205,11 @@ def apply(requests: Requests, change: Change) -> Requests:
             raise AlreadyDone("initramfs regeneration is not enabled")
         regen, args = False, ()
 
+    # initramfs-etc, as rpm-ostree's transaction: untrack-all or untrack, then track (unknown paths: no-ops)
+    etc = [] if change.initramfs_etc_untrack_all else \
+        [f for f in requests.initramfs_etc if f not in change.initramfs_etc_untrack]
+    etc += [f for f in change.initramfs_etc_track if f not in etc]
+
     kept = {p.sha256 for p in local}
     return Requests(tuple(packages), tuple(local), tuple(removals), tuple(replacements), regen, args,
-                    tuple(sha for sha in forced if sha in kept))
+                    tuple(sha for sha in forced if sha in kept), tuple(sorted(etc)))

@@ -27,17 +27,23 @@ class ChangeResult:
 
 
 def apply_change(sysroot, tx, change: Change, *, stateroot: str | None = None,
-                 options: AssembleOptions = AssembleOptions(), dry_run: bool = False) -> ChangeResult:
-    """Apply ``change`` to the merge deployment's requests and deploy the result .
+                 options: AssembleOptions = AssembleOptions(), dry_run: bool = False,
+                 force: bool = False) -> ChangeResult:
+    """Apply ``change`` to the merge deployment's requests and deploy the result.
 
-    Raises Unchanged when the requests stay the same.
+    Raises Unchanged when the requests stay the same (unless ``force``: ``initramfs-etc --force-sync``
+    deploys again to pick up edited /etc files).
     """
     stateroot, merge = sysroot.require_merge(stateroot)
     old = Requests.from_origin(merge.origin)
     new = apply(old, change)
     origin = new.to_origin(merge.origin)
-    if new == old or origin == merge.origin:
+    if (new == old or origin == merge.origin) and not force:
         raise Unchanged("No change.")
+    if new.initramfs_etc:
+        from hybridos.layering.initramfs_etc import check_tracked
+
+        check_tracked(new.initramfs_etc)
     base = merge_base_commit(sysroot, merge)
     deploy_dir = sysroot.path / merge.relpath
     explicit = (*change.install, *(p.name for p in change.install_local), *change.remove,

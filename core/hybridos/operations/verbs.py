@@ -309,6 +309,10 @@ class PackageChange(Operation):
     enablerepo: tuple[str, ...] = ()
     disablerepo: tuple[str, ...] = ()
     releasever: str = ""
+    initramfs_etc_track: tuple[str, ...] = ()
+    initramfs_etc_untrack: tuple[str, ...] = ()
+    initramfs_etc_untrack_all: bool = False
+    force_sync: bool = False                  #: initramfs-etc --force-sync: deploy even when nothing changed
 
     @property
     def title(self) -> str:
@@ -333,11 +337,19 @@ class PackageChange(Operation):
                         reset_overrides=self.reset_overrides, reset_all_overrides=self.reset_all_overrides,
                         reset_all=self.reset_all, initramfs=self.initramfs, initramfs_args=self.initramfs_args,
                         idempotent=self.idempotent,
-                        fileoverride=self.force_replacefiles and bool(self.install_local_files))
+                        fileoverride=self.force_replacefiles and bool(self.install_local_files),
+                        initramfs_etc_track=self.initramfs_etc_track,
+                        initramfs_etc_untrack=self.initramfs_etc_untrack,
+                        initramfs_etc_untrack_all=self.initramfs_etc_untrack_all)
         options = _repo_options(self, force_replacefiles=self.force_replacefiles, cache_only=self.cache_only,
                                 download_only=self.download_only, allow_inactive=self.allow_inactive)
-        result = apply_change(sysroot, tx, change, stateroot=self.stateroot, options=options,
-                              dry_run=self.dry_run)
+        try:
+            result = apply_change(sysroot, tx, change, stateroot=self.stateroot, options=options,
+                                  dry_run=self.dry_run, force=self.force_sync)
+        except Unchanged:
+            if self.name == "initramfs-etc":
+                raise Unchanged("No changes.") from None     # rpm-ostree's words for initramfs-etc
+            raise
         lines = list(result.plan.lines()) if result.plan is not None else []
         if self.dry_run:
             return [*lines, "Exiting because of '--dry-run' option"]

@@ -96,3 +96,54 @@ def test_a_scriptlet_creating_usr_etc_is_a_clear_error(host, tmp_path):
     err = _refused(host, tmp_path, Pkg("mkusretc", "1.0", arch="noarch", requires=("busybox",),
                                        post="mkdir -p /usr/etc && echo x > /usr/etc/x\n"))
     assert "a scriptlet created /usr/etc" in err
+
+
+def test_a_directory_cannot_replace_a_file_of_the_base(host, tmp_path):
+    """rpm's file conflict covers file types: a package's directory where a base package has its file (it
+    replaced /usr/bin/hello silently)."""
+    err = _refused(host, tmp_path, Pkg("dirclash", "1.0", arch="noarch", files=(File("/usr/bin/hello", dir=True),)))
+    assert "/usr/bin/hello" in err and "conflicts with file from package hello-1.0-1.x86_64" in err
+    # a file no package owns (the composed initramfs) is protected from a directory as from a file
+    kver_dir = next((deployment_dir(host, status(host)[0]) / "usr/lib/modules").iterdir()).name
+    err = _refused(host, tmp_path, Pkg("dirclash2", "1.0", arch="noarch",
+                                       files=(File(f"/usr/lib/modules/{kver_dir}/initramfs.img", dir=True),)))
+    assert "refusing to overwrite" in err and "initramfs.img" in err
+
+
+def test_tmpfiles_configuration_is_read_and_written_inside_the_tree(host, tmp_path):
+    """A package's tmpfiles.d symlinks to host paths: its /var content is turned into tmpfiles.d lines without
+    opening a host FIFO (it hung) or writing through a symlink to a host file."""
+    import os
+    import threading
+    import time
+
+    fifo, target = tmp_path / "host-fifo", tmp_path / "host-file"
+    os.mkfifo(fifo)
+    target.write_text("host content\n")
+    opened = []
+    stop = threading.Event()
+
+    def watch():   # a reader opening the FIFO lets a non-blocking writer in: note it and let the reader go
+        while not stop.is_set():
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            opened.append(True)
+            os.close(fd)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rpm = build_rpm(Pkg("tmpfileslinks", "1.0", arch="noarch", files=(
+            File("/usr/lib/tmpfiles.d/evil.conf", symlink=str(fifo)),
+            File("/usr/lib/tmpfiles.d/hybridos-layered-var.conf", symlink=str(target)),
+            File("/var/lib/tmpfileslinks", dir=True))), tmp_path / "rpms")
+        hyb(host, "install", str(rpm))
+    finally:
+        stop.set()
+        watcher.join()
+    assert not opened and target.read_text() == "host content\n"
+    conf = deployment_dir(host, status(host)[0]) / "usr/lib/tmpfiles.d/hybridos-layered-var.conf"
+    assert not conf.is_symlink() and "d /var/lib/tmpfileslinks 0755 root root - -" in conf.read_text()

@@ -187,6 +187,36 @@ def _regular(tree: Path, rel: str) -> Path | None:
     return f if f is not None and f.is_file() and not f.is_symlink() else None
 
 
+_TEXT_LIMIT = 16 << 20
+
+
+def tree_texts(tree: Path, *rels: str) -> list[str]:
+    """The text of each of ``rels`` that is a regular file of the tree (symlinks resolved inside the tree, never
+    a host file, FIFO or device), at most 16 MiB each."""
+    out = []
+    for rel in rels:
+        f = _regular(tree, rel)
+        if f is not None:
+            with open(f, "rb") as fh:
+                out.append(fh.read(_TEXT_LIMIT).decode("utf-8", "replace"))
+    return out
+
+
+def tmpfiles_conf_texts(tree: Path) -> list[str]:
+    """The text of every ``usr/lib/tmpfiles.d/*.conf`` of the tree, read as :func:`tree_texts` reads."""
+    confd = _dir(tree, "usr/lib/tmpfiles.d")
+    if confd is None:
+        return []
+    rel = os.path.relpath(confd, tree)
+    return tree_texts(tree, *(f"{rel}/{n}" for n in sorted(os.listdir(confd)) if n.endswith(".conf")))
+
+
+def write_tree_file(tree: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``rel`` of the tree (its directories resolved inside the tree and created; a symlink in its place
+    replaced, never followed)."""
+    _replace_with_file(_p(tree, rel, parents=True), data, mode)
+
+
 def _replace_with_file(path: Path, data: bytes, mode: int) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
@@ -473,15 +503,9 @@ def var_to_tmpfiles(tree: Path) -> None:
     var = tree / "var"
     if var.is_symlink() or not var.is_dir():
         return
-    confd = _dir(tree, "usr/lib/tmpfiles.d")
-    known = tmpfiles_paths(p.read_text(errors="replace") for p in sorted(confd.glob("*.conf"))
-                           if p.is_file()) if confd else set()
-
-    def texts(*rels: str) -> list[str]:
-        return [f.read_text() for f in (_regular(tree, r) for r in rels) if f is not None]
-
-    users = id_names(texts("etc/passwd", "usr/lib/passwd"))
-    groups = id_names(texts("etc/group", "usr/lib/group"))
+    known = tmpfiles_paths(tmpfiles_conf_texts(tree))
+    users = id_names(tree_texts(tree, "etc/passwd", "usr/lib/passwd"))
+    groups = id_names(tree_texts(tree, "etc/group", "usr/lib/group"))
     lines = []
     for dirpath, dirnames, filenames in os.walk(var):
         dirnames.sort()

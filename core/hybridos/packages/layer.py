@@ -302,29 +302,34 @@ def _remove_files(state: _State, h: RpmHeader, owned: set[str]) -> None:
 
 def _check_file_conflicts(installed: list[_Pkg], erases: list[TransactionItem],
                           installs: list[tuple[TransactionItem, _Pkg]], force: bool) -> None:
-    """rpm's file conflict check: a path two packages ship with different content (directories excepted)."""
+    """rpm's file conflict check: a path two packages ship with different content or link targets, or as
+    different file types (a directory in one and a file in the other); two directories never conflict."""
     if force:
         return
     leaving = {i.nevra for i in erases} | {i.replaces for i, _ in installs if i.replaces}
     leaving_names = {p.header.name for i, p in installs if i.action in (Action.UPGRADE, Action.DOWNGRADE,
                                                                         Action.REINSTALL)}
-    owner: dict[str, tuple[str, str, int]] = {}
+    owner: dict[str, tuple[str, str, int, str]] = {}
     for p in installed:
         if p.header.nevra in leaving or p.header.name in leaving_names:
             continue
         for e in p.header.file_entries:
-            if not stat.S_ISDIR(e.mode):
-                owner[e.path] = (str(p.header.nevra), e.digest, e.mode)
+            if not e.is_ghost and not (stat.S_ISDIR(e.mode) and e.path in owner):
+                owner[e.path] = (str(p.header.nevra), e.digest, e.mode, e.linkto)
     for _item, p in installs:
         for e in p.header.file_entries:
-            if stat.S_ISDIR(e.mode) or e.is_ghost:
+            if e.is_ghost:
                 continue
             other = owner.get(e.path)
-            if other and other[0] != str(p.header.nevra) and (other[1], other[2]) != (e.digest, e.mode) \
-                    and not (e.flags & FileFlag.CONFIG and other[1] == e.digest):
-                raise PackageError(f"file {e.path} from install of {p.header.nevra} conflicts with file from "
-                                   f"package {other[0]}")
-            owner[e.path] = (str(p.header.nevra), e.digest, e.mode)
+            if other is not None and other[0] != str(p.header.nevra):
+                if stat.S_ISDIR(e.mode) and stat.S_ISDIR(other[2]):
+                    continue
+                if stat.S_IFMT(e.mode) != stat.S_IFMT(other[2]) or (
+                        (other[1], other[2], other[3]) != (e.digest, e.mode, e.linkto)
+                        and not (e.flags & FileFlag.CONFIG and other[1] == e.digest)):
+                    raise PackageError(f"file {e.path} from install of {p.header.nevra} conflicts with file from "
+                                       f"package {other[0]}")
+            owner[e.path] = (str(p.header.nevra), e.digest, e.mode, e.linkto)
 
 
 # ---------------------------------------------------------------------------------------------- scripts

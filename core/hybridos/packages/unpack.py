@@ -338,6 +338,10 @@ class _Unpacker:
             self.places[e.path] = (parent, parts[-1])
             if not stat.S_ISDIR(e.mode):
                 self._check_protected(e.path, parent + parts[-1:])
+            elif self.protected and not self.force:   # a directory may not replace a file of the base either
+                st = _lstat(self.resolver.host(parent + parts[-1:]))
+                if st is not None and not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+                    self._check_protected(e.path, parent + parts[-1:])
 
     def _check_protected(self, path: str, real: tuple[str, ...]) -> None:
         if self.force or not self.protected:

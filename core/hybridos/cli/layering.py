@@ -223,3 +223,18 @@ def initramfs_etc(ctx, sysroot_opt, osname, force_sync, track, untrack, untrack_
         return
     _run(ctx, sysroot_opt, osname, "initramfs-etc", initramfs_etc_track=track, initramfs_etc_untrack=untrack,
          initramfs_etc_untrack_all=untrack_all, force_sync=force_sync, unchanged_exit_77=unchanged_exit_77)
+
+
+@click.command("search")
+@sysroot_option
+@os_option
+@click.option("-C", "--cache-only", is_flag=True, help="Do not download metadata; search what was fetched before.")
+@repo_options
+@click.argument("terms", nargs=-1, required=True)
+@click.pass_context
+def search(ctx, sysroot_opt, osname, cache_only, enablerepo, disablerepo, releasever, terms):
+    """Search the enabled repositories' packages by name and summary (globs allowed)."""
+    from hybridos.operations.verbs import Search
+
+    run_operation(ctx, sysroot_opt, Search(terms=terms, stateroot=osname, cache_only=cache_only,
+                                           **repo_fields(enablerepo, disablerepo, releasever)))

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "hybridos.cli.host:cancel",
     "db": "hybridos.cli.db:db",
     "refresh-md": "hybridos.cli.layering:refresh_md",
+    "search": "hybridos.cli.layering:search",
     "install": "hybridos.cli.layering:install",
     "uninstall": "hybridos.cli.layering:uninstall",
     "override": "hybridos.cli.layering:override",

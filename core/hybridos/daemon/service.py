@@ -420,7 +420,7 @@ def request_actions(op) -> tuple[str, ...]:
         return tuple(actions) or ("install-uninstall-packages",)
     return {"deploy": ("deploy",), "rebase": ("rebase",), "rollback": ("rollback",), "kargs": ("bootconfig",),
             "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",), "package-diff": ("repo-refresh",),
-            "modify-yum-repo": ("repo-modify",)}[verb]
+            "modify-yum-repo": ("repo-modify",), "search": ()}[verb]
 
 
 class HybridosOSInterface(ServiceInterface):

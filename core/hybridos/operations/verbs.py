@@ -420,9 +420,40 @@ class ModifyRepo(Operation):
         return [f"Changed {self.repo_id} in {path}: {', '.join(f'{k}={v}' for k, v in self.settings)}"]
 
 
+@dataclass(frozen=True)
+class Search(Operation):
+    """rpm-ostree's ``search``: package names and summaries of the enabled repositories (nothing deployed)."""
+
+    verb: ClassVar[str] = "search"
+    terms: tuple[str, ...] = ()
+    stateroot: str | None = None
+    cache_only: bool = False
+    enablerepo: tuple[str, ...] = ()
+    disablerepo: tuple[str, ...] = ()
+    releasever: str = ""
+
+    def _run(self, tx):
+        from hybridos.errors import UsageError
+        from hybridos.layering.assemble import commit_arch
+        from hybridos.layering.repos import RepoSelection, load_host_repos
+        from hybridos.operations.search import available_packages, search, search_lines
+
+        if not self.terms:
+            raise UsageError("Must specify a term for search")
+        sysroot = _load(tx)
+        stateroot, merge = sysroot.require_merge(self.stateroot)
+        with tx.step("load-repos"):
+            repos = load_host_repos(tx.sysroot, stateroot, tx.sysroot / merge.relpath,
+                                    commit_arch(sysroot.repo, merge.checksum), cache_only=self.cache_only,
+                                    selection=RepoSelection(self.enablerepo, self.disablerepo,
+                                                            self.releasever or None))
+        return search_lines(search(available_packages(repos), self.terms))
+
+
 #: verb -> request class (the daemon's and the client's common vocabulary)
 OPERATIONS: dict[str, type[Operation]] = {cls.verb: cls for cls in (
-    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff, ModifyRepo)}
+    Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff, ModifyRepo,
+    Search)}
 
 
 def from_dict(verb: str, data: dict) -> Operation:

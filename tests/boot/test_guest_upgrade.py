@@ -14,29 +14,24 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.boot.conftest import REF_GUEST as REF
 from tests.boot.disk import ext4_image
-from tests.boot.distro import make_boot_repo, treefile
 from tests.boot.images import SETUPS, image_for
 from tests.boot.qemu import boot
-from tests.boot.sysroot import Composed, compose, deploy_sysroot, write_var_data
+from tests.boot.sysroot import deploy_sysroot, write_var_data
 from tests.conftest import run_cli
-from tests.helpers.guest_python import guest_specs
 
 pytestmark = [pytest.mark.slow, pytest.mark.tool("grub-mkimage", "mkfs.ext4", "sfdisk")]
 
-REF = "testos/1/x86_64/guest"
 BUSYBOX = Path("/bin/busybox")
 KARGS = ["root=LABEL=root", "rw", "console=ttyS0", "panic=10", "hybridos.fail-delay=1"]
 #: GRUB i386-pc on SeaBIOS, MBR disk with a separate /boot (tests/boot/images.py)
 SETUP = "grub-bios-separate-boot"
-GUEST_PACKAGES = ("hybridos", "hybridos-repo-fs", "hybridos-bootloader-grub")
 BOOT_TIMEOUT = 600      #: all three boots (KVM: well under a minute; TCG: a few minutes)
 
 #: /etc/boottest/run: one step per boot, the stage kept in /var
@@ -82,26 +77,6 @@ GUEST_STEPS = textwrap.dedent(r"""    #!/bin/sh
     sync
     reboot -f
     """)
-
-
-@dataclass(frozen=True)
-class GuestVersions:
-    v1: Composed        #: a repository whose ref is at v1 (what the image is made from)
-    v2: Composed        #: the same repository with the ref moved to v2 (what the second disk carries)
-
-
-@pytest.fixture(scope="session")
-def guest_versions(amd64_kernel, tmp_path_factory) -> GuestVersions:
-    """v1 and v2 of the tiny distribution with hybridos in it; v2 is composed on top of a copy of v1's repo."""
-    work = tmp_path_factory.mktemp("guest-compose")
-    extra = guest_specs(GUEST_PACKAGES)
-    tf = treefile(REF, packages=GUEST_PACKAGES)
-    rpms1 = make_boot_repo(work / "rpms1", amd64_kernel, BUSYBOX, extra=extra, version="1")
-    v1 = compose(work / "compose1", rpms1.url, tf, REF, repo=work / "repo1", cachedir=work / "cache")
-    shutil.copytree(v1.repo, work / "repo2", symlinks=True)
-    rpms2 = make_boot_repo(work / "rpms2", amd64_kernel, BUSYBOX, extra=extra, version="2")
-    v2 = compose(work / "compose2", rpms2.url, tf, REF, repo=work / "repo2", cachedir=work / "cache")
-    return GuestVersions(v1, v2)
 
 
 def test_guest_upgrades_and_rolls_back_across_reboots(tmp_path, guest_versions):

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "db": "hybridos.cli.db:db",
     "refresh-md": "hybridos.cli.layering:refresh_md",
     "search": "hybridos.cli.layering:search",
+    "usroverlay": "hybridos.cli.usroverlay:usroverlay",
     "install": "hybridos.cli.layering:install",
     "uninstall": "hybridos.cli.layering:uninstall",
     "override": "hybridos.cli.layering:override",
@@ -47,7 +48,7 @@ COMMANDS: dict[str, str] = {
 #: rpm-ostree's hidden aliases: not listed, but they run the command they name
 HIDDEN_ALIASES: dict[str, str] = {
     "update": "upgrade", "pkg-add": "install", "pkg-remove": "uninstall", "remove": "uninstall",
-    "makecache": "refresh-md",
+    "makecache": "refresh-md", "unlock": "usroverlay",
 }
 
 

@@ -131,7 +131,7 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         "booted": dep.booted,
         "staged": dep.staged,
         "pinned": dep.pinned,
-        "unlocked": "none",
+        "unlocked": _unlocked(dep),
         "requested-packages": sorted(o.requested_packages) if o else [],
         "requested-local-packages": sorted(_nevra_of_local(x) for x in o.requested_local_packages) if o else [],
         "requested-local-fileoverride-packages": [],
@@ -240,6 +240,16 @@ def _ts(value: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) if value is not None else "?"
 
 
+def _unlocked(dep) -> str:
+    """``ostree admin unlock``'s state: ``hybridos.sysroot.unlock.unlocked_state`` (only a booted deployment
+    can be unlocked; the others are "none" without looking)."""
+    if not dep.booted:
+        return "none"
+    from hybridos.sysroot.unlock import unlocked_state
+
+    return unlocked_state(dep)
+
+
 def status_text(data: dict, *, verbose: bool = False) -> list[str]:
     """rpm-ostree's layout: ``● REFSPEC`` headers, keys right-aligned in 23 columns after two spaces, a blank line
     between deployments, StateRoot only with -v or several stateroots, Commit under BaseCommit only with -v."""
@@ -313,6 +323,8 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
             row("Initramfs", "regenerate " + " ".join(d["initramfs-args"]))
         if d["pinned"]:
             row("Pinned", "yes")
+        if d.get("unlocked", "none") != "none":
+            row("Unlocked", d["unlocked"])
         if verbose:
             row("Deployment", f"{d['checksum']}.{d['serial']} (index {d['index']})")
             row("BootCsum", d["bootcsum"])

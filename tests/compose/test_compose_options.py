@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from hybridos.ostree.repo import Repo
 from tests.compose.conftest import BASE_TREEFILE, write_treefile
@@ -15,17 +16,20 @@ def compose(tf, repo, *args, check=True):
     return run_cli("compose", "tree", str(tf), "--repo", str(repo), *args, check=check)
 
 
-def test_download_only_then_cache_only_and_previous_options(tmp_path, treedir):
+def test_download_only_then_cache_only_and_previous_options(tmp_path, treedir, distro_repo):
     require_root()
     tf = write_treefile(treedir, BASE_TREEFILE.replace('automatic-version-prefix: "39.<date:%Y%m%d>"',
                                                        'automatic-version-prefix: "39"'))
+    mirror = tmp_path / "mirror"    # a copy we can take away (the cache is keyed by the repository's URL)
+    shutil.copytree(distro_repo.path, mirror)
+    (treedir / "test.repo").write_text(f"[testos]\nname=t\nbaseurl=file://{mirror}\ngpgcheck=0\n")
     cache = tmp_path / "cache"
     r = run_cli("compose", "tree", str(tf), "--download-only", "--cachedir", str(cache))
     assert r.stdout.startswith("Downloaded ") and len(list((cache / "packages").rglob("*.rpm"))) >= 6
     r = run_cli("compose", "tree", str(tf), "--download-only-rpms", check=False)
     assert r.returncode == 1 and "need --cachedir" in r.stderr
-    # the repository's URL now points nowhere: --cache-only composes from the cache alone
-    (treedir / "test.repo").write_text("[testos]\nname=t\nbaseurl=http://127.0.0.1:9/nowhere\ngpgcheck=0\n")
+    # the repository is gone: --cache-only composes from the cache alone
+    shutil.rmtree(mirror)
     repo = tmp_path / "repo"
     Repo.init(repo, "archive")
     cj = tmp_path / "c.json"

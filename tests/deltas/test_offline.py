@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from hybridos.errors import CorruptionError
 from hybridos.ostree import delta_format as df
 from hybridos.ostree.delta_apply import apply_offline
 from hybridos.ostree.delta_generate import DeltaOptions, generate
+from hybridos.ostree.objects import ObjectType
 from hybridos.ostree.repo import Repo
 from tests.deltas.helpers import client_repo, fsck_clean, listing, ostree, source_repo
 
@@ -243,3 +245,30 @@ def test_bad_input_is_one_line_errors(src, tmp_path, cli):
         lines = proc.stderr.strip().splitlines()
         assert lines and lines[0].startswith(("error: ", "Error: ", "Usage: ")), (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("fault", [None, "missing-source"])
+def test_parallel_apply_within_a_part(src, tmp_path, cli, monkeypatch, fault):
+    """A part's objects shared out among forked workers (forced here on a small delta): the commit is whole;
+    an error in a worker (its bsdiff source object is gone) is reported as the delta's error, with nothing
+    half-written."""
+    from hybridos.ostree import delta_apply, pull
+
+    repo, c1, c2 = src
+    cli("repo", "static-delta", "generate", f"--repo={repo}", "--from", c1, "--to", c2, "--min-fallback-size=0")
+    client = client_repo(tmp_path / "client", repo, c1)
+    monkeypatch.setattr(delta_apply, "PARALLEL_MIN_OBJECTS", 1)
+    monkeypatch.setattr(pull, "pull_workers", lambda: 3)
+    sb = df.Superblock.parse((repo / df.delta_dir(c1, c2) / "superblock").read_bytes())
+    assert len(sb.parts) == 1
+    if fault:
+        old_prog = ostree("ls", f"--repo={client}", "-C", c1, "/usr/bin/prog").stdout.split()[4]
+        os.unlink(Repo.open(client).object_path_str(old_prog, ObjectType.FILE))
+        with pytest.raises(CorruptionError, match=f"delta source object {old_prog} is not in the repository"):
+            apply_offline(Repo.open(client), repo / df.delta_dir(c1, c2))
+        assert Repo.open(client).commit_is_partial(c2)
+        return
+    _sb, stats = apply_offline(Repo.open(client), repo / df.delta_dir(c1, c2))
+    assert stats.objects_written == len(sb.parts[0].objects)
+    assert listing(client, c2) == listing(repo, c2)
+    fsck_clean(client)

@@ -237,3 +237,31 @@ def test_require_static_deltas_into_archive(src, tmp_path, cli):
         proc = cli("repo", "pull", f"--repo={client}", "--require-static-deltas", "o", "main", check=False)
     assert proc.returncode != 0 and "archive repository" in proc.stderr and "Traceback" not in proc.stderr
     assert ostree("rev-parse", f"--repo={client}", "o:main", check=False).returncode != 0
+
+
+def test_delta_that_leaves_out_an_object_still_completes(src, tmp_path, cli, monkeypatch):
+    """A delta whose parts lack one object the new commit needs (a faulty or hostile generator): the pull's
+    completeness check notices and fetches that object; the commit is whole."""
+    from hybridos.ostree import delta_generate
+
+    repo, c1, c2 = src
+    real = delta_generate._walk_to
+    dropped = []
+
+    def lossy(*args, **kw):
+        new_meta, new_files = real(*args, **kw)
+        dropped.extend(c for path, c in new_files if path.endswith("new.txt"))
+        return new_meta, [(path, c) for path, c in new_files if c not in dropped]
+
+    monkeypatch.setattr(delta_generate, "_walk_to", lossy)
+    delta_generate.generate(Repo.open(repo), c1, c2)
+    assert dropped
+    cli("repo", "summary", f"--repo={repo}", "-u")
+    with serve(repo) as srv:
+        client = _our_client(tmp_path / "client", repo, c1, srv.url, cli)
+        proc = cli("repo", "pull", f"--repo={client.path}", "o", "main")
+    assert f"used static delta {c1}-{c2}" in proc.stderr
+    assert [p for p in _object_gets(srv) if p.endswith(".filez")] == [
+        f"/objects/{dropped[0][:2]}/{dropped[0][2:]}.filez"]
+    assert listing(client.path, c2) == listing(repo, c2)
+    fsck_clean(client.path)

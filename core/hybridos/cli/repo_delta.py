@@ -24,8 +24,8 @@ def static_delta() -> None:
 @click.option("--inline", is_flag=True, help="Put the parts in the superblock (a single-file delta).")
 @click.option("--min-fallback-size", type=click.IntRange(0), default=4, show_default=True, metavar="MB",
               help="Files over this size (MB) are fetched as plain objects; 0: none (self-contained delta).")
-@click.option("--max-chunk-size", type=click.IntRange(1), default=32, show_default=True, metavar="MB",
-              help="Target size of a part (MB).")
+@click.option("--max-chunk-size", type=click.IntRange(1), default=8, show_default=True, metavar="MB",
+              help="Target size of a part (MB; ostree's default is 32: smaller parts are applied in parallel).")
 @click.option("--max-bsdiff-size", type=click.IntRange(0), default=128, show_default=True, metavar="MB",
               help="Pairs of files larger than this together (MB) are not bsdiffed.")
 @click.option("--disable-bsdiff", is_flag=True, help="No bsdiff: modified files are block-copied or sent whole.")

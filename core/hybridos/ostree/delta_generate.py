@@ -37,6 +37,8 @@ SIMILARITY_PERCENT = 30
 #: device decodes with a small, bounded dictionary whatever the part's size.
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 8, "dict_size": 4 << 20}]
 BLOCK = 64 << 10
+#: Objects per part at most: a client applies parts in parallel, and the cost of a part is mostly per object.
+MAX_PART_OBJECTS = 2048
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class DeltaOptions:
     """``ostree static-delta generate``'s options (sizes in MB of 1,000,000 bytes, as there)."""
 
     min_fallback_size: int = 4
-    max_chunk_size: int = 32
+    max_chunk_size: int = 8   # ostree: 32; smaller parts are applied in parallel and resume with less lost
     max_bsdiff_size: int = 128
     bsdiff: bool = True
     inline: bool = False
@@ -299,7 +301,7 @@ class _Compiler:
 
     def part_for(self, size: int) -> _PartBuilder:
         cur = self.parts[-1]
-        if cur.objects and cur.size() + size > self.max_chunk:
+        if cur.objects and (cur.size() + size > self.max_chunk or len(cur.objects) >= MAX_PART_OBJECTS):
             cur = _PartBuilder()
             self.parts.append(cur)
         return cur

@@ -25,7 +25,14 @@ from hybridos.errors import FetchError, FormatError, HybridosError, NotFoundErro
 from hybridos.fetch import DownloadRequest
 from hybridos.ostree import delta_format as df
 from hybridos.ostree import deltas as _deltas
-from hybridos.ostree.delta_apply import ApplyStats, DeltaError, execute_part, open_part, part_complete
+from hybridos.ostree.delta_apply import (
+    ApplyStats,
+    DeltaError,
+    apply_parts,
+    execute_part,
+    open_part,
+    part_complete,
+)
 from hybridos.ostree.objects import ObjectType
 from hybridos.ostree.pull import MAX_METADATA_SIZE
 from hybridos.util.atomic import atomic_write
@@ -121,9 +128,68 @@ def try_delta(puller, transfer, ref: str | None, commit: str) -> bool:
                         f"{stats.parts_skipped} already present"
                         + (", superblock signature verified" if stats.signature_verified else ""))
     puller.deltas_used.append(choice.delta)
+    transfer.claimed_files.update(stats.created_files)   # present and checked: the walk need not look
     if choice.from_commit is not None and not repo.commit_is_partial(choice.from_commit):
-        transfer.delta_trees = (transfer.delta_trees or set()) | stats.trees
-        transfer.delta_parsed.update(stats.parsed_trees)
+        if complete_after_delta(repo, commit, stats):
+            transfer.delta_complete.add(commit)
+        else:
+            transfer.delta_trees = (transfer.delta_trees or set()) | stats.trees
+            transfer.delta_parsed.update(stats.parsed_trees)
+    return True
+
+
+#: Files to look for in one objects/XX directory above which it is listed once instead.
+LIST_DIR_OVER = 48
+
+
+def complete_after_delta(repo, commit: str, stats: ApplyStats) -> bool:
+    """Whether ``commit`` is complete after a delta from a complete commit: every dirtree the delta carried
+    is walked (from the kept parsed form), every dirmeta and every file they name is present. A dirtree
+    present here that the delta did not carry belongs to the delta's source commit, which is complete.
+    Files the delta wrote are known present; the others are looked up a directory of ``objects/`` at a time
+    (listed once when many are wanted from it). False sends the pull's own walk over the commit."""
+    from hybridos.ostree.delta_apply import CompactTree
+
+    root = repo.load_commit(commit)
+    created = stats.created_files
+    wanted: dict[str, list[str]] = {}   # objects/XX -> names of files to find there
+    metas: set[str] = set()
+    seen: set[str] = set()
+    stack = [(root.root_tree, root.root_meta)]
+    while stack:
+        tree, meta = stack.pop()
+        metas.add(meta)
+        if tree in seen:
+            continue
+        seen.add(tree)
+        if tree not in stats.trees:
+            if not repo.has_object(tree, ObjectType.DIR_TREE):
+                return False
+            continue
+        parsed = stats.parsed_trees.get(tree)
+        if parsed is None:
+            try:
+                parsed = CompactTree(repo.load_dirtree(tree))
+            except HybridosError:
+                return False
+        for _name, c in parsed.files:
+            if c not in created:
+                wanted.setdefault(c[:2], []).append(c[2:])
+        stack.extend((t, m) for _n, t, m in parsed.dirs)
+    if not all(repo.has_object(m, ObjectType.DIR_META) for m in metas):
+        return False
+    ext = "filez" if repo.mode.is_archive else "file"
+    for prefix, names in wanted.items():
+        d = f"{repo.objects_dir}/{prefix}"
+        if len(names) > LIST_DIR_OVER:
+            try:
+                present = set(os.listdir(d))
+            except FileNotFoundError:
+                return False
+            if any(f"{n}.{ext}" not in present for n in names):
+                return False
+        elif not all(os.path.lexists(f"{d}/{n}.{ext}") for n in names):
+            return False
     return True
 
 
@@ -189,39 +255,37 @@ def apply_remote_delta(puller, transfer, ref: str | None, commit: str, choice: D
     if progress is not None:
         progress.set_label("Receiving delta parts:")
         progress.total_items = len(todo)
-    for i, header in todo:
-        if header.version > df.PART_VERSION:
-            raise DeltaError(f"part {i} has too new a version {header.version}")
+
+    def apply_one(i: int, header: df.PartHeader, st: ApplyStats, fetcher, inner: int) -> None:
         inline = sb.inline_part(i)
+        dest = None
         if inline is not None:
             f = io.BytesIO(inline)
         else:
             dest = repo.path / "tmp" / f"delta-part-{header.checksum}"
             url = f"{puller.base}/{ddir}/{i}"
             try:
-                puller.fetcher.download(DownloadRequest(url, dest, sha256=header.checksum,
-                                                        size=header.compressed_size))
+                (fetcher or puller.fetcher).download(DownloadRequest(url, dest, sha256=header.checksum,
+                                                                     size=header.compressed_size))
             except NotFoundError:
-                raise NotFoundError(f"part {i} is missing on {puller.source}") from None
-            except HybridosError as exc:
-                raise type(exc)(f"part {i}: {exc.message}") from None
+                raise NotFoundError(f"it is missing on {puller.source}") from None
             f = open(dest, "rb")  # noqa: SIM115 - closed below
-        transfer.bytes += header.compressed_size
         try:
             with f:
                 payload = open_part(repo, f, header.checksum)
             try:
-                execute_part(repo, header, payload, stats)
+                execute_part(repo, header, payload, st, workers=inner)
             finally:
                 payload.close()
-        except HybridosError as exc:
-            raise type(exc)(f"part {i}: {exc.message}") from None
         finally:
-            if inline is None:
+            if dest is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(dest)
-        if progress is not None:
-            progress.advance(1, header.compressed_size)
+
+    workers = puller.workers if puller.new_fetcher is not None else 1
+    apply_parts(repo, todo, apply_one, stats, workers=workers, progress=progress,
+                child_context=puller.new_fetcher)
+    transfer.bytes += sum(h.compressed_size for _i, h in todo)
     fallbacks = [f.checksum for f in sb.fallbacks
                  if f.otype is ObjectType.FILE and not repo.has_object(f.checksum, ObjectType.FILE)]
     if fallbacks:

@@ -145,6 +145,8 @@ class _Transfer:
         #: among them belongs to the delta's source commit, whose objects are all present: no need to walk it.
         self.delta_trees: set[str] | None = None
         self.delta_parsed: dict[str, DirTree] = {}
+        #: Commits a delta made complete, checked by the delta's own walk (delta_pull.complete_after_delta)
+        self.delta_complete: set[str] = set()
         self.content_ext = "filez" if repo.mode.is_archive else "file"
         self.scheduled = 0
         self.metadata_objects = 0
@@ -863,7 +865,8 @@ class Puller:
             if commit_metadata_only:
                 return [], transfer
             todo = [(c, p) for c, p in dict(chains).items() if self.repo.commit_is_partial(c)]
-            missing = transfer.pull_trees([(p.root_tree, p.root_meta) for _c, p in todo])
+            missing = transfer.pull_trees([(p.root_tree, p.root_meta) for c, p in todo
+                                           if c not in transfer.delta_complete])
             transfer.pull_content(missing)
             if todo:
                 self.repo.sync()

@@ -69,3 +69,29 @@ def test_lockfile_written_then_pinned_with_lockfile_repos(tmp_path, treedir):
     bad.write_text('{"packages": {"libfoo": {}}}')
     r = run_cli("compose", "tree", "--dry-run", str(tf), "--ex-lockfile", str(bad), check=False)
     assert r.returncode == 1 and "needs an 'evra' or 'evr' string" in r.stderr
+
+
+def test_source_root_configures_the_repositories(tmp_path, treedir, distro_repo):
+    """--source-root: .repo files, dnf variables and releasever from a root, as rpm-ostree's libdnf setup."""
+    (treedir / "test.repo").unlink()                  # nothing beside the treefile
+    body = BASE_TREEFILE.replace("releasever: 39\n", "")
+    tf = write_treefile(treedir, body)
+    src = tmp_path / "source"
+    (src / "etc/yum.repos.d").mkdir(parents=True)
+    (src / "etc/dnf/vars").mkdir(parents=True)
+    (src / "usr/lib").mkdir(parents=True)
+    (src / "usr/lib/os-release").write_text('ID=testos\nVERSION_ID=39\n')
+    (src / "etc/dnf/vars/distroroot").write_text(str(distro_repo.path.parent) + "\n")
+    # baseurl = file://<distroroot>/<releasever-dir>: both variables come from the source root
+    if not (distro_repo.path.parent / "v39").exists():
+        (distro_repo.path.parent / "v39").symlink_to(distro_repo.path)
+    (src / "etc/yum.repos.d/src.repo").write_text(
+        "[testos]\nname=From the source root\nbaseurl=file://$distroroot/v$releasever\ngpgcheck=0\n")
+    r = run_cli("compose", "tree", "--dry-run", str(tf), check=False)
+    assert r.returncode == 1 and "'testos' is not defined in any .repo file" in r.stderr
+    names = run_cli("compose", "tree", "--dry-run", "--source-root", str(src), str(tf)).stdout.split()
+    assert any(n.startswith("hello-") for n in names) and any(n.startswith("kernel-") for n in names)
+    # the treefile's releasever wins over the source root's
+    tf = write_treefile(treedir, body + "releasever: 40\n")
+    r = run_cli("compose", "tree", "--dry-run", "--source-root", str(src), str(tf), check=False)
+    assert r.returncode == 1 and "v40" in r.stderr

@@ -69,13 +69,17 @@ def _read_metadata_json(path: Path | None) -> dict:
               help="Pin packages to the versions in this rpm-ostree lockfile (JSON); enables lockfile-repos.")
 @click.option("--ex-write-lockfile-to", "write_lockfile_to", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the resolved packages as an rpm-ostree lockfile (JSON).")
+@click.option("--source-root", type=click.Path(file_okay=False, path_type=Path), metavar="PATH",
+              help="Rootfs to configure the package repositories from: its etc/yum.repos.d, etc/dnf/vars and "
+                   "releasever (the treefile's releasever and repovars win).")
 def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | None,
          write_commitid_to: Path | None, cachedir: Path | None, workdir: Path | None, force_nocache: bool, dry_run: bool,
          print_only: bool, parent: str | None, no_parent: bool, add_metadata_string: tuple[str, ...],
          add_metadata_from_json: Path | None, arch_name: str | None, no_scripts: bool,
          touch_if_changed: Path | None, unified_core: bool, cache_only: bool, download_only: bool,
          download_only_rpms: bool, previous_commit: str | None, previous_inputhash: str | None,
-         previous_version: str | None, lockfile: Path | None, write_lockfile_to: Path | None) -> None:
+         previous_version: str | None, lockfile: Path | None, write_lockfile_to: Path | None,
+         source_root: Path | None) -> None:
     """Compose TREEFILE into a commit in --repo."""
     from hybridos.compose.treefile import load_treefile
 
@@ -116,6 +120,7 @@ def tree(treefile: Path, repo_path: Path | None, write_composejson_to: Path | No
         previous_version=previous_version,
         lockfile=lockfile,
         write_lockfile_to=write_lockfile_to,
+        source_root=source_root,
         progress=sys.stderr.isatty(),
         on_step=(lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None,
     )

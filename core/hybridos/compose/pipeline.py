@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -78,6 +79,7 @@ class ComposeOptions:
     previous_version: str | None = None      #: the automatic version counts on from this
     lockfile: Path | None = None             #: --ex-lockfile: pin packages to these EVRAs (rpm-ostree's JSON)
     write_lockfile_to: Path | None = None    #: --ex-write-lockfile-to: write the resolved set as a lockfile
+    source_root: Path | None = None          #: --source-root: .repo files, dnf vars and releasever from this root
 
 
 @dataclass(frozen=True)
@@ -197,37 +199,73 @@ def provide_binfmt_interpreter(tree: Path, arch: Architecture) -> Path | None:
     return dest
 
 
-def load_repositories(tf: Treefile, cachedir: Path, *, cache_only: bool = False, lockfile: bool = False) -> tuple:
-    """The treefile's ``repos`` from the ``*.repo`` files beside it, with their metadata loaded."""
+def source_root_variables(source_root: Path) -> dict[str, str]:
+    """dnf's variables of a root: ``etc/dnf/vars/NAME`` holds the value of ``$NAME`` (first line)."""
+    out = {}
+    vars_dir = source_root / "etc/dnf/vars"
+    if vars_dir.is_dir():
+        for p in sorted(vars_dir.iterdir()):
+            if p.is_file() and re.fullmatch(r"[A-Za-z0-9_]+", p.name):
+                lines = p.read_text(errors="replace").splitlines()
+                out[p.name] = lines[0].strip() if lines else ""
+    return out
+
+
+def _os_release_version(root: Path) -> str | None:
+    from hybridos.sysroot import bls
+
+    for rel in ("usr/lib/os-release", "etc/os-release"):
+        try:
+            return bls.parse_os_release((root / rel).read_bytes()).get("VERSION_ID") or None
+        except OSError:
+            continue
+    return None
+
+
+def load_repositories(tf: Treefile, cachedir: Path, *, cache_only: bool = False, lockfile: bool = False,
+                      source_root: Path | None = None) -> tuple:
+    """The treefile's ``repos`` from the ``*.repo`` files beside it, with their metadata loaded.
+
+    ``source_root`` (rpm-ostree's ``--source-root``): the ``.repo`` files of ``SOURCE/etc/yum.repos.d`` instead,
+    the variables of ``SOURCE/etc/dnf/vars`` (the treefile's ``repovars`` win), and ``$releasever`` from the
+    root's os-release unless the treefile sets ``releasever``."""
     from hybridos.packages.repofile import read_repo_dir, repo_variables
     from hybridos.packages.repomd import load_repo
 
     releasever = None if tf.releasever is None else str(tf.releasever)
-    configs = {r.id: r for r in read_repo_dir(tf.directory, repo_variables(tf.basearch, releasever,
-                                                                           tf.repovars),
+    repovars = dict(tf.repovars)
+    repo_dir = tf.directory
+    if source_root is not None:
+        if not source_root.is_dir():
+            raise UsageError(f"--source-root {source_root}: not a directory")
+        repo_dir = source_root / "etc/yum.repos.d"
+        repovars = {**source_root_variables(source_root), **repovars}
+        if releasever is None:
+            releasever = _os_release_version(source_root)
+    configs = {r.id: r for r in read_repo_dir(repo_dir, repo_variables(tf.basearch, releasever, repovars),
                                               enabled_only=False)}
     if tf.repos:
         missing = [r for r in tf.repos if r not in configs]
         if missing:
-            files = ", ".join(sorted(p.name for p in tf.directory.glob("*.repo"))) or "none"
+            files = ", ".join(sorted(p.name for p in repo_dir.glob("*.repo"))) or "none"
             raise ConfigError(f"{tf.path}: repository '{missing[0]}' is not defined in any .repo file in "
-                              f"{tf.directory} (found: {files})")
+                              f"{repo_dir} (found: {files})")
         chosen = [configs[r] for r in tf.repos]
     else:
         chosen = [c for c in configs.values() if c.enabled]
         if not chosen:
-            raise ConfigError(f"{tf.path}: no 'repos' given and no enabled repository in {tf.directory}/*.repo")
+            raise ConfigError(f"{tf.path}: no 'repos' given and no enabled repository in {repo_dir}/*.repo")
     for rp in tf.repo_packages:
         if rp.repo not in configs:
             raise ConfigError(f"{tf.path}: 'repo-packages' names repository '{rp.repo}', which is not defined in "
-                              f"any .repo file in {tf.directory}")
+                              f"any .repo file in {repo_dir}")
         if rp.repo not in {c.id for c in chosen}:
             chosen.append(configs[rp.repo])
     if lockfile:        # lockfile-repos: used only when a lockfile pins packages (rpm-ostree's semantics)
         for name in tf.lockfile_repos:
             if name not in configs:
                 raise ConfigError(f"{tf.path}: lockfile-repos names repository '{name}', which is not defined in "
-                                  f"any .repo file in {tf.directory}")
+                                  f"any .repo file in {repo_dir}")
             if name not in {c.id for c in chosen}:
                 chosen.append(configs[name])
     loaded = [load_repo(c, cachedir / "repomd", cache_only=cache_only) for c in chosen]
@@ -350,7 +388,8 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
 
         pins = read_lockfile(options.lockfile) if options.lockfile else None
         step("Loading repository metadata")
-        repos = load_repositories(tf, cachedir, cache_only=options.cache_only, lockfile=bool(pins))
+        repos = load_repositories(tf, cachedir, cache_only=options.cache_only, lockfile=bool(pins),
+                                  source_root=options.source_root)
         step(f"Resolving {len(tf.packages)} requested packages for {tf.basearch.value}")
         transaction = solve(tf, repos, pins)
         installs = transaction.installs

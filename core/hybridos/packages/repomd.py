@@ -425,14 +425,16 @@ def _repo_dir(cachedir: Path, repo_id: str) -> Path:
     return Path(cachedir) / repo_id
 
 
-def _cached_repomd(cachedir: Path, config: RepoConfig) -> tuple[Repomd, str] | None:
+def _cached_repomd(cachedir: Path, config: RepoConfig, *, any_url: bool = False) -> tuple[Repomd, str] | None:
+    """The cached repomd.xml of ``config`` and the base URL it came from; one cached from another base URL
+    counts only with ``any_url`` (--cache-only: whatever was fetched for this repository id)."""
     path = _repo_dir(cachedir, config.id) / "repomd.xml"
     try:
         data = path.read_bytes()
         baseurl = (_repo_dir(cachedir, config.id) / "baseurl").read_text().strip()
     except OSError:
         return None
-    if config.baseurls and baseurl not in config.baseurls:
+    if config.baseurls and baseurl not in config.baseurls and not any_url:
         return None     # cached for another base URL (the .repo file or its $releasever changed): stale
     try:
         return parse_repomd(data, str(path)), baseurl
@@ -472,7 +474,7 @@ def load_repo(config: RepoConfig | str, cachedir: str | os.PathLike, *, cache_on
                           config.priority, config.excludepkgs, mirrors or (baseurl,), from_cache,
                           config.gpgcheck, config.gpgkeys)
 
-    cached = _cached_repomd(cachedir, config)
+    cached = _cached_repomd(cachedir, config, any_url=cache_only)
     if cached is not None and (cache_only or (not refresh and _fresh(cachedir, config))):
         repo = loaded(*cached, from_cache=True)
         if repo.solv_path.is_file() and _files_path(repo.solv_path).is_file():

@@ -9,6 +9,7 @@ so a failure at any step leaves the repository's refs as they were.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -80,6 +81,9 @@ class ComposeOptions:
     lockfile: Path | None = None             #: --ex-lockfile: pin packages to these EVRAs (rpm-ostree's JSON)
     write_lockfile_to: Path | None = None    #: --ex-write-lockfile-to: write the resolved set as a lockfile
     source_root: Path | None = None          #: --source-root: .repo files, dnf vars and releasever from this root
+    #: ``compose install``: leave the tree in INSTALL_ROOT/rootfs (and the state ``commit`` needs beside it)
+    install_root: Path | None = None
+    install_postprocess: bool = False        #: ``compose install --postprocess``: run postprocess_final too
 
 
 @dataclass(frozen=True)
@@ -283,13 +287,19 @@ def restrict_repo_packages(tf: Treefile, repos: list) -> list:
     return out
 
 
-def rpmmd_repos_variant(repos: tuple) -> Variant:
-    """``rpmostree.rpmmd-repos``: aa{sv} of {id, timestamp} for each repository used."""
-    def ts(rev: str) -> int:
-        return int(rev) if is_decimal(rev) else 0
+def rpmmd_entries(repos: tuple) -> list[dict]:
+    """``[{"id", "timestamp"}]`` of the repositories used (their revision, when it is a number)."""
+    return [{"id": r.id, "timestamp": int(r.revision) if is_decimal(r.revision) else 0} for r in repos]
 
-    return Variant("aa{sv}", [{"id": Variant("s", r.id), "timestamp": Variant("t", ts(r.revision))}
-                              for r in repos])
+
+def rpmmd_variant(entries: list[dict]) -> Variant:
+    """``rpmostree.rpmmd-repos``: aa{sv} of {id, timestamp} for each repository used."""
+    return Variant("aa{sv}", [{"id": Variant("s", e["id"]), "timestamp": Variant("t", int(e["timestamp"]))}
+                              for e in entries])
+
+
+def rpmmd_repos_variant(repos: tuple) -> Variant:
+    return rpmmd_variant(rpmmd_entries(repos))
 
 
 def read_lockfile(path: Path) -> dict[str, str]:
@@ -421,10 +431,17 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
         if version is None and tf.automatic_version_prefix is not None:
             version = next_version(tf.automatic_version_prefix, prev_version, suffix=tf.automatic_version_suffix)
 
-        parent = options.workdir or repo.path / "tmp"
+        install_root = options.install_root
+        if install_root is not None:
+            if install_root.exists() and (not install_root.is_dir() or any(install_root.iterdir())):
+                raise UsageError(f"{install_root} exists and is not an empty directory")
+            parent = install_root.absolute().parent
+        else:
+            parent = options.workdir or repo.path / "tmp"
         parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="hybridos-compose-", dir=parent))
-        stack.callback(remove_workdir, workdir, background=options.background_cleanup)
+        # removed when done, unless it became the install root (compose install)
+        stack.callback(lambda: workdir.exists() and remove_workdir(workdir, background=options.background_cleanup))
         tree = workdir / "rootfs"
         tree.mkdir(mode=0o755)
 
@@ -466,89 +483,203 @@ def compose_tree(tf: Treefile, options: ComposeOptions) -> ComposeResult:
                 raise PluginError("no initramfs plugin handled the request")
 
         step("Postprocessing the tree")
+        final = install_root is None or options.install_postprocess
         postprocess.postprocess_tree(tree, tf, version=version, kver=kver,
-                                     runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts))
-
-        messages = tuple(passwd.check(tree, tf, previous_pw, lambda rel: _tree_text(tree, rel)))
-
+                                     runner=postprocess.ScriptRunner(tf.basearch, options.run_scripts), final=final)
         if qemu is not None:
             qemu.unlink()
-        metadata: dict[str, Any] = {}
-        for k, v in tf.add_commit_metadata.items():
-            metadata[k] = metadata_value(v, k)
-        for k, v in options.extra_metadata.items():
-            metadata[k] = metadata_value(v, k)
-        metadata.update({
-            META_INPUTHASH: input_hash,
-            META_PKGLIST: pkglist_variant(nevras),
-            META_INITRAMFS_ARGS: list(tf.initramfs_args),
-            META_ARCH: tf.basearch.value,
-            META_BOOTABLE: kver is not None,
-        })
-        if tf.repo_metadata == "inline":
-            metadata[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)
-        if kver is not None:
-            metadata[META_LINUX] = kver
-        if version is not None:
-            metadata[META_VERSION] = str(version)
-        move_ref = tf.ref if (tf.ref and options.write_commitid_to is None) else None
-        if tf.ref and not move_ref:
-            metadata["ostree.ref-binding"] = [tf.ref]
+        if install_root is not None:
+            state = InstallState(packages=tuple(str(n) for n in nevras), input_hash=input_hash,
+                                 version=None if version is None else str(version), kver=kver,
+                                 rpmmd=tuple(rpmmd_entries(repos)), finalized=final)
+            atomic_write(workdir / STATE_FILE, state.to_json())
+            if install_root.exists():
+                install_root.rmdir()
+            os.rename(workdir, install_root)
+            return ComposeResult(packages=nevras, input_hash=input_hash,
+                                 messages=(f"rootfs: {install_root}/rootfs",))
+        return commit_rootfs(tf, options, repo, tree, nevras=nevras, input_hash=input_hash, version=version,
+                             kver=kver, rpmmd=rpmmd_entries(repos), previous=previous, prev_commit=prev_commit,
+                             previous_pw=previous_pw)
 
-        hook = None
-        if tf.selinux:
-            from hybridos.selinux import label_hook, load_policy
 
-            policy = load_policy(tree)
-            if policy is not None:
-                step(f"Labelling the tree from {policy[1].relative_to(tree)}")
-                hook = label_hook(policy[0], tf.selinux_label_version)
-        step("Committing")
-        before = set(repo.list_objects())
-        progress = Progress("Committing", enabled=options.progress)
-        timestamp = options.timestamp
-        if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH"):
-            timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
-        with progress:
-            commit = repo.commit_tree(tree, branch=move_ref, subject="", metadata=metadata,
-                                      parent=previous or "none", timestamp=timestamp, progress=progress,
-                                      xattr_hook=hook)
-        detached: dict[str, Any] = {}
-        if tf.repo_metadata == "detached":
-            detached[META_RPMMD_REPOS] = rpmmd_repos_variant(repos)
-        if tf.gpg_key:
-            from hybridos.ostree.gpg import METADATA_KEY, gpg_detach_sign
-            from hybridos.ostree.objects import ObjectType
+#: beside DESTDIR/rootfs after ``compose install``: what ``compose postprocess``/``commit`` need from the install
+STATE_FILE = "hybridos-compose.json"
 
-            # the building user's GnuPG home ($GNUPGHOME or ~/.gnupg), as rpm-ostree signs
-            data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
-            detached[METADATA_KEY] = Variant("aay", [gpg_detach_sign(data, tf.gpg_key, None)])
-        if detached:
-            repo.write_commitmeta(commit, detached)
-        loaded = repo.load_commit(commit)
-        compose_json: dict[str, Any] = {
-            "ostree-commit": commit,
-            "ostree-content-checksum": loaded.content_checksum,
-            # rpm-ostree writes an ISO 8601 string (JSON has no 64-bit integers)
-            "ostree-timestamp": datetime.datetime.fromtimestamp(loaded.timestamp, datetime.UTC)
-            .strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "rpm-ostree-inputhash": input_hash,
-        }
-        if version is not None:
-            compose_json["ostree-version"] = str(version)
-        compose_json.update(_object_stats(repo, commit, before))
-        if move_ref:
-            compose_json["ref"] = move_ref
-        if prev_commit is not None:
-            compose_json["pkgdiff"] = pkgdiff(nevras_from_pkglist(prev_commit.metadata.get(META_PKGLIST)),
-                                              {(n.name, n.arch): n for n in nevras})
-        if options.write_commitid_to is not None:
-            atomic_write(options.write_commitid_to, commit.encode())
-        if options.write_composejson_to is not None:
-            atomic_write(options.write_composejson_to, json.dumps(compose_json, indent=2).encode() + b"\n")
-        return ComposeResult(packages=nevras, input_hash=input_hash, commit=commit, ref=move_ref,
-                             version=None if version is None else str(version), compose_json=compose_json,
-                             messages=messages)
+
+@dataclass(frozen=True)
+class InstallState:
+    """What the install stage knows that the rootfs does not say: the input hash, the resolved packages, the
+    version, the kernel, the repositories used, and whether ``postprocess_final`` ran."""
+
+    packages: tuple[str, ...] = ()
+    input_hash: str | None = None
+    version: str | None = None
+    kver: str | None = None
+    rpmmd: tuple[dict, ...] = ()
+    finalized: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps({"packages": list(self.packages), "input-hash": self.input_hash, "version": self.version,
+                           "kernel": self.kver, "rpmmd-repos": list(self.rpmmd), "postprocessed": self.finalized},
+                          indent=2).encode() + b"\n"
+
+    @classmethod
+    def read(cls, path: Path) -> InstallState | None:
+        """The state file, None when there is none; a malformed one is an error naming it."""
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        try:
+            return cls(tuple(str(p) for p in data["packages"]), data["input-hash"], data["version"],
+                       data["kernel"], tuple({"id": str(e["id"]), "timestamp": int(e["timestamp"])}
+                                             for e in data["rpmmd-repos"]), bool(data["postprocessed"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a compose install state ({exc})") from None
+
+
+def kernel_version_of(tree: Path) -> str | None:
+    """The version of the kernel in ``usr/lib/modules/*/vmlinuz`` (None without one)."""
+    modules = tree / "usr/lib/modules"
+    found = sorted(d.name for d in modules.iterdir() if (d / "vmlinuz").is_file()) if modules.is_dir() else []
+    if len(found) > 1:
+        raise ConfigError(f"{tree}: more than one kernel in usr/lib/modules ({', '.join(found)})")
+    return found[0] if found else None
+
+
+def postprocess_rootfs(rootfs: Path, tf: Treefile) -> str:
+    """``compose postprocess ROOTFS [TREEFILE]``: rpm-ostree's postprocess_final on an installed root, once."""
+    if not rootfs.is_dir():
+        raise UsageError(f"{rootfs}: not a directory")
+    state_path = rootfs.parent / STATE_FILE
+    state = InstallState.read(state_path)
+    if state is not None and state.finalized:
+        return f"{rootfs}: already postprocessed"
+    postprocess.postprocess_final(rootfs, tf, state.kver if state is not None else kernel_version_of(rootfs))
+    if state is not None:
+        atomic_write(state_path, dataclasses.replace(state, finalized=True).to_json())
+    return f"Postprocessed {rootfs}"
+
+
+def commit_installed(tf: Treefile, options: ComposeOptions, rootfs: Path) -> ComposeResult:
+    """``compose commit TREEFILE ROOTFS``: postprocess (unless done) and commit a root ``compose install`` made
+    (a root without its state file is committed as it is, its packages read from its rpmdb)."""
+    from hybridos.ostree.repo import Repo
+
+    if not rootfs.is_dir():
+        raise UsageError(f"{rootfs}: not a directory")
+    repo = Repo.open(options.repo)
+    state_path = rootfs.parent / STATE_FILE
+    state = InstallState.read(state_path)
+    if state is None:
+        from hybridos.sysroot.pkgdiff import packages_of_tree
+
+        nevras = tuple(sorted(packages_of_tree(rootfs), key=str))
+        state = InstallState(packages=tuple(str(n) for n in nevras), kver=kernel_version_of(rootfs),
+                             version=options.extra_metadata.get(META_VERSION), finalized=True)
+    if not state.finalized:
+        postprocess.postprocess_final(rootfs, tf, state.kver)
+        state = dataclasses.replace(state, finalized=True)
+        atomic_write(state_path, state.to_json())
+    previous = _previous_commit(repo, tf, options)
+    compared = repo.resolve_rev(options.previous_commit) if options.previous_commit else previous
+    prev_commit = repo.load_commit(compared) if compared else None
+    previous_pw = passwd.previous_files(repo, compared) if "previous" in (tf.check_passwd.kind,
+                                                                          tf.check_groups.kind) else {}
+    return commit_rootfs(tf, options, repo, rootfs, nevras=tuple(Nevra.parse(p) for p in state.packages),
+                         input_hash=state.input_hash, version=state.version, kver=state.kver,
+                         rpmmd=list(state.rpmmd), previous=previous, prev_commit=prev_commit,
+                         previous_pw=previous_pw)
+
+
+def commit_rootfs(tf: Treefile, options: ComposeOptions, repo, tree: Path, *, nevras: tuple[Nevra, ...],
+                  input_hash: str | None, version, kver: str | None, rpmmd: list[dict], previous: str | None,
+                  prev_commit, previous_pw) -> ComposeResult:
+    """The commit stage (``compose tree``'s last part, ``compose commit``): check passwd/group, label, commit
+    the postprocessed ``tree`` with the compose metadata, sign, write the compose JSON."""
+    step = options.on_step or (lambda _msg: None)
+    messages = tuple(passwd.check(tree, tf, previous_pw, lambda rel: _tree_text(tree, rel)))
+    metadata: dict[str, Any] = {}
+    for k, v in tf.add_commit_metadata.items():
+        metadata[k] = metadata_value(v, k)
+    for k, v in options.extra_metadata.items():
+        metadata[k] = metadata_value(v, k)
+    if input_hash is not None:
+        metadata[META_INPUTHASH] = input_hash
+    metadata.update({
+        META_PKGLIST: pkglist_variant(nevras),
+        META_INITRAMFS_ARGS: list(tf.initramfs_args),
+        META_ARCH: tf.basearch.value,
+        META_BOOTABLE: kver is not None,
+    })
+    if tf.repo_metadata == "inline":
+        metadata[META_RPMMD_REPOS] = rpmmd_variant(rpmmd)
+    if kver is not None:
+        metadata[META_LINUX] = kver
+    if version is not None:
+        metadata[META_VERSION] = str(version)
+    move_ref = tf.ref if (tf.ref and options.write_commitid_to is None) else None
+    if tf.ref and not move_ref:
+        metadata["ostree.ref-binding"] = [tf.ref]
+
+    hook = None
+    if tf.selinux:
+        from hybridos.selinux import label_hook, load_policy
+
+        policy = load_policy(tree)
+        if policy is not None:
+            step(f"Labelling the tree from {policy[1].relative_to(tree)}")
+            hook = label_hook(policy[0], tf.selinux_label_version)
+    step("Committing")
+    before = set(repo.list_objects())
+    progress = Progress("Committing", enabled=options.progress)
+    timestamp = options.timestamp
+    if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH"):
+        timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
+    with progress:
+        commit = repo.commit_tree(tree, branch=move_ref, subject="", metadata=metadata,
+                                  parent=previous or "none", timestamp=timestamp, progress=progress,
+                                  xattr_hook=hook)
+    detached: dict[str, Any] = {}
+    if tf.repo_metadata == "detached":
+        detached[META_RPMMD_REPOS] = rpmmd_variant(rpmmd)
+    if tf.gpg_key:
+        from hybridos.ostree.gpg import METADATA_KEY, gpg_detach_sign
+        from hybridos.ostree.objects import ObjectType
+
+        # the building user's GnuPG home ($GNUPGHOME or ~/.gnupg), as rpm-ostree signs
+        data = repo.read_metadata_bytes(commit, ObjectType.COMMIT)
+        detached[METADATA_KEY] = Variant("aay", [gpg_detach_sign(data, tf.gpg_key, None)])
+    if detached:
+        repo.write_commitmeta(commit, detached)
+    loaded = repo.load_commit(commit)
+    compose_json: dict[str, Any] = {
+        "ostree-commit": commit,
+        "ostree-content-checksum": loaded.content_checksum,
+        # rpm-ostree writes an ISO 8601 string (JSON has no 64-bit integers)
+        "ostree-timestamp": datetime.datetime.fromtimestamp(loaded.timestamp, datetime.UTC)
+        .strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if input_hash is not None:
+        compose_json["rpm-ostree-inputhash"] = input_hash
+    if version is not None:
+        compose_json["ostree-version"] = str(version)
+    compose_json.update(_object_stats(repo, commit, before))
+    if move_ref:
+        compose_json["ref"] = move_ref
+    if prev_commit is not None:
+        compose_json["pkgdiff"] = pkgdiff(nevras_from_pkglist(prev_commit.metadata.get(META_PKGLIST)),
+                                          {(n.name, n.arch): n for n in nevras})
+    if options.write_commitid_to is not None:
+        atomic_write(options.write_commitid_to, commit.encode())
+    if options.write_composejson_to is not None:
+        atomic_write(options.write_composejson_to, json.dumps(compose_json, indent=2).encode() + b"\n")
+    return ComposeResult(packages=nevras, input_hash=input_hash, commit=commit, ref=move_ref,
+                         version=None if version is None else str(version), compose_json=compose_json,
+                         messages=messages)
 
 
 def _tree_text(tree: Path, rel: str) -> str:

@@ -610,8 +610,9 @@ def write_treefile_json(tree: Path, tf: Treefile) -> None:
 
 
 def postprocess_tree(tree: Path, tf: Treefile, *, version: str | None, kver: str | None,
-                     runner: ScriptRunner) -> None:
-    """Every postprocessing step, in order (scripts see /etc where packages put it)."""
+                     runner: ScriptRunner, final: bool = True) -> None:
+    """Every postprocessing step, in order (scripts see /etc where packages put it); ``final=False`` stops
+    before ``postprocess_final`` (``compose install`` without --postprocess)."""
     require_real_dirs(tree)
     add_files(tree, tf)
     enable_units(tree, tf)
@@ -622,6 +623,13 @@ def postprocess_tree(tree: Path, tf: Treefile, *, version: str | None, kver: str
     run_finalize_d(tree, tf)
     remove_files(tree, tf)
     require_real_dirs(tree)
+    if final:
+        postprocess_final(tree, tf, kver)
+
+
+def postprocess_final(tree: Path, tf: Treefile, kver: str | None) -> None:
+    """rpm-ostree's ``postprocess_final``: the tree into OSTree's layout (passwd split, rpmdb, /boot, toplevel
+    symlinks, /var as tmpfiles.d, /etc to /usr/etc). Run once per tree (``compose postprocess``)."""
     split_passwd_files(tree, tf)
     move_rpmdb(tree)
     boot_files(tree, tf, kver)

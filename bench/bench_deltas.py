@@ -10,7 +10,13 @@ addresses) and a block inserted. Both commits are made by the real ``ostree comm
 its own hardlinked copy of the source repository, whose ``summary -u`` then advertises that tool's delta;
 the same HTTP server process serves each copy to its own tool.
 
-Usage: python bench/bench_deltas.py [--small] [--keep DIR] [--runs N]
+Applying forks worker processes (one per CPU, at most 4): the peak RSS reported is the CLI process's own
+(VmHWM); the largest worker's peak (its pages are mostly shared with the parent it was forked from) is
+reported beside it. The apply runs take turns (ours, ostree's, our object pull; then the other way round);
+each round's ours/objects ratio is recorded with the load average, and the median of those paired ratios
+is reported with the ratio of the medians, since on a shared machine the load drifts between rounds.
+
+Usage: python bench/bench_deltas.py [--small] [--keep DIR] [--runs N] [--apply-runs N]
 """
 
 from __future__ import annotations
@@ -38,10 +44,11 @@ RSS_GOAL_MB = 64
 #: Runs the CLI in this interpreter and writes its own peak RSS (VmHWM) on exit: wait4()'s ru_maxrss of a child
 #: started by this (larger) benchmark process can report the parent's peak, carried across vfork/exec.
 HWM = """
-import atexit, sys
+import atexit, resource, sys
 def _hwm(path=sys.argv[1]):
-    with open(path, "w") as f:
-        f.write([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")][0])
+    own = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+    with open(path, "w") as f:   # own peak (KiB), and the largest of its forked workers' (reaped) peaks
+        f.write(f"{own} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 atexit.register(_hwm)
 from hybridos.cli.main import main
 main(sys.argv[2:])
@@ -123,7 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--small", action="store_true", help="a quick run on a few thousand files")
     ap.add_argument("--keep", default=None, help="work in this directory and keep it")
     ap.add_argument("--runs", type=int, default=3, help="runs per timed case (the median is reported)")
+    ap.add_argument("--apply-runs", type=int, default=None, help="runs of the apply cases (default: --runs)")
     args = ap.parse_args(argv)
+    apply_runs = args.apply_runs or args.runs
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-deltas-"))
     work.mkdir(parents=True, exist_ok=True)
     cases = []
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             urls = {k: s.stdout.readline().strip() for k, s in servers.items()}
             pulls = {"ours": [], "ref": [], "objects": []}
-            for i in range(args.runs):
+            rounds = []
+            for i in range(apply_runs):
                 order = ["ours", "ref", "objects"] if i % 2 == 0 else ["objects", "ref", "ours"]
                 for who in order:
                     client = work / f"client-{who}"
@@ -187,13 +197,20 @@ def main(argv: list[str] | None = None) -> dict:
                     else:
                         argv_ = [sys.executable, "-c", HWM, str(work / "hwm"), "repo", "pull", "--repo", str(client),
                                  "o", "main", *(["--disable-static-deltas"] if who == "objects" else [])]
+                    load = os.getloadavg()[0]
                     wall, cpu, rss = timed(argv_)
+                    workers_rss = 0.0
                     if who != "ref":
-                        rss = int((work / "hwm").read_text()) / 1024
-                    pulls[who].append((wall, cpu, rss))
+                        own, kids = (work / "hwm").read_text().split()
+                        rss, workers_rss = int(own) / 1024, int(kids) / 1024
+                    pulls[who].append((wall, cpu, rss, workers_rss, load))
                     got = ostree("rev-parse", f"--repo={client}", "o:main").strip()
                     if got != c2:
                         raise RuntimeError(f"{who}: pulled {got}, not {c2}")
+                rounds.append({"ours": round(pulls["ours"][-1][0], 2), "objects": round(pulls["objects"][-1][0], 2),
+                               "ratio": round(pulls["ours"][-1][0] / pulls["objects"][-1][0], 2),
+                               "load": round(pulls["ours"][-1][4], 1)})
+                print(f"  apply round {i + 1}: {rounds[-1]}", flush=True)
             for who in ("ours", "objects"):
                 a = ostree("ls", f"--repo={work / f'client-{who}'}", "-R", c2)
                 b = ostree("ls", f"--repo={work / 'client-ref'}", "-R", c2)
@@ -208,10 +225,16 @@ def main(argv: list[str] | None = None) -> dict:
                           ours_walls=[round(x[0], 2) for x in pulls["ours"]],
                           reference_walls=[round(x[0], 2) for x in pulls["ref"]],
                           ours_peak_rss_mb=round(med["ours"][2]), reference_peak_rss_mb=round(med["ref"][2]),
+                          ours_workers_peak_rss_mb=round(max(x[3] for x in pulls["ours"])),
                           rss_goal_mb=RSS_GOAL_MB, rss_met=max(x[2] for x in pulls["ours"]) <= RSS_GOAL_MB))
+        paired = sorted(r["ratio"] for r in rounds)[len(rounds) // 2]
         cases.append(case("apply delta vs our object pull", med["ours"][0], med["objects"][0], 0.5,
+                          ours_walls=[round(x[0], 2) for x in pulls["ours"]],
                           reference_walls=[round(x[0], 2) for x in pulls["objects"]],
-                          reference_peak_rss_mb=round(med["objects"][2])))
+                          ours_cpu=round(med["ours"][1], 2), reference_cpu=round(med["objects"][1], 2),
+                          reference_peak_rss_mb=round(med["objects"][2]),
+                          rounds=rounds, paired_median_ratio=paired,
+                          loads=[round(x[4], 1) for x in pulls["ours"]]))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,7 +24,7 @@ def test_the_table_follows_the_cli():
     assert "| `upgrade` | `--check` | yes |" in table
     assert "| `upgrade` | `--frobnicate/-f` | no: not implemented yet (issue 20) |" in table
     assert "| `nosuch` | `--x` | no: no `hybridos nosuch` command yet (issue 20) |" in table
-    assert "no staged deployments" in table
+    assert "| `finalize-deployment` | `--allow-unlocked` | yes |" in table
 
     @click.group()
     def root():

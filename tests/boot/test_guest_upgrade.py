@@ -8,6 +8,8 @@ edits ``/etc``, writes ``/var``, makes ``/sysroot`` read-only (a read-only bind 
 the repository on a second virtio disk and reboots; GRUB brings it back in v2, which runs ``hybridos rollback``
 and reboots into v1. The boot test init (:mod:`tests.boot.distro`) prints each boot's marker: the version from
 the deployment's own os-release and the ``/etc`` and ``/var`` contents, which must survive both reboots.
+The upgrade is staged (the guest is the running system); ``/etc`` is edited after staging and the guest runs
+``hybridos finalize-staged`` on its way down, as the shutdown unit would: v2 comes up with that edit.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ GUEST_STEPS = textwrap.dedent(r"""    #!/bin/sh
     step "stage=$stage"
     case $stage in
     0)
-        echo edited-in-guest > /etc/boottest.conf
         echo written-in-guest > /var/lib/boottest/data
         hybridos upgrade || fail "upgrade"
+        hybridos status --json | grep -q '"staged": true' || fail "the upgrade was not staged"
+        # edited after staging: finalization at shutdown merges the /etc of that moment
+        echo edited-in-guest > /etc/boottest.conf
         touch /sysroot/.rw-probe 2>/dev/null && fail "/sysroot became writable for everyone"
         touch /boot/.rw-probe 2>/dev/null && fail "/boot became writable for everyone"
         echo 1 > $stage_file
@@ -74,6 +78,8 @@ GUEST_STEPS = textwrap.dedent(r"""    #!/bin/sh
     esac
     step "rebooting"
     umount /run/repo
+    # what hybridos-finalize-staged.service's ExecStop does on the way down (this init has no systemd)
+    hybridos finalize-staged || fail "finalize-staged"
     sync
     reboot -f
     """)

@@ -41,13 +41,16 @@ def test_booted_upgrade_and_rollback_keep_etc_and_var(tmp_path, guest_os):
     sr = make_sysroot(tmp_path / "sysroot", guest_os.repo)
     v2 = guest_os.compose("v2")
 
-    # boot v1: /sysroot and /boot are read-only for everyone; hybridos makes them writable for itself only
+    # boot v1: /sysroot and /boot are read-only for everyone; hybridos makes them writable for itself only.
+    # The upgrade is staged; /etc is edited after it; shutdown (finalize-staged) carries the edit over
     out = run_booted(sr, """
         cat /usr/lib/guest-marker
         echo data > /var/guest-data
-        echo edited > /etc/guest.conf
         ! touch /sysroot/x 2>/dev/null
         hybridos upgrade
+        test -s /run/ostree/staged-deployment
+        echo edited > /etc/guest.conf
+        hybridos finalize-staged
         ! touch /sysroot/x 2>/dev/null && ! touch /boot/x 2>/dev/null && echo still read-only
         """, repo=guest_os.repo).stdout
     assert out.startswith("v1\n")
@@ -86,8 +89,8 @@ def test_two_upgrades_in_one_boot_keep_the_running_deployment(tmp_path, guest_os
     v2 = guest_os.compose("v2")
     v3 = guest_os.compose("v3")
     out = run_booted(sr, f"""
-        hybridos deploy {v2} > /dev/null
-        hybridos upgrade > /dev/null
+        hybridos deploy {v2} > /dev/null && hybridos finalize-staged > /dev/null
+        hybridos upgrade > /dev/null && hybridos finalize-staged > /dev/null
         hybridos status --json
         """, repo=guest_os.repo).stdout
     status = json.loads(out)["deployments"]

@@ -45,4 +45,5 @@ def test_operations_reach_every_host_verb():
     from hybridos.operations.verbs import OPERATIONS
 
     assert set(OPERATIONS) == {"upgrade", "deploy", "rebase", "rollback", "kargs", "cleanup", "pkgchange",
-                               "refresh-md", "package-diff", "modify-yum-repo", "search"}
+                               "refresh-md", "package-diff", "modify-yum-repo", "search",
+                               "finalize-deployment", "automatic-update"}

@@ -27,10 +27,10 @@ def _remember(key: str):
 #: -r/--reboot: after a change, reboot the running system (``systemctl reboot``), as rpm-ostree does
 reboot_option = click.option("-r", "--reboot", is_flag=True, expose_value=False, callback=_remember("hybridos.reboot"),
                              help="Reboot after the change (only when operating on the running system, /).")
-#: accepted for rpm-ostree's scripts; see docs/compatibility.md
+#: a deployment staged on the running system is then not finalized at shutdown (docs/staging.md)
 lock_finalization_option = click.option(
     "--lock-finalization", is_flag=True, expose_value=False, callback=_remember("hybridos.lock-finalization"),
-    help="Accepted for compatibility: hybridos writes deployments directly (no staged deployment to lock).")
+    help="Do not finalize the staged deployment at shutdown; apply it later with finalize-deployment.")
 bypass_driver_option = click.option(
     "--bypass-driver", is_flag=True, expose_value=False,
     help="Accepted for compatibility: hybridos has no update drivers to bypass.")
@@ -44,12 +44,19 @@ def change_options(f):
 
 
 def finish(ctx: click.Context, sysroot: Path) -> None:
-    """After a change: the --lock-finalization note, and the --reboot."""
-    if ctx.meta.get("hybridos.lock-finalization"):
-        click.echo("note: --lock-finalization has no effect: the new deployment is already the default at the next "
-                   "boot (hybridos does not stage deployments)", err=True)
+    """After a change: the --lock-finalization note (an offline sysroot stages nothing), and the --reboot."""
+    if ctx.meta.get("hybridos.lock-finalization") and not _is_running_system(sysroot):
+        click.echo("note: --lock-finalization has no effect: on an offline sysroot the new deployment is written "
+                   "as the default at once (only the running system stages deployments)", err=True)
     if ctx.meta.get("hybridos.reboot"):
         request_reboot(sysroot)
+
+
+def _is_running_system(sysroot: Path) -> bool:
+    from hybridos.sysroot import runstate
+    from hybridos.sysroot.mounts import is_booted_root
+
+    return is_booted_root(sysroot) or runstate.stand_in_booted(sysroot)
 
 
 def request_reboot(sysroot: Path) -> None:
@@ -89,6 +96,10 @@ def run_operation(ctx: click.Context, sysroot_opt: Path | None, op, *, unchanged
 
     line = TaskLine()
     path = sysroot_path(ctx, sysroot_opt)
+    if ctx.meta.get("hybridos.lock-finalization") and hasattr(op, "lock_finalization"):
+        import dataclasses
+
+        op = dataclasses.replace(op, lock_finalization=True)
     handled, unchanged = through_daemon(
         path, lambda client: _client().run_operation(client, op, line, osname=getattr(op, "stateroot", None)))
     if handled:  # the daemon's messages (the outcome's lines too) are printed already

@@ -45,9 +45,12 @@ def os_init(ctx, sysroot_opt, stateroot):
 @click.option("--karg-append", multiple=True, metavar="K[=V]", help="Append to the inherited kernel arguments.")
 @click.option("--retain", is_flag=True, help="Keep every existing deployment.")
 @click.option("--no-merge", is_flag=True, help="Do not carry over /etc changes of the current deployment.")
+@click.option("--stage", is_flag=True, help="Complete the deployment at shutdown (finalize-staged); needs a "
+              "booted system.")
+@click.option("--lock-finalization", is_flag=True, help="With --stage: shutdown does not finalize it.")
 @click.argument("revision")
 @click.pass_context
-def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, revision):
+def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, stage, lock_finalization, revision):
     """Deploy REFSPEC or CHECKSUM (already in the sysroot's repository) as the new default."""
     from hybridos.sysroot.deploy import deploy_commit
     from hybridos.sysroot.kargs import KernelArgs, validate_arg
@@ -57,6 +60,10 @@ def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, revisi
 
     for a in (*karg, *karg_append):
         validate_arg(a)
+    if stage and retain:
+        raise UsageError("--stage cannot currently be combined with --retain arguments")
+    if lock_finalization and not stage:
+        raise UsageError("--lock-finalization needs --stage")
     path = sysroot_path(ctx, sysroot_opt)
     with Transaction(path, "deploy", on_event=event_printer()) as tx:
         sysroot = Sysroot.load(path)
@@ -79,9 +86,41 @@ def deploy(ctx, sysroot_opt, osname, karg, karg_append, retain, no_merge, revisi
             kargs = kargs.append(a)
         origin = Origin(revision)  # like ostree admin deploy: a fresh origin naming what was deployed
         new = deploy_commit(sysroot, commit, stateroot=stateroot, origin=origin, kargs=kargs, tx=tx,
-                            retain=retain, merge=merge if merge is not None else False)
+                            retain=retain, merge=merge if merge is not None else False, stage=stage,
+                            lock_finalization=lock_finalization)
     d = new.default
-    click.echo(f"Deployed {d.stateroot} {d.checksum}.{d.serial}")
+    click.echo(f"{'Staged' if stage else 'Deployed'} {d.stateroot} {d.checksum}.{d.serial}")
+
+
+@admin.command("finalize-staged")
+@sysroot_option
+@click.pass_context
+def finalize_staged_cmd(ctx, sysroot_opt):
+    """Finalize the staged deployment (what the shutdown unit runs): merge /etc, write the boot entries."""
+    from hybridos.cli.staging_cmd import run_finalize_staged
+
+    run_finalize_staged(sysroot_path(ctx, sysroot_opt))
+
+
+@admin.command("lock-finalization")
+@sysroot_option
+@click.option("--unlock", is_flag=True, help="Let shutdown finalize the staged deployment again.")
+@click.pass_context
+def lock_finalization_cmd(ctx, sysroot_opt, unlock):
+    """Keep (or stop keeping) the staged deployment from being finalized at shutdown."""
+    from hybridos.cli.staging_cmd import run_lock_finalization
+
+    run_lock_finalization(sysroot_path(ctx, sysroot_opt), not unlock)
+
+
+@admin.command("boot-complete")
+@sysroot_option
+@click.pass_context
+def boot_complete_cmd(ctx, sysroot_opt):
+    """At boot: fail (once) when finalizing the staged deployment failed on the previous shutdown."""
+    from hybridos.sysroot.staging import boot_complete
+
+    boot_complete(sysroot_path(ctx, sysroot_opt))
 
 
 @admin.command("undeploy")

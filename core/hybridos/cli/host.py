@@ -52,6 +52,9 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
         from hybridos.sysroot.sysroot import Sysroot
 
         data = status_json(Sysroot.load(path), booted_only=booted)
+    from hybridos.cli.staging_cmd import automatic_update_status
+
+    header, available = automatic_update_status(path, data, verbose=verbose)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     elif jsonpath is not None:
@@ -63,7 +66,10 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
             raise HybridosError(f"While compiling jsonpath: {exc.message}") from None
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo("\n".join(status_text(data, verbose=verbose)))
+        lines = status_text(data, verbose=verbose)
+        lines[1:1] = header         # after "State: ...", as rpm-ostree prints "AutomaticUpdates: ..."
+        lines += ["", *available] if available else []
+        click.echo("\n".join(lines))
     deps = data["deployments"]
     if pending_exit_77 and len(deps) > 1 and not deps[0]["booted"]:
         import sys
@@ -82,18 +88,29 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
 @click.option("-C", "--cache-only", is_flag=True, help="Do not download; use what was fetched before.")
 @click.option("--download-only", is_flag=True, help="Download the new commit but do not deploy it.")
 @click.option("--allow-downgrade", is_flag=True, help="Permit deploying a commit older than the current one.")
+@click.option("--trigger-automatic-update-policy", "trigger_auto", is_flag=True, hidden=True,
+              help="Do what AutomaticUpdatePolicy says (hybridos-automatic.service).")
+@click.option("-q", "--quiet", is_flag=True, help="Avoid printing most informational messages.")
 @unchanged_option
 @install_option
 @uninstall_option
 @repo_options
 @click.pass_context
 def upgrade(ctx, sysroot_opt, osname, check, preview, cache_only, download_only, allow_downgrade,
-            unchanged_exit_77, install_, uninstall_, enablerepo, disablerepo, releasever):
+            trigger_auto, quiet, unchanged_exit_77, install_, uninstall_, enablerepo, disablerepo, releasever):
     """Pull the newest commit of the origin's ref and deploy it as the new default."""
     from hybridos.operations.verbs import Upgrade
 
+    if trigger_auto:
+        from hybridos.cli.staging_cmd import trigger_automatic_update
+
+        trigger_automatic_update(ctx, sysroot_opt, osname, quiet=quiet)
+        return
     if ctx.meta.get("hybridos.reboot") and (check or preview):    # rpm-ostree's refusals
         raise click.UsageError(f"Cannot specify both --reboot and {'--preview' if preview else '--check'}")
+    from hybridos.cli.staging_cmd import note_automatic_updates
+
+    note_automatic_updates(sysroot_path(ctx, sysroot_opt))
     with _packages(install_) as pkgs:
         run_operation(ctx, sysroot_opt, Upgrade(stateroot=osname, check=check, preview=preview,
                                                 cache_only=cache_only, download_only=download_only,

@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "initramfs-etc": "hybridos.cli.layering:initramfs_etc",
     "start-daemon": "hybridos.cli.daemon_cmd:start_daemon",
     "health-check": "hybridos.cli.health:health_check",
+    "finalize-staged": "hybridos.cli.staging_cmd:finalize_staged",
+    "finalize-deployment": "hybridos.cli.staging_cmd:finalize_deployment",
 }
 
 

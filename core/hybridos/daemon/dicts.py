@@ -37,7 +37,7 @@ def deployment_dict(sysroot, dep) -> dict[str, Variant]:
     out = {k: Variant(DEPLOYMENT_SIGNATURES[k], v) for k, v in data.items()
            if v is not None and k in DEPLOYMENT_SIGNATURES}
     out[STATUS_KEY] = Variant("s", json.dumps(data))
-    out["finalization-locked"] = Variant("b", False)
+    out["finalization-locked"] = Variant("b", bool(data.get("finalization-locked")))
     out["signatures"] = Variant("av", [])
     out["gpg-enabled"] = Variant("b", _gpg_enabled(sysroot, dep))
     if data.get("base-checksum"):

@@ -2,13 +2,12 @@
 serve the sysroot until idle.
 
 Configuration: ``/etc/rpm-ostreed.conf``'s format (``[Daemon]`` ``AutomaticUpdatePolicy``, ``IdleExitTimeout``),
-read from ``--config`` (default ``$HYBRIDOSD_CONFIG`` or ``/etc/hybridosd.conf``); a missing file means the
-defaults (none, 60 s).
+read from ``--config`` (default ``$HYBRIDOSD_CONFIG``, else the sysroot's ``etc/hybridos/hybridosd.conf``, else
+its ``etc/rpm-ostreed.conf``); a missing file means the defaults (none, 60 s).
 """
 
 import argparse
 import asyncio
-import configparser
 import logging
 import os
 import random
@@ -18,38 +17,28 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-DEFAULT_CONFIG = "/etc/hybridosd.conf"
-POLICIES = {"none": "none", "off": "none", "check": "check", "stage": "stage", "ex-stage": "stage",
-            "apply": "apply"}
+DEFAULT_CONFIG = "/etc/hybridos/hybridosd.conf"
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    path: str = DEFAULT_CONFIG
+    """``path`` "" means the sysroot's own file (``hybridos.operations.daemonconf``: etc/hybridos/hybridosd.conf,
+    else etc/rpm-ostreed.conf)."""
+
+    path: str = ""
     automatic_update_policy: str = "none"
     idle_exit_timeout: float = 60.0
+    sysroot: Path = Path("/")
 
     @classmethod
-    def load(cls, path: str) -> "DaemonConfig":
-        from hybridos.errors import ConfigError
+    def load(cls, path: str | None, sysroot: Path = Path("/")) -> "DaemonConfig":
+        from hybridos.operations.daemonconf import load_settings
 
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(path)
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        section = parser["Daemon"] if parser.has_section("Daemon") else {}
-        raw = str(section.get("AutomaticUpdatePolicy", "none")).strip().lower()
-        if raw not in POLICIES:
-            raise ConfigError(f"Invalid value for AutomaticUpdatePolicy: '{raw}'")
-        try:
-            idle = float(section.get("IdleExitTimeout", "60"))
-        except ValueError:
-            raise ConfigError(f"{path}: IdleExitTimeout must be a number of seconds") from None
-        return cls(path, POLICIES[raw], idle)
+        s = load_settings(Path(sysroot), Path(path) if path else None)
+        return cls(path or "", s.automatic_update_policy, s.idle_exit_timeout, Path(sysroot))
 
     def reload(self) -> "DaemonConfig":
-        return DaemonConfig.load(self.path)
+        return DaemonConfig.load(self.path or None, self.sysroot)
 
 
 def system_bus_address() -> str:
@@ -114,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
                                      "(rpm-ostree's D-Bus API on org.projectatomic.rpmostree1)")
     parser.add_argument("--sysroot", default=os.environ.get("HYBRIDOS_SYSROOT", "/"),
                         help="the sysroot to serve (default: /)")
-    parser.add_argument("--config", default=os.environ.get("HYBRIDOSD_CONFIG", DEFAULT_CONFIG))
+    parser.add_argument("--config", default=os.environ.get("HYBRIDOSD_CONFIG"),
+                        help="configuration file (default: the sysroot's etc/hybridos/hybridosd.conf, else "
+                             "etc/rpm-ostreed.conf)")
     parser.add_argument("--run-dir", default=os.environ.get("HYBRIDOSD_RUN_DIR", "/run/hybridosd"),
                         help="where transaction sockets are created")
     parser.add_argument("--idle-exit-timeout", type=float, default=None,
@@ -127,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     from hybridos.errors import HybridosError
 
     try:
-        config = DaemonConfig.load(args.config)
+        config = DaemonConfig.load(args.config, Path(args.sysroot).absolute())
         if args.idle_exit_timeout is not None:
             config = replace(config, idle_exit_timeout=args.idle_exit_timeout)
         os.makedirs(args.run_dir, mode=0o755, exist_ok=True)

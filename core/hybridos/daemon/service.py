@@ -147,7 +147,7 @@ class OSInterface(ServiceInterface):
                             reboot=bool(options is not None and _opt(options, "reboot")))
 
     _DEPLOY_OPTS = {"reboot", "allow-downgrade", "cache-only", "download-only", "initiating-command-line",
-                    "skip-purge"}
+                    "skip-purge", "lock-finalization"}
 
     @method()
     async def Upgrade(self, options: "a{sv}") -> "s":
@@ -156,7 +156,8 @@ class OSInterface(ServiceInterface):
         _refuse_unknown("Upgrade", options, self._DEPLOY_OPTS)
         op = Upgrade(stateroot=self.osname, cache_only=bool(_opt(options, "cache-only")),
                      download_only=bool(_opt(options, "download-only")),
-                     allow_downgrade=bool(_opt(options, "allow-downgrade")))
+                     allow_downgrade=bool(_opt(options, "allow-downgrade")),
+                     lock_finalization=bool(_opt(options, "lock-finalization")))
         return await self._txn("Upgrade", ("upgrade",), op, ("Upgrade", op), options)
 
     @method()
@@ -164,7 +165,8 @@ class OSInterface(ServiceInterface):
         from hybridos.operations.verbs import Deploy
 
         _refuse_unknown("Deploy", options, self._DEPLOY_OPTS)
-        op = Deploy(revision=revision.removeprefix("revision="), stateroot=self.osname)
+        op = Deploy(revision=revision.removeprefix("revision="), stateroot=self.osname,
+                    lock_finalization=bool(_opt(options, "lock-finalization")))
         return await self._txn("Deploy", ("deploy",), op, ("Deploy", op), options)
 
     @method()
@@ -174,7 +176,8 @@ class OSInterface(ServiceInterface):
         _refuse_unknown("Rebase", options, self._DEPLOY_OPTS)
         if packages:
             raise DBusError(names.ERROR_FAILED, "Rebase: installing packages while rebasing is not supported")
-        op = Rebase(target=refspec, stateroot=self.osname, cache_only=bool(_opt(options, "cache-only")))
+        op = Rebase(target=refspec, stateroot=self.osname, cache_only=bool(_opt(options, "cache-only")),
+                    lock_finalization=bool(_opt(options, "lock-finalization")))
         return await self._txn("Rebase", ("rebase",), op, ("Rebase", op), options)
 
     @method()
@@ -214,6 +217,19 @@ class OSInterface(ServiceInterface):
             raise
         self.d.hand_over_fds(fds)
         return address
+
+    @method()
+    async def FinalizeDeployment(self, options: "a{sv}") -> "s":
+        from hybridos.operations.verbs import FinalizeDeployment
+
+        _refuse_unknown("FinalizeDeployment", options, {"checksum", "allow-missing-checksum", "allow-unlocked",
+                                                        "initiating-command-line"})
+        checksum = str(_opt(options, "checksum", "") or "")
+        if not checksum and not _opt(options, "allow-missing-checksum"):
+            raise DBusError(names.ERROR_FAILED, "Missing expected checksum")
+        op = FinalizeDeployment(checksum=checksum, allow_unlocked=bool(_opt(options, "allow-unlocked")),
+                                stateroot=self.osname)
+        return await self._txn("FinalizeDeployment", ("finalize-deployment",), op, ("FinalizeDeployment", op))
 
     @method()
     async def KernelArgs(self, existing: "s", added: "as", replaced: "as", removed: "as",
@@ -274,15 +290,17 @@ class OSInterface(ServiceInterface):
         from hybridos.operations.verbs import Upgrade
 
         _refuse_unknown("AutomaticUpdateTrigger", options, {"mode", "output-to-self", "initiating-command-line"})
+        from hybridos.operations.verbs import AutomaticUpdate
+
         mode = str(_opt(options, "mode", "auto") or "auto")
         if mode == "auto":
             mode = self.d.config.automatic_update_policy
         if mode == "none":
             return [False, ""]
-        if mode != "check":
-            raise DBusError(names.ERROR_FAILED, f"AutomaticUpdateTrigger: mode {mode!r} is not supported yet "
-                                                "(only check)")
-        op = Upgrade(stateroot=self.osname, check=True)
+        if mode not in ("check", "stage", "apply"):
+            raise DBusError(names.ERROR_FAILED, f"AutomaticUpdateTrigger: unknown mode {mode!r}")
+        op = AutomaticUpdate(policy=mode, stateroot=self.osname)
+        _ = Upgrade
         return [True, await self._txn("AutomaticUpdateTrigger", ("upgrade",), op, ("AutomaticUpdateTrigger", op))]
 
     # -- synchronous -----------------------------------------------------------------------------------------
@@ -418,9 +436,12 @@ def request_actions(op) -> tuple[str, ...]:
                 or op.initramfs_etc_untrack_all or op.force_sync:
             actions.append("bootconfig")
         return tuple(actions) or ("install-uninstall-packages",)
+    if verb == "automatic-update":
+        return ("repo-refresh",) if op.policy == "check" else ("upgrade",)
     return {"deploy": ("deploy",), "rebase": ("rebase",), "rollback": ("rollback",), "kargs": ("bootconfig",),
             "cleanup": ("cleanup",), "refresh-md": ("repo-refresh",), "package-diff": ("repo-refresh",),
-            "modify-yum-repo": ("repo-modify",), "search": ()}[verb]
+            "modify-yum-repo": ("repo-modify",), "search": (),
+            "finalize-deployment": ("finalize-deployment",)}[verb]
 
 
 class HybridosOSInterface(ServiceInterface):
@@ -685,6 +706,16 @@ class Daemon:
 
     def update_deployment_request(self, osname: str, modifiers: dict, options: dict):
         """The request and polkit actions of ``UpdateDeployment(modifiers, options)``."""
+        import dataclasses
+
+        lock = bool(_opt(options, "lock-finalization"))
+        options = {k: v for k, v in options.items() if k != "lock-finalization"}
+        op, actions = self._update_deployment_request(osname, modifiers, options)
+        if lock and hasattr(op, "lock_finalization"):
+            op = dataclasses.replace(op, lock_finalization=True)
+        return op, actions
+
+    def _update_deployment_request(self, osname: str, modifiers: dict, options: dict):
         from hybridos.operations.verbs import Deploy, PackageChange, Rebase, Upgrade
 
         supported_mods = {"set-refspec", "set-revision", "install-packages", "uninstall-packages",

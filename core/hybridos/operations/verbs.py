@@ -37,6 +37,8 @@ class Operation:
         return self.verb
 
     def run(self, tx: Transaction) -> Outcome:
+        if getattr(self, "lock_finalization", False):
+            tx.lock_finalization = True
         try:
             return Outcome(tuple(self._run(tx)))
         except Unchanged as exc:
@@ -135,6 +137,7 @@ class Upgrade(Operation):
     enablerepo: tuple[str, ...] = ()
     disablerepo: tuple[str, ...] = ()
     releasever: str = ""
+    lock_finalization: bool = False         #: a staged deployment is not finalized at shutdown
 
     def run(self, tx: Transaction) -> Outcome:
         _refuse_packages_with(self, "--preview", enabled=self.preview)
@@ -179,6 +182,7 @@ class Deploy(Operation):
     enablerepo: tuple[str, ...] = ()
     disablerepo: tuple[str, ...] = ()
     releasever: str = ""
+    lock_finalization: bool = False         #: a staged deployment is not finalized at shutdown
 
     def _run(self, tx):
         from hybridos.operations.deploy import deploy_revision
@@ -203,6 +207,7 @@ class Rebase(Operation):
     enablerepo: tuple[str, ...] = ()
     disablerepo: tuple[str, ...] = ()
     releasever: str = ""
+    lock_finalization: bool = False         #: a staged deployment is not finalized at shutdown
 
     def _run(self, tx):
         from hybridos.operations.deploy import rebase
@@ -237,6 +242,7 @@ class KernelArgs(Operation):
     delete: tuple[str, ...] = ()
     delete_if_present: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
+    lock_finalization: bool = False         #: a staged deployment is not finalized at shutdown
 
     def validate(self) -> None:
         from hybridos.sysroot.kargs import validate_arg
@@ -313,6 +319,7 @@ class PackageChange(Operation):
     initramfs_etc_untrack: tuple[str, ...] = ()
     initramfs_etc_untrack_all: bool = False
     force_sync: bool = False                  #: initramfs-etc --force-sync: deploy even when nothing changed
+    lock_finalization: bool = False         #: a staged deployment is not finalized at shutdown
 
     @property
     def title(self) -> str:
@@ -450,10 +457,79 @@ class Search(Operation):
         return search_lines(search(available_packages(repos), self.terms))
 
 
+@dataclass(frozen=True)
+class FinalizeDeployment(Operation):
+    """rpm-ostree ``finalize-deployment``: unlock the staged deployment staged with ``--lock-finalization``
+    (its commit or base commit must be ``checksum``; "" accepts any) and reboot, so shutdown finalizes it."""
+
+    verb: ClassVar[str] = "finalize-deployment"
+    checksum: str = ""
+    allow_unlocked: bool = False
+    stateroot: str | None = None
+
+    def _run(self, tx):
+        from hybridos.operations.daemonconf import load_settings
+        from hybridos.sysroot.staging import finalize_deployment
+        from hybridos.util.run import run
+
+        sysroot = _load(tx)
+        staged = finalize_deployment(sysroot, self.checksum or None, allow_unlocked=self.allow_unlocked,
+                                     stateroot=self.stateroot)
+        argv = load_settings(tx.sysroot).reboot_command
+        tx.message(f"Finalized deployment; rebooting into {staged.checksum}")
+        run(list(argv))
+        return []
+
+
+@dataclass(frozen=True)
+class AutomaticUpdate(Operation):
+    """What ``hybridos-automatic.service`` runs: the ``AutomaticUpdatePolicy`` (``policy`` "" reads it from the
+    configuration) on the running system (``operations.autoupdate``)."""
+
+    verb: ClassVar[str] = "automatic-update"
+    policy: str = ""
+    stateroot: str | None = None
+
+    def run(self, tx: Transaction) -> Outcome:
+        out = super().run(tx)
+        if out.unchanged:
+            return Outcome(("No updates available.",), unchanged=True)
+        return out
+
+    def _run(self, tx):
+        import os
+        import time
+
+        from hybridos.operations import autoupdate
+        from hybridos.operations.daemonconf import load_settings
+
+        settings = load_settings(tx.sysroot)
+        policy = self.policy or settings.automatic_update_policy
+        if policy == "none":
+            return [autoupdate.NOT_ENABLED]
+        sysroot = _load(tx)
+        started = time.time()
+        # the run is recorded in the running system's /run (status: "last run ... ago"); never for an offline one
+        record = autoupdate.write_record if sysroot.running else (lambda **_: None)
+        record(result="running", pid=os.getpid(), started=started, policy=policy)
+        result = "failed"
+        try:
+            with tx.meter("Receiving objects:") as progress:
+                lines = autoupdate.run_policy(sysroot, tx, policy, stateroot=self.stateroot,
+                                              reboot_command=settings.reboot_command, progress=progress)
+            result = "success"
+        except Unchanged:
+            result = "success"
+            raise
+        finally:
+            record(result=result, pid=os.getpid(), started=started, finished=time.time(), policy=policy)
+        return lines
+
+
 #: verb -> request class (the daemon's and the client's common vocabulary)
 OPERATIONS: dict[str, type[Operation]] = {cls.verb: cls for cls in (
     Upgrade, Deploy, Rebase, Rollback, KernelArgs, Cleanup, PackageChange, RefreshMd, PackageDiff, ModifyRepo,
-    Search)}
+    Search, FinalizeDeployment, AutomaticUpdate)}
 
 
 def from_dict(verb: str, data: dict) -> Operation:

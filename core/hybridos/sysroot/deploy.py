@@ -474,11 +474,20 @@ def finish_interrupted_swap(sysroot: Sysroot, tx: Transaction) -> None:
     marker.unlink(missing_ok=True)
 
 
-def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Transaction) -> Sysroot:
-    """Make ``deployments`` (in boot order) the sysroot's boot configuration; returns the reloaded sysroot."""
+def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Transaction, *,
+                      prune: bool = True) -> Sysroot:
+    """Make ``deployments`` (in boot order) the sysroot's boot configuration; returns the reloaded sysroot.
+
+    A staged deployment in the list stays staged (no boot entry) when it comes first, as libostree keeps it;
+    anywhere else it is dropped, and so is the sysroot's staged deployment when the list leaves it out.
+    ``prune``: also delete repository objects no deployment uses any more (finalization at shutdown skips it).
+    """
     root = sysroot.path
     finish_interrupted_swap(sysroot, tx)
+    keep_staged = bool(deployments) and deployments[0].staged and deployments[0].same(sysroot.staged)
+    deployments = [d for d in deployments if not d.staged]
     deployments = assign_bootserials(deployments)
+    staged_refs = [sysroot.staged] if keep_staged else []
     new_bv = 1 - sysroot.bootversion if (root / "boot/loader").is_symlink() else 1
     old_sub_target = None
     with contextlib.suppress(OSError):
@@ -513,7 +522,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
     with tx.step("deployment-refs"):
         refs_dir = repo.path / "refs/heads/ostree" / str(new_bv) / str(new_sub)
         remove_tree(refs_dir)
-        for i, d in enumerate(deployments):
+        for i, d in enumerate(deployments + staged_refs):    # a staged commit's ref comes last
             repo.set_ref(f"ostree/{new_bv}/{new_sub}/{i}", d.checksum)
 
     entries = context.entries
@@ -533,6 +542,10 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
             syncfs(boot)
         atomic_symlink(f"loader.{new_bv}", boot / "loader")
         fsync_dir(boot)
+        if sysroot.staged is not None and not keep_staged:
+            from hybridos.sysroot import stagedstate
+
+            stagedstate.remove_state()   # dropped, as libostree drops it; cleanup removes its directory
 
     with tx.step("post-swap"):
         if choice.bootloader is not None and entries:
@@ -548,7 +561,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
     with tx.step("cleanup"):
         cleanup_sysroot(new)
         kept = {d.checksum for d in new.deployments}
-        if any(d.checksum not in kept for d in sysroot.deployments):
+        if prune and any(d.checksum not in kept for d in sysroot.deployments):
             prune_repo(new)  # a commit left the list: drop what only it used
     return new
 
@@ -575,15 +588,27 @@ def select_kept(sysroot: Sysroot, new: Deployment, merge: Deployment | None, *, 
 def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Origin,
                   kargs: KernelArgs | str | None = None, tx: Transaction, retain: bool = False,
                   merge: Deployment | None | bool = True, info: CommitInfo | None = None,
-                  prepared_tree: Path | None = None) -> Sysroot:
+                  prepared_tree: Path | None = None, stage: bool | None = None,
+                  lock_finalization: bool | None = None) -> Sysroot:
     """Deploy a commit already in the sysroot's repository as the new default; returns the reloaded sysroot.
 
     ``kargs`` None inherits the merge deployment's kernel arguments. ``merge`` True picks the merge
     deployment of ``stateroot`` (its /etc changes carry over), False starts from the image's /etc only.
     ``prepared_tree``: a directory on the sysroot's filesystem holding exactly the commit's content (the tree
     layering just committed), renamed into place instead of checking the commit out again.
+    ``stage``: write the deployment but leave the /etc merge and the boot entries to ``finalize-staged`` at
+    shutdown (``sysroot.staging``); needs a booted sysroot. None: the transaction's choice (``tx.stage``), else
+    staged exactly when the sysroot is the running system, as rpm-ostree does. ``lock_finalization``: shutdown
+    leaves it alone (None: ``tx.lock_finalization``).
     """
     root = sysroot.path
+    if stage is None:
+        stage = tx.stage if tx.stage is not None else sysroot.running
+    if lock_finalization is None:
+        lock_finalization = tx.lock_finalization
+    if stage and sysroot.booted is None:
+        raise SysrootError("cannot stage a deployment: the sysroot is not booted",
+                           hint="stage on the running system; an offline --sysroot deploys at once")
     if not (root / "ostree/deploy" / stateroot / "var").is_dir():
         raise NotFoundError(f"stateroot {stateroot!r} does not exist in {root}",
                             hint=f"create it with `hybridos admin os-init --sysroot {root} {stateroot}`")
@@ -614,7 +639,7 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
 
         with tx.step("etc-merge"):
             etcmerge.populate_etc(dep_dir)
-            if merge is not None:
+            if merge is not None and not stage:
                 merge_dir = root / merge.relpath
                 diff = etcmerge.diff_etc(merge_dir / "usr/etc", merge_dir / "etc")
                 etcmerge.apply_etc_diff(diff, merge_dir / "etc", dep_dir / "etc")
@@ -629,6 +654,10 @@ def deploy_commit(sysroot: Sysroot, commit: str, *, stateroot: str, origin: Orig
             (root / new.origin_relpath).unlink(missing_ok=True)
         raise
 
+    if stage:
+        from hybridos.sysroot.staging import record_staged
+
+        return record_staged(sysroot, new, merge, tx, locked=lock_finalization)
     new_list = select_kept(sysroot, new, merge, retain=retain)
     try:
         return write_deployments(sysroot, new_list, tx)

@@ -25,7 +25,10 @@ class Deployment:
     #: why the origin could not be read (the deployment is still listed so it can be removed)
     origin_error: str | None = None
     booted: bool = False
+    #: written but not yet in the boot entries: finalized at shutdown (``/run/ostree/staged-deployment``)
     staged: bool = False
+    #: a staged deployment that shutdown will not finalize (``--lock-finalization``)
+    finalization_locked: bool = False
 
     @property
     def pinned(self) -> bool:

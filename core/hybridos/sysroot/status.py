@@ -191,6 +191,8 @@ def deployment_json(sysroot: Sysroot, dep: Deployment) -> dict:
         [_nevra_tuple(x[0]), _nevra_tuple(x[1])] if isinstance(x, (list, tuple)) else [_nevra_tuple(x), []]
         for x in json_value(meta.get("rpmostree.replaced-base-packages", []))]
     out["base-remote-replacements"] = {}
+    if dep.staged and dep.finalization_locked:
+        out["finalization-locked"] = True
     # hybridos's own
     out.update({
         "index": dep.index,
@@ -227,9 +229,15 @@ def transaction_json(sysroot_path: Path) -> list[str] | None:
 
 
 def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
+    from hybridos.sysroot.staging import finalization_failure
+
     deps = [d for d in sysroot.deployments if d.booted or not booted_only]
-    return {"deployments": [deployment_json(sysroot, d) for d in deps],
-            "transaction": transaction_json(sysroot.path), "cached-update": None, "update-driver": None}
+    out = {"deployments": [deployment_json(sysroot, d) for d in deps],
+           "transaction": transaction_json(sysroot.path), "cached-update": None, "update-driver": None}
+    failure = finalization_failure(sysroot.path) if sysroot.running else None
+    if failure:
+        out["finalize-failure"] = failure   # hybridos's: what the previous shutdown's finalization reported
+    return out
 
 
 #: rpm-ostree's key column: max(len("InactiveRemoteOverrides"), len("InterruptedLiveCommit"))
@@ -254,7 +262,11 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
     """rpm-ostree's layout: ``● REFSPEC`` headers, keys right-aligned in 23 columns after two spaces, a blank line
     between deployments, StateRoot only with -v or several stateroots, Commit under BaseCommit only with -v."""
     tx = data["transaction"]
-    lines = [f"State: {'busy (' + tx[1] + ')' if tx else 'idle'}", "Deployments:"]
+    lines = [f"State: {'busy (' + tx[1] + ')' if tx else 'idle'}"]
+    if data.get("finalize-failure"):
+        lines += ["Warning: failed to finalize previous deployment",
+                  f"         error: {data['finalize-failure']}"]
+    lines.append("Deployments:")
     if not data["deployments"]:
         lines.append("  (none)")
     several_stateroots = len({d["osname"] for d in data["deployments"]}) > 1
@@ -283,8 +295,10 @@ def status_text(data: dict, *, verbose: bool = False) -> list[str]:
                 row("Commit", d["checksum"])
         else:
             row("Commit", d["checksum"])
-        if verbose and (d["staged"] or i == 0):
-            row("Staged", "yes" if d["staged"] else "no")
+        if d["staged"]:   # rpm-ostree shows this row only with -v; a staged deployment is worth seeing always
+            row("Staged", "yes" + (" (finalization locked)" if d.get("finalization-locked") else ""))
+        elif verbose and i == 0:
+            row("Staged", "no")
         if verbose or several_stateroots:
             row("StateRoot", d["osname"])
         if d.get("container-image-reference-digest"):

@@ -4,7 +4,9 @@
 the deployments are the ``ostree-*.conf`` entries of ``boot/loader/entries`` sorted by version (highest
 first), each resolved through its ``ostree=`` bootlink to ``ostree/deploy/<stateroot>/deploy/<commit>.<serial>``.
 A deployment is booted only when the sysroot is ``/``, ``/run/ostree-booted`` exists and ``/proc/cmdline``'s
-``ostree=`` resolves to it.
+``ostree=`` resolves to it (or the sysroot is a test's stand-in for the booted ``/``: ``sysroot.runstate``).
+On a booted sysroot a staged deployment (``/run/ostree/staged-deployment``) comes first, with ``staged`` set,
+as libostree lists it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from hybridos.errors import ConfigError, FormatError, NotFoundError, SysrootError
-from hybridos.sysroot import bls
+from hybridos.sysroot import bls, runstate
 from hybridos.sysroot.deployment import Deployment
 from hybridos.sysroot.mounts import is_booted_root
 from hybridos.sysroot.origin import parse_origin
@@ -88,8 +90,12 @@ class Sysroot:
     subbootversion: int
     deployments: tuple[Deployment, ...]
     booted: Deployment | None = None
-    #: the parsed BLS entry of each deployment, by deployment name
+    #: the parsed BLS entry of each deployment, by deployment name (a staged deployment has none)
     entries: dict[str, bls.ParsedEntry] = field(default_factory=dict, compare=False)
+    #: the state file of the staged deployment (``deployments[0]``), when there is one
+    staged_state: object | None = field(default=None, compare=False)
+    #: loaded as the running system (booted ``/`` or its test stand-in): deployments are staged by default
+    running: bool = field(default=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, cmdline: str | None = None) -> Sysroot:
@@ -136,6 +142,9 @@ class Sysroot:
                 except (OSError, FormatError) as exc:
                     raise SysrootError(f"cannot read boot entry {entry_path}: {exc}") from None
         parsed.sort(key=lambda t: (-t[0], t[1]))
+        stand_in = cmdline is None and runstate.stand_in_booted(root)
+        if stand_in:
+            cmdline = runstate.read_cmdline() or ""
         booted_key = booted_from_cmdline(root, cmdline) if cmdline is not None else _booted_key(root)
         deployments, entries = [], {}
         for index, (_, name, entry) in enumerate(parsed):
@@ -157,7 +166,18 @@ class Sysroot:
                                    hint="mount the boot partition (or bind-mount /sysroot/boot) on /boot")
             raise SysrootError("/run/ostree-booted exists but no boot entry leads to the running deployment",
                                hint="is the right partition mounted on /boot?")
-        return cls(root, bootversion, subbootversion, tuple(deployments), booted, entries)
+        state = None
+        running = booted is not None and (stand_in or (cmdline is None and is_booted_root(root)))
+        if running:
+            state, staged = _load_staged(root, deployments)
+            if staged is not None:
+                deployments = [staged] + [d.replace(index=d.index + 1) for d in deployments]
+        return cls(root, bootversion, subbootversion, tuple(deployments), booted, entries, state, running)
+
+    @property
+    def staged(self) -> Deployment | None:
+        """The staged deployment (finalized at shutdown), if any."""
+        return self.deployments[0] if self.deployments and self.deployments[0].staged else None
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -245,6 +265,32 @@ class Sysroot:
         return Repo.open(self.path / "ostree/repo")
 
 
+def _load_staged(root: Path, deployments: list[Deployment]):
+    """(state, Deployment) of the staged deployment of a booted sysroot, or (None, None).
+
+    A state file whose deployment directory is gone (removed by a cleanup of another tool) is ignored, as a
+    stale file cannot be acted on."""
+    from hybridos.sysroot import stagedstate
+
+    state = stagedstate.read_state()
+    if state is None:
+        return None, None
+    t = state.target
+    dep = Deployment(stateroot=t.osname, checksum=t.checksum, serial=t.serial, bootcsum=t.bootcsum, index=0,
+                     staged=True, finalization_locked=state.locked)
+    if not (root / dep.relpath).is_dir() or any(d.same(dep) for d in deployments):
+        return None, None
+    if state.kargs is not None:
+        _, kargs = bls.split_ostree_karg(" ".join(state.kargs))
+    else:
+        merge = next((d for d in deployments if state.merge is not None
+                      and (d.stateroot, d.checksum, d.serial) == (state.merge.osname, state.merge.checksum,
+                                                                  state.merge.serial)), None)
+        kargs = merge.kargs if merge is not None else ""
+    origin, error = read_origin_file(root / dep.origin_relpath)
+    return state, dep.replace(kargs=kargs, origin=origin, origin_error=error)
+
+
 def booted_by_inode(root: Path, deployments, running_root: Path) -> Deployment | None:
     """The deployment whose checkout is the same directory (device and inode) as ``running_root``."""
     try:
@@ -271,9 +317,8 @@ def _booted_key(root: Path) -> tuple[str, str, int] | None:
     """
     if not is_booted_root(root):
         return None
-    try:
-        cmdline = Path("/proc/cmdline").read_text()
-    except OSError:
+    cmdline = runstate.read_cmdline()
+    if cmdline is None:
         return None
     value, _ = bls.split_ostree_karg(cmdline)
     key = booted_from_cmdline(Path("/"), cmdline)

@@ -52,6 +52,11 @@ class Transaction:
         self.events: list[Event] = []
         self.steps: list[str] = []
         self.committed = False
+        #: how new deployments are written: None stages them on the running system and deploys them at once
+        #: on an offline sysroot; True/False forces it (``sysroot.staging``)
+        self.stage: bool | None = None
+        #: a staged deployment is not finalized at shutdown (``--lock-finalization``)
+        self.lock_finalization = False
         self._cancel = threading.Event()
         self._lock = SysrootLock(self.sysroot, lock_timeout) if lock else None
         self._old_handler = None

@@ -64,10 +64,14 @@ def status_fast(argv: list[str]) -> int | None:
         data = status_through_daemon(Path(opts["sysroot"]), booted_only=opts["booted"])
         if data is None:
             return None
+        from hybridos.operations.autoupdate import with_automatic_updates
+
+        lines = with_automatic_updates(Path(opts["sysroot"]), data, status_text(data, verbose=opts["verbose"]),
+                                       verbose=opts["verbose"])
         if opts["as_json"]:
             out = json.dumps(data, indent=2)
         else:
-            out = "\n".join(status_text(data, verbose=opts["verbose"]))
+            out = "\n".join(lines)
     except Exception:  # the full command line reports whatever this was, properly
         return None
     try:

@@ -52,9 +52,9 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
         from hybridos.sysroot.sysroot import Sysroot
 
         data = status_json(Sysroot.load(path), booted_only=booted)
-    from hybridos.cli.staging_cmd import automatic_update_status
+    from hybridos.operations.autoupdate import with_automatic_updates
 
-    header, available = automatic_update_status(path, data, verbose=verbose)
+    lines = with_automatic_updates(path, data, status_text(data, verbose=verbose), verbose=verbose)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     elif jsonpath is not None:
@@ -66,9 +66,6 @@ def status(ctx, sysroot_opt, as_json, verbose, booted, jsonpath, pending_exit_77
             raise HybridosError(f"While compiling jsonpath: {exc.message}") from None
         click.echo(json.dumps(result, indent=2))
     else:
-        lines = status_text(data, verbose=verbose)
-        lines[1:1] = header         # after "State: ...", as rpm-ostree prints "AutomaticUpdates: ..."
-        lines += ["", *available] if available else []
         click.echo("\n".join(lines))
     deps = data["deployments"]
     if pending_exit_77 and len(deps) > 1 and not deps[0]["booted"]:

@@ -105,32 +105,4 @@ def trigger_automatic_update(ctx, sysroot_opt, osname, *, quiet: bool = False) -
     run_operation(ctx, sysroot_opt, AutomaticUpdate(stateroot=osname))
 
 
-def automatic_update_status(path: Path, data: dict, *, verbose: bool = False) -> tuple[list[str], list[str]]:
-    """(the "AutomaticUpdates:" header lines, the "AvailableUpdate:" block) for ``status``; fills in
-    ``cached-update`` in ``data`` when a policy is set, as rpm-ostree does."""
-    from hybridos.errors import HybridosError
-    from hybridos.operations import autoupdate
-    from hybridos.operations.daemonconf import load_settings
-
-    if not _running(path):
-        return [], []
-    try:
-        policy = load_settings(path).automatic_update_policy
-    except HybridosError as exc:
-        return [f"AutomaticUpdates: unknown ({exc.message})"], []
-    header = autoupdate.status_header(path, policy, verbose=verbose)
-    if policy == "none":
-        return header, []
-    from hybridos.sysroot.sysroot import Sysroot
-
-    sysroot = Sysroot.load(path)
-    booted = sysroot.booted.stateroot if sysroot.booted is not None else None
-    update = autoupdate.cached_update_json(sysroot, booted)
-    data["cached-update"] = update
-    staged = sysroot.staged
-    if update is None or (staged is not None and staged.checksum == update["checksum"]):
-        return header, []
-    return header, autoupdate.available_update_lines(update)
-
-
 __all__ = ["event_printer", "finalize_deployment", "finalize_staged", "run_finalize_staged"]

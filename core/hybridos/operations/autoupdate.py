@@ -217,3 +217,42 @@ def status_header(sysroot: Path, policy: str, *, verbose: bool = False) -> list[
     if policy == "none":
         return ["AutomaticUpdates: disabled"] if verbose else []
     return [f"AutomaticUpdates: {policy}; {timer_state(sysroot)}"]
+
+
+def _running(path: Path) -> bool:
+    from hybridos.sysroot.mounts import is_booted_root
+
+    return is_booted_root(path) or runstate.stand_in_booted(path)
+
+
+def automatic_update_status(path: Path, data: dict, *, verbose: bool = False) -> tuple[list[str], list[str]]:
+    """(the "AutomaticUpdates:" header lines, the "AvailableUpdate:" block) for ``status`` of the running
+    system; fills in ``cached-update`` in ``data`` when a policy is set, as rpm-ostree does. Costs two stat
+    calls when the sysroot is not the running system or no configuration file exists."""
+    from hybridos.operations.daemonconf import config_path, load_settings
+
+    if not _running(path) or (config_path(path) is None and not verbose):
+        return [], []
+    try:
+        policy = load_settings(path).automatic_update_policy
+    except HybridosError as exc:
+        return [f"AutomaticUpdates: unknown ({exc.message})"], []
+    header = status_header(path, policy, verbose=verbose)
+    if policy == "none":
+        return header, []
+    from hybridos.sysroot.sysroot import Sysroot
+
+    sysroot = Sysroot.load(path)
+    booted = sysroot.booted.stateroot if sysroot.booted is not None else None
+    update = cached_update_json(sysroot, booted)
+    data["cached-update"] = update
+    staged = sysroot.staged
+    if update is None or (staged is not None and staged.checksum == update["checksum"]):
+        return header, []
+    return header, available_update_lines(update)
+
+
+def with_automatic_updates(path: Path, data: dict, lines: list[str], *, verbose: bool = False) -> list[str]:
+    """``status_text`` lines with the automatic update header after "State:" and the AvailableUpdate block."""
+    header, available = automatic_update_status(path, data, verbose=verbose)
+    return [*lines[:1], *header, *lines[1:], *(["", *available] if available else [])]

@@ -140,14 +140,6 @@ def boot_complete(root: Path) -> None:
     raise SysrootError(f"finalize-staged failed on previous boot: {' '.join(text.split())}")
 
 
-def finalization_failure(root: Path) -> str | None:
-    """The message of a failed finalization not yet reported by boot-complete (for ``status``)."""
-    try:
-        return " ".join(failure_stamp(root).read_text(errors="replace").split())[:500] or "(no message)"
-    except OSError:
-        return None
-
-
 def lock_finalization(sysroot: Sysroot, locked: bool) -> Deployment:
     """Lock or unlock the staged deployment (``ostree admin lock-finalization``)."""
     if sysroot.staged is None:

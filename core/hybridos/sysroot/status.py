@@ -228,13 +228,23 @@ def transaction_json(sysroot_path: Path) -> list[str] | None:
     return ["transaction", describe_pid(pid), ""]
 
 
-def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
-    from hybridos.sysroot.staging import finalization_failure
+def _finalization_failure(root: Path) -> str | None:
+    """The message of a failed finalization not yet reported by ``admin boot-complete``
+    (``sysroot.staging``)."""
+    from hybridos.sysroot.runstate import FINALIZE_FAILURE
 
+    try:
+        text = (Path(root) / "boot" / FINALIZE_FAILURE).read_text(errors="replace")
+    except OSError:
+        return None
+    return " ".join(text.split())[:500] or "(no message)"
+
+
+def status_json(sysroot: Sysroot, *, booted_only: bool = False) -> dict:
     deps = [d for d in sysroot.deployments if d.booted or not booted_only]
     out = {"deployments": [deployment_json(sysroot, d) for d in deps],
            "transaction": transaction_json(sysroot.path), "cached-update": None, "update-driver": None}
-    failure = finalization_failure(sysroot.path) if sysroot.running else None
+    failure = _finalization_failure(sysroot.path) if sysroot.running else None
     if failure:
         out["finalize-failure"] = failure   # hybridos's: what the previous shutdown's finalization reported
     return out

@@ -4,7 +4,7 @@ libostree reads a staged deployment only on a booted system: ``/`` must be the d
 inode), the sysroot ``/``, ``/run/ostree-booted`` must exist, and ``/run/ostree/staged-deployment`` is read
 from the real ``/run``. So, in private mount and pid namespaces (``unshare``), the deployment is bind-mounted
 as a new root with the sysroot at ``/sysroot`` (``/ostree`` leads there), its ``/boot``, this machine's
-``/usr`` (the ostree binary and its libraries), the test's stand-in run directory as ``/run`` and its
+``/usr`` (the ostree binary and its libraries), the stateroot's ``/var``, the test's stand-in run directory as ``/run`` and its
 command line as ``/proc/cmdline``; the command runs there under ``chroot``. Nothing of the machine's own
 ``/run`` or ``/boot`` is visible or touched.
 """
@@ -19,12 +19,13 @@ set -e
 S=$1 D=$2 N=$3 RUN=$4 CMDLINE=$5
 shift 5
 # what a booted deployment has at its root (the test trees are minimal)
-for d in sysroot proc dev run tmp boot usr; do [ -d "$D/$d" ] || mkdir -p "$D/$d"; done
+for d in sysroot proc dev run tmp boot usr var; do [ -d "$D/$d" ] || mkdir -p "$D/$d"; done
 for l in bin lib lib64 sbin; do [ -e "$D/$l" ] || [ -L "$D/$l" ] || ln -s "usr/$l" "$D/$l"; done
 [ -L "$D/ostree" ] || ln -s sysroot/ostree "$D/ostree"
 mount --bind "$D" "$N"
 mount --bind "$S" "$N/sysroot"
 mount --bind "$S/boot" "$N/boot"
+mount --bind "$(dirname "$(dirname "$D")")/var" "$N/var"      # the stateroot's /var, as at boot
 mount --bind /usr "$N/usr"
 mount -t proc proc "$N/proc"
 mount --bind "$CMDLINE" "$N/proc/cmdline"

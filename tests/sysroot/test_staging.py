@@ -79,6 +79,17 @@ def test_upgrade_stages_and_shutdown_finalizes_with_the_etc_of_that_moment(runni
     listing = ostree("admin", "status", f"--sysroot={sr}").stdout
     assert listing.index(v2) < listing.index(v1)
 
+    # at shutdown the deployment leaving the list is not deleted (that is most of a finalization's time): the
+    # next cleanup does it
+    old = next(d for d in Sysroot.load(sr).deployments if d.checksum == v1)
+    v3 = remote.publish("3.0")
+    hyb(sr, "upgrade", env=system.env)
+    hyb(sr, "finalize-staged", env=system.env)
+    assert _boot_order(sr) == [v3, v2] and (sr / old.relpath).is_dir()
+    check_consistent(sr)
+    hyb(sr, "cleanup", "-b", env=system.env)
+    assert not (sr / old.relpath).exists() and not (sr / old.origin_relpath).exists()
+
 
 def test_offline_sysroot_deploys_at_once(running):
     system, remote, v1 = running

@@ -50,8 +50,10 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def cleanup_sysroot(sysroot: Sysroot) -> list[str]:
-    """Remove everything the loaded boot configuration does not reference; returns what was removed."""
+def cleanup_sysroot(sysroot: Sysroot, *, checkouts: bool = True) -> list[str]:
+    """Remove everything the loaded boot configuration does not reference; returns what was removed.
+    ``checkouts`` False leaves unlisted deployment directories for a later cleanup (finalization at shutdown:
+    removing a 30,000-file tree is most of its time)."""
     root = sysroot.path
     bv, sub = sysroot.bootversion, sysroot.subbootversion
     removed: list[str] = []
@@ -86,7 +88,7 @@ def cleanup_sysroot(sysroot: Sysroot) -> list[str]:
     listed = {(d.stateroot, d.name) for d in sysroot.deployments}
     deploy_root = root / "ostree/deploy"
     with contextlib.suppress(FileNotFoundError):
-        for stateroot in sorted(os.listdir(deploy_root)):
+        for stateroot in sorted(os.listdir(deploy_root)) if checkouts else ():
             ddir = deploy_root / stateroot / "deploy"
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 for name in sorted(os.listdir(ddir)):

@@ -475,12 +475,13 @@ def finish_interrupted_swap(sysroot: Sysroot, tx: Transaction) -> None:
 
 
 def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Transaction, *,
-                      prune: bool = True) -> Sysroot:
+                      prune: bool = True, remove_checkouts: bool = True) -> Sysroot:
     """Make ``deployments`` (in boot order) the sysroot's boot configuration; returns the reloaded sysroot.
 
     A staged deployment in the list stays staged (no boot entry) when it comes first, as libostree keeps it;
     anywhere else it is dropped, and so is the sysroot's staged deployment when the list leaves it out.
-    ``prune``: also delete repository objects no deployment uses any more (finalization at shutdown skips it).
+    ``prune``: also delete repository objects no deployment uses any more; ``remove_checkouts``: remove the
+    directories of deployments that left the list now (finalization at shutdown leaves both to a later cleanup).
     """
     root = sysroot.path
     finish_interrupted_swap(sysroot, tx)
@@ -559,7 +560,7 @@ def write_deployments(sysroot: Sysroot, deployments: list[Deployment], tx: Trans
 
     new = Sysroot.load(root)
     with tx.step("cleanup"):
-        cleanup_sysroot(new)
+        cleanup_sysroot(new, checkouts=remove_checkouts)
         kept = {d.checksum for d in new.deployments}
         if prune and any(d.checksum not in kept for d in sysroot.deployments):
             prune_repo(new)  # a commit left the list: drop what only it used

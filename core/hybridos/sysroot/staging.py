@@ -117,15 +117,16 @@ def _finalize(sysroot: Sysroot, staged: Deployment, tx: Transaction) -> list[str
             merge_dir = root / merge.relpath
             diff = etcmerge.diff_etc(merge_dir / "usr/etc", merge_dir / "etc")
             etcmerge.apply_etc_diff(diff, merge_dir / "etc", dep_dir / "etc")
-            notes.append(f"Copying /etc changes: {diff.summary()}")
-            tx.message(notes[-1])
+            tx.message(f"Copying /etc changes: {diff.summary()}")
         (dep_dir / "etc/.updated").unlink(missing_ok=True)
         (root / "ostree/deploy" / staged.stateroot / "var/.updated").unlink(missing_ok=True)
     new = staged.replace(staged=False, finalization_locked=False)
     unstaged = Sysroot(sysroot.path, sysroot.bootversion, sysroot.subbootversion,
                        tuple(d for d in sysroot.deployments if not d.staged), sysroot.booted, sysroot.entries)
     kept = select_kept(unstaged, new, merge)
-    write_deployments(unstaged, kept, tx, prune=False)
+    # as libostree's NO_CLEAN: no repository prune on the shutdown path, and the deployment that leaves the list
+    # is removed by the next cleanup (any deployment, `cleanup -b`), not while the machine waits to power off
+    write_deployments(unstaged, kept, tx, prune=False, remove_checkouts=False)
     return [*notes, f"Finalized {staged.stateroot} {staged.name}"]
 
 

@@ -264,3 +264,15 @@ def test_sigkill_while_finalizing_leaves_old_or_new(running, step):
         hyb(system.sysroot, "upgrade", env=system.env)
         hyb(system.sysroot, "finalize-staged", env=system.env)
         assert _boot_order(system.sysroot)[0] == v2
+
+
+def test_kargs_on_the_running_system_are_staged_with_the_whole_command_line(running):
+    system, remote, v1 = running
+    sr = system.sysroot
+    hyb(sr, "kargs", "--append", "quiet", "--delete", "rw", env=system.env)
+    state = parse_state(system.staged_file.read_bytes())
+    assert state.kargs == ("root=/dev/vda1", "quiet") and state.target.checksum == v1
+    assert _boot_order(sr) == [v1] and "quiet" not in Sysroot.load(sr).deployments[0].kargs
+    hyb(sr, "finalize-staged", env=system.env)
+    s = Sysroot.load(sr)
+    assert [d.kargs for d in s.deployments] == ["root=/dev/vda1 quiet", "root=/dev/vda1 rw"]
